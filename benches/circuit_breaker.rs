@@ -1,0 +1,131 @@
+//! Circuit breaker cost per call, against a bare `service_fn`, tower's `Timeout` and
+//! tower-resilience's breaker, in one run.
+//!
+//! `cargo bench --bench circuit_breaker` prints a table of medians and ratios at the end.
+
+mod support;
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow};
+use tower::{Layer, ServiceExt, service_fn};
+
+#[global_allocator]
+static ALLOC: support::Counting = support::Counting;
+
+const ONE: &str = "circuit_breaker/1_task";
+const TWO: &str = "circuit_breaker/2_tasks";
+
+fn main() {
+    let mut c = support::configure();
+    let mut allocs = Vec::new();
+    let bare = service_fn(|()| async { Ok::<_, Infallible>(()) });
+    let names = [
+        "bare",
+        "tower_timeout",
+        "palisade_closed_count",
+        "palisade_closed_slow_rule",
+        "palisade_closed_time_window",
+        "palisade_open",
+        "tower_resilience_closed",
+        "tower_resilience_open",
+    ];
+    {
+        support::case(&mut c, (ONE, TWO), &mut allocs, "bare", bare, ());
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "tower_timeout",
+            tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(bare),
+            (),
+        );
+        let closed = CircuitBreakerLayer::builder().build().unwrap();
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "palisade_closed_count",
+            closed.layer(bare),
+            (),
+        );
+        let slow = CircuitBreakerLayer::builder()
+            .slow_call_duration(Duration::from_secs(1))
+            .build()
+            .unwrap();
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "palisade_closed_slow_rule",
+            slow.layer(bare),
+            (),
+        );
+        let timed = CircuitBreakerLayer::builder()
+            .window(SlidingWindow::Time(Duration::from_secs(10)))
+            .build()
+            .unwrap();
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "palisade_closed_time_window",
+            timed.layer(bare),
+            (),
+        );
+        // A tripped breaker (not forced): the rejection path reads the clock to know whether the
+        // open duration has passed.
+        let tripped = CircuitBreakerLayer::builder()
+            .window(SlidingWindow::Count(1))
+            .minimum_calls(1)
+            .open_duration(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let failing = service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
+        support::runtime1().block_on(async {
+            let _ = tripped.layer(failing).oneshot(()).await;
+        });
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "palisade_open",
+            tripped.layer(bare),
+            (),
+        );
+
+        let tr = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+            .build()
+            .unwrap();
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "tower_resilience_closed",
+            tr.layer(bare),
+            (),
+        );
+        let tr_open = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+            .build()
+            .unwrap()
+            .layer(bare);
+        support::runtime1().block_on(tr_open.force_open());
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "tower_resilience_open",
+            tr_open,
+            (),
+        );
+    }
+    c.final_summary();
+    support::report(
+        ONE,
+        TWO,
+        &names,
+        &["bare", "tower_timeout", "tower_resilience_closed"],
+        &allocs,
+    );
+}

@@ -1,0 +1,191 @@
+//! Shared bench harness: one task and two contended tasks through `ready().call()`, a counting
+//! allocator, and a table of medians as ratios to a baseline measured in the same run.
+#![allow(dead_code)]
+// Wall-clock time is what a benchmark measures.
+#![allow(clippy::disallowed_methods)]
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::hint::black_box;
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use tower::{Service, ServiceExt};
+
+/// Counts allocations made by the current thread.
+pub struct Counting;
+
+thread_local! {
+    static ALLOCS: Cell<u64> = const { Cell::new(0) };
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
+        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
+        unsafe { System.realloc(ptr, layout, new) }
+    }
+}
+
+fn allocs() -> u64 {
+    ALLOCS.with(Cell::get)
+}
+
+pub fn runtime1() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Drives `iters` calls through `svc`, awaiting each.
+async fn drive<S, Req>(svc: &mut S, req: &Req, iters: u64)
+where
+    S: Service<Req>,
+    Req: Clone,
+{
+    for _ in 0..iters {
+        let ready = svc.ready().await.ok();
+        if let Some(ready) = ready {
+            let _ = black_box(ready.call(req.clone()).await.is_ok());
+        }
+    }
+}
+
+/// Measures one case: one task, and two tasks on two worker threads sharing one instance
+/// (reported per call per task, so 1.0x is perfect scaling). Also counts allocations per call.
+pub fn case<S, Req>(
+    c: &mut Criterion,
+    groups: (&str, &str),
+    allocs_out: &mut Vec<(String, f64)>,
+    name: &str,
+    svc: S,
+    req: Req,
+) where
+    S: Service<Req> + Clone + Send + Sync + 'static,
+    S::Future: Send,
+    Req: Clone + Send + Sync + 'static,
+{
+    let rt1 = runtime1();
+    // Allocations per call, after a warm-up.
+    {
+        let mut s = svc.clone();
+        let req = req.clone();
+        let per_call = rt1.block_on(async move {
+            drive(&mut s, &req, 1_000).await;
+            let before = allocs();
+            drive(&mut s, &req, 10_000).await;
+            (allocs() - before) as f64 / 10_000.0
+        });
+        allocs_out.push((name.to_owned(), per_call));
+    }
+    let mut one = c.benchmark_group(groups.0);
+    one.bench_function(name, |b| {
+        b.to_async(&rt1).iter_custom(|iters| {
+            let mut s = svc.clone();
+            let req = req.clone();
+            async move {
+                let start = Instant::now();
+                drive(&mut s, &req, iters).await;
+                start.elapsed()
+            }
+        })
+    });
+    one.finish();
+    let mut two = c.benchmark_group(groups.1);
+    two.bench_function(name, |b| {
+        b.iter_custom(|iters| {
+            // Two OS threads, each driving its own clone on its own runtime, started together.
+            let barrier = Barrier::new(2);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..2)
+                    .map(|_| {
+                        let mut s = svc.clone();
+                        let req = req.clone();
+                        let barrier = &barrier;
+                        scope.spawn(move || {
+                            let rt = runtime1();
+                            rt.block_on(async move {
+                                barrier.wait();
+                                let start = Instant::now();
+                                drive(&mut s, &req, iters).await;
+                                start.elapsed()
+                            })
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().unwrap())
+                    .max()
+                    .unwrap_or(Duration::ZERO)
+            })
+        })
+    });
+    two.finish();
+}
+
+pub fn configure() -> Criterion {
+    Criterion::default()
+        .warm_up_time(Duration::from_millis(700))
+        .measurement_time(Duration::from_secs(2))
+        .sample_size(30)
+        .configure_from_args()
+}
+
+fn median_ns(group: &str, id: &str) -> Option<f64> {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from("target"));
+    let path = dir
+        .join("criterion")
+        .join(group.replace('/', "_"))
+        .join(id)
+        .join("new")
+        .join("estimates.json");
+    let text = std::fs::read_to_string(path).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
+/// Prints medians, ratios to `baselines` and the contention ratio for every case.
+pub fn report(one: &str, two: &str, names: &[&str], baselines: &[&str], allocs: &[(String, f64)]) {
+    let mut head = format!(
+        "\n{:<44} {:>9} {:>9} {:>8}",
+        "case", "1 task ns", "2 task ns", "2/1"
+    );
+    for b in baselines {
+        head.push_str(&format!(" {:>14}", format!("/ {b}")));
+    }
+    head.push_str(&format!(" {:>8}", "allocs"));
+    println!("{head}");
+    for name in names {
+        let (Some(m1), m2) = (median_ns(one, name), median_ns(two, name)) else {
+            continue;
+        };
+        let mut line = format!(
+            "{:<44} {:>9.1} {:>9} {:>8}",
+            name,
+            m1,
+            m2.map_or("-".into(), |m| format!("{m:.1}")),
+            m2.map_or("-".into(), |m| format!("{:.2}x", m / m1)),
+        );
+        for b in baselines {
+            let r = median_ns(one, b).map_or("-".into(), |base| format!("{:.2}x", m1 / base));
+            line.push_str(&format!(" {r:>14}"));
+        }
+        let a = allocs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("-".into(), |(_, a)| format!("{a:.1}"));
+        line.push_str(&format!(" {a:>8}"));
+        println!("{line}");
+    }
+}

@@ -1,0 +1,246 @@
+//! Circuit breaker configuration, its defaults and its validation.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+use super::window::BUCKETS;
+
+/// The largest count-based window.
+pub const MAX_WINDOW_CALLS: u32 = 1_000_000;
+/// The largest number of half-open probes.
+pub const MAX_PROBES: u32 = 1_000;
+/// The shortest time-based window (one bucket per millisecond).
+pub const MIN_WINDOW_TIME: Duration = Duration::from_millis(BUCKETS);
+/// The longest time-based window.
+pub const MAX_WINDOW_TIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest `max_half_open_wait`: a half-open breaker must end its trial in bounded time.
+pub const MAX_HALF_OPEN_WAIT: Duration = Duration::from_secs(24 * 3600);
+
+/// Which outcomes the failure and slow-call rates are computed over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum SlidingWindow {
+    /// The last N recorded outcomes (`1..=1_000_000`).
+    Count(u32),
+    /// The outcomes recorded in the last period (`20 ms..=24 h`), kept in 20 buckets of a
+    /// twentieth of the period each.
+    Time(#[cfg_attr(feature = "serde", serde(with = "humantime_serde"))] Duration),
+}
+
+/// How the open duration grows with each consecutive trip (a probe that fails reopens the
+/// breaker for longer), so that a dependency that stays down is probed less and less often.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+pub struct Backoff {
+    /// Factor applied per consecutive trip (`>= 1`, finite). Default 2.
+    pub multiplier: f64,
+    /// The longest open duration (`>= open_duration`). Default 5 minutes.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub max: Duration,
+    /// Random spread, as a fraction of the duration: 0.2 means ±20 % (`0..1`). Default 0.2.
+    pub jitter: f64,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            multiplier: 2.0,
+            max: Duration::from_secs(300),
+            jitter: 0.2,
+        }
+    }
+}
+
+/// Every setting of a circuit breaker. Build one with [`CircuitBreakerLayer::builder`]
+/// (or deserialize it, feature `serde`) and check it with [`validate`](Self::validate).
+///
+/// The defaults follow resilience4j's, except that the slow-call rule is off (it costs two clock
+/// reads per call) and a half-open trial is bounded in time.
+///
+/// [`CircuitBreakerLayer::builder`]: super::CircuitBreakerLayer::builder
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(remote = "Self", default, deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct CircuitBreakerConfig {
+    /// Name used in events and metrics. Default `"default"`.
+    pub name: String,
+    /// The sliding window. Default: the last 100 calls.
+    pub window: SlidingWindow,
+    /// Outcomes needed in the window before a rate can trip the breaker (`>= 1`, and at most the
+    /// window size for a count-based window). Default 100.
+    pub minimum_calls: u32,
+    /// Failure rate at or above which the breaker opens (`0 < rate <= 1`). Default 0.5.
+    pub failure_rate: f64,
+    /// Calls taking at least this long are slow. `None` (the default) turns the rule off.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub slow_call_duration: Option<Duration>,
+    /// Slow-call rate at or above which the breaker opens (`0 < rate <= 1`). Default 1.0.
+    pub slow_call_rate: f64,
+    /// Open after this many failures in a row, whatever the rates (`>= 1`). Default `None`.
+    pub consecutive_failures: Option<u32>,
+    /// How long the breaker stays open before probing (`> 0`). Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub open_duration: Duration,
+    /// Growth of the open duration per consecutive trip. Default `None` (fixed).
+    pub backoff: Option<Backoff>,
+    /// Cap on the pushback a dependency can ask for (`Retry-After`, `grpc-retry-pushback-ms`);
+    /// zero ignores pushback. Default 5 minutes.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub max_pushback: Duration,
+    /// Calls admitted as probes while half-open (`1..=1000`). Default 10.
+    pub permitted_probes: u32,
+    /// Share of probes that must succeed (fast) to close the breaker (`0 < rate <= 1`).
+    /// Default 0.5.
+    pub probe_success_rate: f64,
+    /// The longest a half-open trial may last; after it the breaker reopens
+    /// (`0 < wait <= 24 h`). Default 60 s.
+    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
+    pub max_half_open_wait: Duration,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".to_owned(),
+            window: SlidingWindow::Count(100),
+            minimum_calls: 100,
+            failure_rate: 0.5,
+            slow_call_duration: None,
+            slow_call_rate: 1.0,
+            consecutive_failures: None,
+            open_duration: Duration::from_secs(60),
+            backoff: None,
+            max_pushback: Duration::from_secs(300),
+            permitted_probes: 10,
+            probe_success_rate: 0.5,
+            max_half_open_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+#[cfg(feature = "serde")]
+impl<'de> serde::Deserialize<'de> for CircuitBreakerConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let config = CircuitBreakerConfig::deserialize(d)?;
+        config.validate().map_err(serde::de::Error::custom)?;
+        Ok(config)
+    }
+}
+
+fn rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
+    if v.is_finite() && v > 0.0 && v <= 1.0 {
+        Ok(())
+    } else {
+        Err(ConfigError::new(field, "must be a fraction in (0, 1]", v))
+    }
+}
+
+impl CircuitBreakerConfig {
+    /// Checks every field; the error names the first one that is wrong.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match self.window {
+            SlidingWindow::Count(n) if n == 0 || n > MAX_WINDOW_CALLS => {
+                return Err(ConfigError::new(
+                    "window",
+                    "count must be in 1..=1000000",
+                    n,
+                ));
+            }
+            SlidingWindow::Time(d) if !(MIN_WINDOW_TIME..=MAX_WINDOW_TIME).contains(&d) => {
+                return Err(ConfigError::new(
+                    "window",
+                    "time must be between 20ms and 24h",
+                    d,
+                ));
+            }
+            _ => {}
+        }
+        if self.minimum_calls == 0 {
+            return Err(ConfigError::new("minimum_calls", "must be at least 1", 0));
+        }
+        if let SlidingWindow::Count(n) = self.window {
+            if self.minimum_calls > n {
+                return Err(ConfigError::new(
+                    "minimum_calls",
+                    "must not exceed the count-based window (the breaker could never trip)",
+                    self.minimum_calls,
+                ));
+            }
+        }
+        rate("failure_rate", self.failure_rate)?;
+        rate("slow_call_rate", self.slow_call_rate)?;
+        rate("probe_success_rate", self.probe_success_rate)?;
+        if self.slow_call_duration == Some(Duration::ZERO) {
+            return Err(ConfigError::new(
+                "slow_call_duration",
+                "must be > 0 (use None to turn the rule off)",
+                Duration::ZERO,
+            ));
+        }
+        if self.consecutive_failures == Some(0) {
+            return Err(ConfigError::new(
+                "consecutive_failures",
+                "must be at least 1 (use None to turn the rule off)",
+                0,
+            ));
+        }
+        if self.open_duration.is_zero() {
+            return Err(ConfigError::new(
+                "open_duration",
+                "must be > 0",
+                Duration::ZERO,
+            ));
+        }
+        if let Some(b) = self.backoff {
+            if !(b.multiplier.is_finite() && b.multiplier >= 1.0) {
+                return Err(ConfigError::new(
+                    "backoff.multiplier",
+                    "must be finite and >= 1",
+                    b.multiplier,
+                ));
+            }
+            if b.max < self.open_duration {
+                return Err(ConfigError::new(
+                    "backoff.max",
+                    "must be >= open_duration",
+                    b.max,
+                ));
+            }
+            if !(b.jitter.is_finite() && (0.0..1.0).contains(&b.jitter)) {
+                return Err(ConfigError::new(
+                    "backoff.jitter",
+                    "must be a fraction in [0, 1)",
+                    b.jitter,
+                ));
+            }
+        }
+        if self.permitted_probes == 0 || self.permitted_probes > MAX_PROBES {
+            return Err(ConfigError::new(
+                "permitted_probes",
+                "must be in 1..=1000",
+                self.permitted_probes,
+            ));
+        }
+        if self.max_half_open_wait.is_zero() || self.max_half_open_wait > MAX_HALF_OPEN_WAIT {
+            return Err(ConfigError::new(
+                "max_half_open_wait",
+                "must be > 0 and at most 24h",
+                self.max_half_open_wait,
+            ));
+        }
+        Ok(())
+    }
+}

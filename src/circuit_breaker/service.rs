@@ -1,0 +1,194 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower::{BoxError, Service};
+
+use crate::classify::{Classify, DefaultClassifier};
+
+use super::future::{Guard, ResponseFuture};
+use super::handle::{Breaker, CloneRef, Handle};
+use super::state::{Permit, Rejection};
+
+/// The decision taken in `poll_ready`, kept for the next `call`. Gives an unused permit back
+/// when dropped.
+#[derive(Debug)]
+struct Slot {
+    breaker: Arc<CloneRef>,
+    permit: Option<Permit>,
+    rejection: Option<Rejection>,
+}
+
+impl Slot {
+    fn admit(&mut self) {
+        if self.permit.is_none() && self.rejection.is_none() {
+            match self.breaker.machine.admit(self.breaker.clock()) {
+                Ok(permit) => self.permit = Some(permit),
+                Err(rejection) => self.rejection = Some(rejection),
+            }
+        }
+    }
+
+    fn clear(&mut self) {
+        self.rejection = None;
+        if let Some(permit) = self.permit.take() {
+            self.breaker.machine.release(permit);
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+/// A service guarded by a circuit breaker. Made by [`CircuitBreakerLayer`].
+///
+/// # Errors
+///
+/// Fails with [`CircuitOpen`] (boxed) when the breaker rejects the call; inner errors are
+/// converted into [`BoxError`] unchanged.
+///
+/// # Readiness
+///
+/// `poll_ready` asks the breaker first. If the call is rejected, it reports ready *without*
+/// polling the inner service, and `call` fails at once: an open breaker never touches the
+/// dependency, and tower's "an `Err` from `poll_ready` means discard this service" rule is kept.
+/// If admitted, the admission (a probe slot when half-open) is held until `call`, and given
+/// back if the service is dropped first.
+///
+/// # Clone
+///
+/// Clones share the breaker (cloning allocates a small per-clone reference, so that tasks
+/// with their own clones do not contend on one reference count); each has its own copy of the classifier (which is also cloned
+/// into every response future, so keep classifiers cheap to clone). A clone does not inherit an admission taken
+/// by `poll_ready` on the original; it must be made ready itself.
+///
+/// # Cancellation
+///
+/// A response future dropped before it completes records nothing but gives back its probe
+/// slot: a cancelled call is ignored.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .minimum_calls(5)
+///     .window(palisade::circuit_breaker::SlidingWindow::Count(10))
+///     .build()
+///     .unwrap();
+/// let breaker = layer.handle();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x * 2) }));
+/// assert_eq!(svc.ready().await.unwrap().call(21).await.unwrap(), 42);
+/// assert_eq!(breaker.snapshot().calls, 1);
+/// # }
+/// ```
+///
+/// [`CircuitBreakerLayer`]: super::CircuitBreakerLayer
+/// [`CircuitOpen`]: crate::error::CircuitOpen
+#[derive(Debug)]
+pub struct CircuitBreaker<S, C = DefaultClassifier> {
+    inner: S,
+    classifier: C,
+    slot: Slot,
+}
+
+impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+    fn clone(&self) -> Self {
+        Self::new(
+            self.inner.clone(),
+            Arc::clone(&self.slot.breaker.0),
+            self.classifier.clone(),
+        )
+    }
+}
+
+impl<S, C> CircuitBreaker<S, C> {
+    pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
+        Self {
+            inner,
+            classifier,
+            slot: Slot {
+                breaker: Arc::new(CloneRef(breaker)),
+                permit: None,
+                rejection: None,
+            },
+        }
+    }
+
+    /// A handle on the breaker.
+    pub fn handle(&self) -> Handle {
+        Handle::new(Arc::clone(&self.slot.breaker.0))
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the wrapper.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.slot.admit();
+        if self.slot.rejection.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Err(e)) => {
+                self.slot.clear(); // gives the permit back
+                Poll::Ready(Err(e.into()))
+            }
+            other => other.map_err(Into::into),
+        }
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        // Without `poll_ready` first (a broken contract) the breaker still decides.
+        self.slot.admit();
+        if let Some(rejection) = self.slot.rejection.take() {
+            return ResponseFuture::rejected(rejection);
+        }
+        match self.slot.permit.take() {
+            Some(permit) => {
+                let breaker = self.slot.breaker.clone();
+                let start = breaker.machine.needs_duration().then(Instant::now);
+                ResponseFuture::called(
+                    self.inner.call(req),
+                    Guard::new(breaker, permit, start),
+                    self.classifier.clone(),
+                )
+            }
+            None => ResponseFuture::rejected(Rejection {
+                reason: super::state::RejectReason::ForcedOpen,
+                retry_after: None,
+            }),
+        }
+    }
+}

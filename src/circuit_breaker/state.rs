@@ -1,0 +1,891 @@
+//! The breaker's decision core: a synchronous state machine with no tokio or tower in it.
+//!
+//! The state lives in one atomic word (state, generation, half-open probe counts), so the
+//! common decisions are a load (closed: admit) or a compare-and-swap (half-open: reserve a
+//! probe slot). Transitions are rare and happen under a mutex, which keeps their side data
+//! (open-until, half-open start, trip count) consistent; the word is published last.
+
+use std::hash::{BuildHasher, Hasher};
+use std::num::NonZeroU64;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::time::Duration;
+
+use crate::classify::{Outcome, OutcomeKind};
+use crate::error::ConfigError;
+use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering, Padded, lock};
+
+use super::config::{CircuitBreakerConfig, SlidingWindow};
+use super::window::{BUCKETS, CountWindow, TimeWindow, WindowCounts};
+
+/// The state of a circuit breaker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum State {
+    /// Calls flow; outcomes are counted.
+    Closed,
+    /// Calls are rejected until the open duration has passed.
+    Open,
+    /// A limited number of probes are admitted; their verdict closes or reopens the breaker.
+    HalfOpen,
+    /// Forced open by an operator: every call is rejected until reset.
+    ForcedOpen,
+    /// Disabled by an operator: every call is admitted and counted, the breaker never trips.
+    Disabled,
+    /// Every call is admitted; when the rates would trip the breaker, a would-trip transition
+    /// is reported and the window starts afresh, but nothing is ever rejected.
+    MetricsOnly,
+}
+
+impl State {
+    const ALL: [State; 6] = [
+        State::Closed,
+        State::Open,
+        State::HalfOpen,
+        State::ForcedOpen,
+        State::Disabled,
+        State::MetricsOnly,
+    ];
+
+    /// Whether calls are admitted without limit in this state.
+    pub const fn admits_all(self) -> bool {
+        matches!(self, State::Closed | State::Disabled | State::MetricsOnly)
+    }
+
+    /// A small number for gauges: Closed 0, Open 1, HalfOpen 2, ForcedOpen 3, Disabled 4,
+    /// MetricsOnly 5.
+    pub const fn as_index(self) -> u8 {
+        self as u8
+    }
+}
+
+/// Current time as a duration since an origin of the caller's choosing, read lazily.
+///
+/// The closed path needs no clock: pass a closure (`|| clock.now()`) and it is only called when
+/// a rule needs the time. A plain [`Duration`] works too.
+pub trait Now {
+    /// The current time.
+    fn now(self) -> Duration;
+}
+
+impl Now for Duration {
+    fn now(self) -> Duration {
+        self
+    }
+}
+
+impl<F: FnOnce() -> Duration> Now for F {
+    fn now(self) -> Duration {
+        self()
+    }
+}
+
+/// Reads the clock at most once.
+struct Clock<N> {
+    source: Option<N>,
+    value: u64,
+}
+
+impl<N: Now> Clock<N> {
+    fn new(source: N) -> Self {
+        Self {
+            source: Some(source),
+            value: 0,
+        }
+    }
+
+    fn get(&mut self) -> u64 {
+        if let Some(source) = self.source.take() {
+            self.value = nanos(source.now());
+        }
+        self.value
+    }
+}
+
+#[inline]
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+/// An admission. Hand it back to [`StateMachine::record`] (or [`StateMachine::release`]) exactly
+/// once: a half-open probe holds a slot until then.
+#[derive(Debug, PartialEq, Eq)]
+#[must_use = "a permit must be recorded or released, or a probe slot stays taken"]
+pub struct Permit(NonZeroU64);
+
+impl Permit {
+    #[inline]
+    fn new(generation: u32, probe: bool) -> Self {
+        // generation | probe | 1: one aligned word, and `Option<Permit>` costs nothing more.
+        Self(NonZeroU64::MIN | (u64::from(probe) << 1) | (u64::from(generation) << 2))
+    }
+
+    /// Whether this call is a half-open probe.
+    #[inline]
+    pub fn is_probe(&self) -> bool {
+        self.0.get() & 0b10 != 0
+    }
+
+    /// The generation of the state the call was admitted in.
+    #[inline]
+    pub fn generation(&self) -> u32 {
+        (self.0.get() >> 2) as u32
+    }
+}
+
+/// Why a call was rejected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum RejectReason {
+    /// The breaker is open.
+    Open,
+    /// The breaker is half-open and every probe slot is taken.
+    HalfOpenFull,
+    /// An operator forced the breaker open.
+    ForcedOpen,
+}
+
+/// A rejected admission.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rejection {
+    /// Why.
+    pub reason: RejectReason,
+    /// Time until a probe can be admitted: the rest of the open duration, or for a full
+    /// half-open breaker the time until its trial ends at the latest. `None` when forced open.
+    pub retry_after: Option<Duration>,
+}
+
+/// What made the breaker change state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub enum Cause {
+    /// The failure rate reached its threshold.
+    FailureRate,
+    /// The slow-call rate reached its threshold.
+    SlowCallRate,
+    /// Too many failures in a row.
+    ConsecutiveFailures,
+    /// The open duration passed.
+    OpenDurationElapsed,
+    /// Enough probes succeeded.
+    ProbesSucceeded,
+    /// Too many probes failed.
+    ProbesFailed,
+    /// The half-open trial ran past `max_half_open_wait`.
+    HalfOpenTimeout,
+    /// An operator asked for it.
+    Operator,
+}
+
+/// A change of state (or, in `MetricsOnly`, a trip that would have happened).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Transition {
+    /// State before.
+    pub from: State,
+    /// State after (for a would-trip: `Open`, while the breaker stays `MetricsOnly`).
+    pub to: State,
+    /// What caused it.
+    pub cause: Cause,
+    /// The window's counts that caused a trip (zero for other transitions).
+    pub window: WindowCounts,
+    /// For a transition to `Open`: how long it stays open.
+    pub open_for: Option<Duration>,
+    /// Whether this is only a would-trip report from a `MetricsOnly` breaker.
+    pub would_trip: bool,
+    /// When it happened, on the caller's clock.
+    pub at: Duration,
+}
+
+/// What [`StateMachine::snapshot`] reads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+pub struct Snapshot {
+    /// The state.
+    pub state: State,
+    /// Generation: how many transitions since creation.
+    pub generation: u32,
+    /// Outcomes in the window (closed, disabled and metrics-only states).
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// Calls rejected since creation.
+    pub rejected: u64,
+    /// Probes in flight (half-open).
+    pub probes_in_flight: u32,
+    /// Probes that succeeded in this half-open trial.
+    pub probe_successes: u32,
+    /// Probes that failed in this half-open trial.
+    pub probe_failures: u32,
+    /// Consecutive trips without a close in between (drives the backoff).
+    pub consecutive_trips: u32,
+    /// Time until the next probe is admitted (open).
+    pub retry_after: Option<Duration>,
+}
+
+// The state word: state (3 bits) | probes in flight (10) | probe successes (10) |
+// probe failures (10) | generation (31).
+const STATE_MASK: u64 = 0b111;
+const PROBE_BITS: u32 = 10;
+const PROBE_MASK: u64 = (1 << PROBE_BITS) - 1;
+const IN_FLIGHT_SHIFT: u32 = 3;
+const OK_SHIFT: u32 = IN_FLIGHT_SHIFT + PROBE_BITS;
+const BAD_SHIFT: u32 = OK_SHIFT + PROBE_BITS;
+const GEN_SHIFT: u32 = BAD_SHIFT + PROBE_BITS;
+const GEN_MASK: u64 = (1 << (64 - GEN_SHIFT)) - 1;
+
+fn encode(state: State, generation: u32) -> u64 {
+    state as u64 | ((u64::from(generation) & GEN_MASK) << GEN_SHIFT)
+}
+
+#[inline]
+fn state_of(w: u64) -> State {
+    State::ALL
+        .get((w & STATE_MASK) as usize)
+        .copied()
+        .unwrap_or(State::Closed)
+}
+
+#[inline]
+fn gen_of(w: u64) -> u32 {
+    ((w >> GEN_SHIFT) & GEN_MASK) as u32
+}
+
+fn next_gen(w: u64) -> u32 {
+    ((u64::from(gen_of(w)) + 1) & GEN_MASK) as u32
+}
+
+fn probes_of(w: u64) -> (u32, u32, u32) {
+    (
+        ((w >> IN_FLIGHT_SHIFT) & PROBE_MASK) as u32,
+        ((w >> OK_SHIFT) & PROBE_MASK) as u32,
+        ((w >> BAD_SHIFT) & PROBE_MASK) as u32,
+    )
+}
+
+#[derive(Debug)]
+enum Window {
+    Count(CountWindow),
+    Time(TimeWindow),
+}
+
+impl Window {
+    fn reset(&self, epoch: u32) {
+        match self {
+            Window::Count(w) => w.reset(epoch),
+            Window::Time(w) => w.reset(epoch),
+        }
+    }
+
+    fn counts(&self, now: u64) -> WindowCounts {
+        match self {
+            Window::Count(w) => w.counts(),
+            Window::Time(w) => w.counts(now),
+        }
+    }
+}
+
+/// Settings in the form the hot path uses.
+#[derive(Debug, Clone)]
+struct Settings {
+    minimum_calls: u32,
+    failure_rate: f64,
+    slow_nanos: Option<u64>,
+    slow_call_rate: f64,
+    consecutive_failures: Option<u32>,
+    open_nanos: u64,
+    backoff: Option<(f64, u64, f64)>,
+    max_pushback: u64,
+    probes: u32,
+    required_successes: u32,
+    max_half_open_wait: u64,
+}
+
+#[derive(Debug)]
+struct Aux {
+    /// Trips since the breaker last closed.
+    trips: u32,
+    rng: u64,
+}
+
+type Observer = Box<dyn Fn(&Transition) + Send + Sync>;
+
+/// The circuit breaker's decision core.
+///
+/// Thread-safe and lock-free on the admission path. Time is passed in by the caller as a
+/// [`Duration`] since any fixed origin, lazily (see [`Now`]), so the machine can be driven by a
+/// real clock, tokio's (pausable) clock, or a test's counter.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow, State, StateMachine};
+/// use palisade::classify::Outcome;
+///
+/// let mut config = CircuitBreakerConfig::default();
+/// config.window = SlidingWindow::Count(4);
+/// config.minimum_calls = 2;
+/// let sm = StateMachine::new(&config).unwrap();
+/// let t = Duration::ZERO;
+/// for _ in 0..2 {
+///     let permit = sm.admit(t).unwrap();
+///     sm.record(permit, Outcome::failure(), t);
+/// }
+/// assert_eq!(sm.snapshot(t).state, State::Open);
+/// assert!(sm.admit(t).is_err());
+/// ```
+pub struct StateMachine {
+    word: Padded<AtomicU64>,
+    window: Window,
+    consecutive: Padded<AtomicU32>,
+    rejected: Padded<AtomicU64>,
+    open_until: AtomicU64,
+    half_open_since: AtomicU64,
+    pushback_until: AtomicU64,
+    aux: Mutex<Aux>,
+    settings: Settings,
+    observer: Option<Observer>,
+}
+
+impl std::fmt::Debug for StateMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateMachine")
+            .field("state", &state_of(self.word.load(Ordering::Relaxed)))
+            .field("window", &self.window)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StateMachine {
+    /// A closed breaker with a validated configuration.
+    pub fn new(config: &CircuitBreakerConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let slow = config.slow_call_duration.map(nanos);
+        let window = match config.window {
+            SlidingWindow::Count(n) => Window::Count(CountWindow::new(n, slow.is_some(), 0)),
+            SlidingWindow::Time(d) => Window::Time(TimeWindow::new(nanos(d).div_ceil(BUCKETS), 0)),
+        };
+        let probes = config.permitted_probes;
+        let required = ((config.probe_success_rate * f64::from(probes)) - 1e-9).ceil();
+        let required_successes = (required as u32).clamp(1, probes);
+        let seed = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish();
+        Ok(Self {
+            word: Padded(AtomicU64::new(encode(State::Closed, 0))),
+            window,
+            consecutive: Padded(AtomicU32::new(0)),
+            rejected: Padded(AtomicU64::new(0)),
+            open_until: AtomicU64::new(0),
+            half_open_since: AtomicU64::new(0),
+            pushback_until: AtomicU64::new(0),
+            aux: Mutex::new(Aux {
+                trips: 0,
+                rng: seed | 1,
+            }),
+            settings: Settings {
+                minimum_calls: config.minimum_calls,
+                failure_rate: config.failure_rate,
+                slow_nanos: slow,
+                slow_call_rate: config.slow_call_rate,
+                consecutive_failures: config.consecutive_failures,
+                open_nanos: nanos(config.open_duration),
+                backoff: config
+                    .backoff
+                    .map(|b| (b.multiplier, nanos(b.max), b.jitter)),
+                max_pushback: nanos(config.max_pushback),
+                probes,
+                required_successes,
+                max_half_open_wait: nanos(config.max_half_open_wait),
+            },
+            observer: None,
+        })
+    }
+
+    /// Calls `observer` with every transition (after it took effect, outside any lock). A
+    /// panicking observer is caught and ignored.
+    pub fn with_observer(mut self, observer: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
+        self.observer = Some(Box::new(observer));
+        self
+    }
+
+    /// Whether calls must be timed: the slow-call rule needs each call's duration.
+    #[inline]
+    pub fn needs_duration(&self) -> bool {
+        self.settings.slow_nanos.is_some()
+    }
+
+    /// Whether [`record`](Self::record) reads the clock on every call (time-based window).
+    pub fn needs_clock_to_record(&self) -> bool {
+        matches!(self.window, Window::Time(_))
+    }
+
+    /// Asks to make a call. Closed: admitted without reading the clock. Open: rejected until
+    /// the open duration has passed, then the breaker turns half-open. Half-open: admitted as a
+    /// probe while a slot is free.
+    pub fn admit(&self, now: impl Now) -> Result<Permit, Rejection> {
+        let mut w = self.word.load(Ordering::Acquire);
+        if w & STATE_MASK == State::Closed as u64 {
+            return Ok(Permit::new(gen_of(w), false));
+        }
+        let mut clock = Clock::new(now);
+        let mut probed = false;
+        loop {
+            match state_of(w) {
+                State::Closed | State::Disabled | State::MetricsOnly => {
+                    return Ok(Permit::new(gen_of(w), false));
+                }
+                State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
+                State::Open => {
+                    let t = clock.get();
+                    let until = self.open_until.load(Ordering::Acquire);
+                    // Once per admission at most: at a saturated clock a trial can end the
+                    // moment it starts, and the caller must get an answer, not a loop.
+                    if t < until || probed {
+                        let retry = until.saturating_sub(t);
+                        return Err(self.reject(RejectReason::Open, Some(retry)));
+                    }
+                    probed = true;
+                    self.enter_half_open(w, t);
+                }
+                State::HalfOpen => {
+                    let t = clock.get();
+                    let deadline = self
+                        .half_open_since
+                        .load(Ordering::Acquire)
+                        .saturating_add(self.settings.max_half_open_wait);
+                    if t >= deadline {
+                        self.reopen(
+                            gen_of(w),
+                            t,
+                            Cause::HalfOpenTimeout,
+                            WindowCounts::default(),
+                        );
+                    } else {
+                        let (in_flight, ok, bad) = probes_of(w);
+                        if in_flight + ok + bad >= self.settings.probes {
+                            return Err(self.reject(RejectReason::HalfOpenFull, Some(deadline - t)));
+                        }
+                        match self.word.compare_exchange_weak(
+                            w,
+                            w + (1 << IN_FLIGHT_SHIFT),
+                            Ordering::AcqRel,
+                            Ordering::Acquire,
+                        ) {
+                            Ok(_) => {
+                                return Ok(Permit::new(gen_of(w), true));
+                            }
+                            Err(actual) => {
+                                w = actual;
+                                continue;
+                            }
+                        }
+                    }
+                }
+            }
+            w = self.word.load(Ordering::Acquire);
+        }
+    }
+
+    fn reject(&self, reason: RejectReason, retry_after_nanos: Option<u64>) -> Rejection {
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        Rejection {
+            reason,
+            retry_after: retry_after_nanos.map(Duration::from_nanos),
+        }
+    }
+
+    /// Gives a permit back without an outcome (the call was cancelled or did not count).
+    #[inline]
+    pub fn release(&self, permit: Permit) {
+        self.record(permit, Outcome::ignored(), Duration::ZERO);
+    }
+
+    /// Records the outcome of an admitted call. An outcome whose permit belongs to an earlier
+    /// generation (the breaker changed state since the call was admitted) changes nothing;
+    /// an ignored outcome only gives back a probe slot.
+    pub fn record(&self, permit: Permit, outcome: Outcome, now: impl Now) {
+        let mut clock = Clock::new(now);
+        let slow = match self.settings.slow_nanos {
+            Some(limit) => nanos(outcome.duration()) >= limit,
+            None => false,
+        };
+        let generation = permit.generation();
+        if permit.is_probe() {
+            self.record_probe(generation, outcome, slow, &mut clock);
+            return;
+        }
+        let failed = match outcome.kind() {
+            OutcomeKind::Ignored => return,
+            OutcomeKind::Failure => true,
+            OutcomeKind::Success => false,
+        };
+        let consecutive_rule = self.settings.consecutive_failures;
+        if failed || (consecutive_rule.is_some() && self.consecutive.load(Ordering::Relaxed) != 0) {
+            // Off the healthy path: make sure the outcome is not stale before it touches
+            // anything but the window (which checks its own epoch).
+            let w = self.word.load(Ordering::Acquire);
+            if gen_of(w) != generation || !state_of(w).admits_all() {
+                return;
+            }
+        }
+        if failed {
+            if let Some(pushback) = outcome.pushback() {
+                self.note_pushback(pushback, clock.get());
+            }
+        }
+        let consecutive_trip = match consecutive_rule {
+            Some(limit) if failed => self.consecutive.fetch_add(1, Ordering::AcqRel) + 1 >= limit,
+            Some(_) => {
+                if self.consecutive.load(Ordering::Relaxed) != 0 {
+                    self.consecutive.store(0, Ordering::Relaxed);
+                }
+                false
+            }
+            None => false,
+        };
+        let counts = match &self.window {
+            Window::Count(w) => w.record(generation, failed, slow),
+            Window::Time(w) => w.record(generation, clock.get(), failed, slow),
+        };
+        let cause = match counts {
+            Some(c) if c.calls >= self.settings.minimum_calls => {
+                if failed && c.failure_rate() >= self.settings.failure_rate {
+                    Some(Cause::FailureRate)
+                } else if slow && c.slow_call_rate() >= self.settings.slow_call_rate {
+                    Some(Cause::SlowCallRate)
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        };
+        let cause = cause.or(consecutive_trip.then_some(Cause::ConsecutiveFailures));
+        if let Some(cause) = cause {
+            let w = self.word.load(Ordering::Acquire);
+            if gen_of(w) == generation && matches!(state_of(w), State::Closed | State::MetricsOnly)
+            {
+                let counts = counts.unwrap_or_else(|| self.window.counts(clock.get()));
+                self.trip(generation, clock.get(), cause, counts);
+            }
+        }
+    }
+
+    fn note_pushback(&self, pushback: Duration, t: u64) {
+        let capped = nanos(pushback).min(self.settings.max_pushback);
+        if capped > 0 {
+            self.pushback_until
+                .fetch_max(t.saturating_add(capped), Ordering::AcqRel);
+        }
+    }
+
+    fn record_probe(
+        &self,
+        generation: u32,
+        outcome: Outcome,
+        slow: bool,
+        clock: &mut Clock<impl Now>,
+    ) {
+        let (good, bad) = match outcome.kind() {
+            OutcomeKind::Success if !slow => (1u64, 0u64),
+            OutcomeKind::Success | OutcomeKind::Failure => (0, 1),
+            OutcomeKind::Ignored => (0, 0),
+        };
+        let mut w = self.word.load(Ordering::Acquire);
+        let new = loop {
+            if gen_of(w) != generation || state_of(w) != State::HalfOpen {
+                return; // the trial this probe belonged to is over
+            }
+            let new = w - (1 << IN_FLIGHT_SHIFT) + (good << OK_SHIFT) + (bad << BAD_SHIFT);
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => break new,
+                Err(actual) => w = actual,
+            }
+        };
+        if good + bad == 0 {
+            return;
+        }
+        if outcome.is_failure() {
+            if let Some(pushback) = outcome.pushback() {
+                self.note_pushback(pushback, clock.get());
+            }
+        }
+        let (_, ok, failed) = probes_of(new);
+        let s = &self.settings;
+        if ok >= s.required_successes {
+            self.close(generation, clock.get());
+        } else if failed > s.probes - s.required_successes {
+            self.reopen(
+                generation,
+                clock.get(),
+                Cause::ProbesFailed,
+                WindowCounts::default(),
+            );
+        } else {
+            let t = clock.get();
+            let since = self.half_open_since.load(Ordering::Acquire);
+            if t >= since.saturating_add(s.max_half_open_wait) {
+                self.reopen(
+                    generation,
+                    t,
+                    Cause::HalfOpenTimeout,
+                    WindowCounts::default(),
+                );
+            }
+        }
+    }
+
+    fn notify(&self, transition: Option<Transition>) {
+        if let (Some(observer), Some(t)) = (&self.observer, transition) {
+            let _ = catch_unwind(AssertUnwindSafe(|| observer(&t)));
+        }
+    }
+
+    fn enter_half_open(&self, seen: u64, t: u64) {
+        let transition = {
+            let _aux = lock(&self.aux);
+            if self.word.load(Ordering::Acquire) != seen {
+                return;
+            }
+            self.half_open_since.store(t, Ordering::Release);
+            self.word
+                .store(encode(State::HalfOpen, next_gen(seen)), Ordering::Release);
+            Transition {
+                from: State::Open,
+                to: State::HalfOpen,
+                cause: Cause::OpenDurationElapsed,
+                window: WindowCounts::default(),
+                open_for: None,
+                would_trip: false,
+                at: Duration::from_nanos(t),
+            }
+        };
+        self.notify(Some(transition));
+    }
+
+    /// Closed (or metrics-only) → open, if still in generation `generation`.
+    fn trip(&self, generation: u32, t: u64, cause: Cause, counts: WindowCounts) {
+        let transition = {
+            let mut aux = lock(&self.aux);
+            let w = self.word.load(Ordering::Acquire);
+            if gen_of(w) != generation {
+                return;
+            }
+            match state_of(w) {
+                State::Closed => {
+                    aux.trips = 1;
+                    Some(self.open_locked(&mut aux, w, t, cause, counts, State::Closed))
+                }
+                State::MetricsOnly => {
+                    // Report what would have happened, then start the window afresh so that the
+                    // next report needs another full set of evidence.
+                    self.window.reset(generation);
+                    self.consecutive.store(0, Ordering::Relaxed);
+                    Some(Transition {
+                        from: State::MetricsOnly,
+                        to: State::Open,
+                        cause,
+                        window: counts,
+                        open_for: Some(Duration::from_nanos(self.open_nanos(&mut aux, 1, t))),
+                        would_trip: true,
+                        at: Duration::from_nanos(t),
+                    })
+                }
+                _ => None,
+            }
+        };
+        self.notify(transition);
+    }
+
+    /// Half-open → open, if still in generation `generation`.
+    fn reopen(&self, generation: u32, t: u64, cause: Cause, counts: WindowCounts) {
+        let transition = {
+            let mut aux = lock(&self.aux);
+            let w = self.word.load(Ordering::Acquire);
+            if gen_of(w) != generation || state_of(w) != State::HalfOpen {
+                return;
+            }
+            aux.trips = aux.trips.saturating_add(1);
+            self.open_locked(&mut aux, w, t, cause, counts, State::HalfOpen)
+        };
+        self.notify(Some(transition));
+    }
+
+    fn open_nanos(&self, aux: &mut Aux, trips: u32, t: u64) -> u64 {
+        let base = self.settings.open_nanos;
+        let d = match self.settings.backoff {
+            None => base,
+            Some((multiplier, max, jitter)) => {
+                let exp = i32::try_from(trips.saturating_sub(1)).unwrap_or(i32::MAX);
+                let grown = (base as f64 * multiplier.powi(exp)).min(max as f64);
+                let spread = if jitter > 0.0 {
+                    // splitmix64: a uniform number in [0, 1).
+                    aux.rng = aux.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                    let mut z = aux.rng;
+                    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                    z ^= z >> 31;
+                    let u = (z >> 11) as f64 / (1u64 << 53) as f64;
+                    1.0 + jitter * (2.0 * u - 1.0)
+                } else {
+                    1.0
+                };
+                // `as` saturates (and maps NaN to 0); the result is then clamped to [1, max].
+                ((grown * spread) as u64).clamp(1, max.max(1))
+            }
+        };
+        let until = t
+            .saturating_add(d)
+            .max(self.pushback_until.load(Ordering::Acquire));
+        until - t
+    }
+
+    fn open_locked(
+        &self,
+        aux: &mut Aux,
+        w: u64,
+        t: u64,
+        cause: Cause,
+        counts: WindowCounts,
+        from: State,
+    ) -> Transition {
+        let d = self.open_nanos(aux, aux.trips, t);
+        self.open_until
+            .store(t.saturating_add(d), Ordering::Release);
+        self.word
+            .store(encode(State::Open, next_gen(w)), Ordering::Release);
+        Transition {
+            from,
+            to: State::Open,
+            cause,
+            window: counts,
+            open_for: Some(Duration::from_nanos(d)),
+            would_trip: false,
+            at: Duration::from_nanos(t),
+        }
+    }
+
+    fn close(&self, generation: u32, t: u64) {
+        let transition = {
+            let mut aux = lock(&self.aux);
+            let w = self.word.load(Ordering::Acquire);
+            if gen_of(w) != generation || state_of(w) != State::HalfOpen {
+                return;
+            }
+            aux.trips = 0;
+            self.enter_windowed(w, State::Closed);
+            Transition {
+                from: State::HalfOpen,
+                to: State::Closed,
+                cause: Cause::ProbesSucceeded,
+                window: WindowCounts::default(),
+                open_for: None,
+                would_trip: false,
+                at: Duration::from_nanos(t),
+            }
+        };
+        self.notify(Some(transition));
+    }
+
+    /// Moves to a state that counts outcomes in a fresh window (under the lock).
+    fn enter_windowed(&self, w: u64, to: State) {
+        let generation = next_gen(w);
+        self.window.reset(generation);
+        self.consecutive.store(0, Ordering::Relaxed);
+        self.pushback_until.store(0, Ordering::Relaxed);
+        self.word.store(encode(to, generation), Ordering::Release);
+    }
+
+    fn operator(&self, to: State, now: impl Now) -> Transition {
+        let t = Clock::new(now).get();
+        let transition = {
+            let mut aux = lock(&self.aux);
+            let w = self.word.load(Ordering::Acquire);
+            aux.trips = 0;
+            if to.admits_all() {
+                self.enter_windowed(w, to);
+            } else {
+                self.word.store(encode(to, next_gen(w)), Ordering::Release);
+            }
+            Transition {
+                from: state_of(w),
+                to,
+                cause: Cause::Operator,
+                window: WindowCounts::default(),
+                open_for: None,
+                would_trip: false,
+                at: Duration::from_nanos(t),
+            }
+        };
+        self.notify(Some(transition));
+        transition
+    }
+
+    /// Rejects every call until [`reset`](Self::reset).
+    pub fn force_open(&self, now: impl Now) -> Transition {
+        self.operator(State::ForcedOpen, now)
+    }
+
+    /// Admits every call and keeps counting, never tripping, until [`reset`](Self::reset).
+    pub fn disable(&self, now: impl Now) -> Transition {
+        self.operator(State::Disabled, now)
+    }
+
+    /// Admits every call; reports would-trip transitions instead of opening.
+    pub fn metrics_only(&self, now: impl Now) -> Transition {
+        self.operator(State::MetricsOnly, now)
+    }
+
+    /// Closes the breaker with an empty window, whatever its state.
+    pub fn reset(&self, now: impl Now) -> Transition {
+        self.operator(State::Closed, now)
+    }
+
+    /// The current state and counts. A half-open trial that has run past
+    /// `max_half_open_wait` is ended (reopened) first, so a reader never sees a breaker stuck
+    /// half-open.
+    pub fn snapshot(&self, now: impl Now) -> Snapshot {
+        let t = Clock::new(now).get();
+        let w = self.word.load(Ordering::Acquire);
+        if state_of(w) == State::HalfOpen {
+            let since = self.half_open_since.load(Ordering::Acquire);
+            if t >= since.saturating_add(self.settings.max_half_open_wait) {
+                self.reopen(
+                    gen_of(w),
+                    t,
+                    Cause::HalfOpenTimeout,
+                    WindowCounts::default(),
+                );
+            }
+        }
+        let w = self.word.load(Ordering::Acquire);
+        let state = state_of(w);
+        let counts = if state.admits_all() {
+            self.window.counts(t)
+        } else {
+            WindowCounts::default()
+        };
+        let (probes_in_flight, probe_successes, probe_failures) = probes_of(w);
+        let retry_after = match state {
+            State::Open => Some(Duration::from_nanos(
+                self.open_until.load(Ordering::Acquire).saturating_sub(t),
+            )),
+            _ => None,
+        };
+        Snapshot {
+            state,
+            generation: gen_of(w),
+            calls: counts.calls,
+            failures: counts.failures,
+            slow_calls: counts.slow_calls,
+            rejected: self.rejected.load(Ordering::Relaxed),
+            probes_in_flight,
+            probe_successes,
+            probe_failures,
+            consecutive_trips: lock(&self.aux).trips,
+            retry_after,
+        }
+    }
+}

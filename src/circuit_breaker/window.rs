@@ -1,0 +1,408 @@
+//! Sliding windows of outcomes, updated without locks.
+//!
+//! * [`CountWindow`]: the last `size` outcomes, as two bitmaps (failed, slow) and a cursor.
+//!   Recording a fast success into a full window without failures writes nothing (all its
+//!   slots are alike); otherwise it moves the cursor (one compare-and-swap) and reads one
+//!   bitmap word. The bitmaps and the counters are written only when an outcome flips a bit.
+//! * [`TimeWindow`]: the outcomes of the last `length`, in [`BUCKETS`] buckets of
+//!   `length / BUCKETS`, one atomic word each (tag, calls, failures, slow calls).
+//!
+//! Both carry an epoch (the generation of the closed state they belong to): an outcome from
+//! another epoch is dropped, so a call admitted before a state change cannot touch the window
+//! of the state after it.
+
+use crate::sync::{AtomicU32, AtomicU64, Ordering, Padded};
+
+/// Counts read from a window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCounts {
+    /// Outcomes (successes and failures) in the window.
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls (successes or failures that took at least the slow-call duration).
+    pub slow_calls: u32,
+}
+
+impl WindowCounts {
+    /// Failures over calls, 0 when the window is empty.
+    pub fn failure_rate(&self) -> f64 {
+        ratio(self.failures, self.calls)
+    }
+
+    /// Slow calls over calls, 0 when the window is empty.
+    pub fn slow_call_rate(&self) -> f64 {
+        ratio(self.slow_calls, self.calls)
+    }
+}
+
+fn ratio(part: u32, whole: u32) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        (f64::from(part) / f64::from(whole)).min(1.0)
+    }
+}
+
+const SEQ_BITS: u32 = 32;
+const SEQ_MASK: u64 = (1 << SEQ_BITS) - 1;
+
+/// The last `size` outcomes.
+#[derive(Debug)]
+pub(crate) struct CountWindow {
+    size: u32,
+    /// epoch (high 32 bits) | sequence number (low 32 bits), the sequence kept in `[0, 2 * size)`.
+    cursor: Padded<AtomicU64>,
+    failed: Box<[AtomicU64]>,
+    slow: Box<[AtomicU64]>,
+    failures: Padded<AtomicU32>,
+    slow_calls: AtomicU32,
+}
+
+impl CountWindow {
+    pub(crate) fn new(size: u32, track_slow: bool, epoch: u32) -> Self {
+        let words = (size as usize).div_ceil(64);
+        let bitmap = |n: usize| (0..n).map(|_| AtomicU64::new(0)).collect::<Box<[_]>>();
+        Self {
+            size,
+            cursor: Padded(AtomicU64::new(u64::from(epoch) << SEQ_BITS)),
+            failed: bitmap(words),
+            slow: bitmap(if track_slow { words } else { 0 }),
+            failures: Padded(AtomicU32::new(0)),
+            slow_calls: AtomicU32::new(0),
+        }
+    }
+
+    /// Records one outcome of `epoch`. Returns the counts after it when the outcome could have
+    /// raised a rate (a failure or a slow call), `None` otherwise or when the epoch is stale.
+    #[inline]
+    pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Option<WindowCounts> {
+        let size = u64::from(self.size);
+        let mut cur = self.cursor.load(Ordering::Relaxed);
+        if !failed
+            && !slow
+            && cur & SEQ_MASK >= size
+            && self.failures.load(Ordering::Relaxed) == 0
+            && self.slow_calls.load(Ordering::Relaxed) == 0
+        {
+            // A full window of fast successes: one more changes nothing (every slot it could
+            // evict holds the same), so the healthy path writes no shared memory at all.
+            return None;
+        }
+        let seq = loop {
+            if (cur >> SEQ_BITS) as u32 != epoch {
+                return None;
+            }
+            let seq = cur & SEQ_MASK;
+            // Keep the sequence in [0, 2 * size): same slot, and "full" stays full.
+            let next = if seq + 1 == 2 * size { size } else { seq + 1 };
+            match self.cursor.compare_exchange_weak(
+                cur,
+                (cur & !SEQ_MASK) | next,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break seq,
+                Err(actual) => cur = actual,
+            }
+        };
+        let slot = (if seq >= size { seq - size } else { seq }) as usize;
+        set_bit(&self.failed, slot, failed, &self.failures);
+        if !self.slow.is_empty() {
+            set_bit(&self.slow, slot, slow, &self.slow_calls);
+        }
+        if failed || slow {
+            Some(WindowCounts {
+                calls: (seq + 1).min(size) as u32,
+                failures: self.failures.load(Ordering::Relaxed),
+                slow_calls: self.slow_calls.load(Ordering::Relaxed),
+            })
+        } else {
+            None
+        }
+    }
+
+    pub(crate) fn counts(&self) -> WindowCounts {
+        let seq = self.cursor.load(Ordering::Acquire) & SEQ_MASK;
+        WindowCounts {
+            calls: seq.min(u64::from(self.size)) as u32,
+            failures: self.failures.load(Ordering::Relaxed),
+            slow_calls: self.slow_calls.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Empties the window and moves it to `epoch`.
+    pub(crate) fn reset(&self, epoch: u32) {
+        self.cursor
+            .store(u64::from(epoch) << SEQ_BITS, Ordering::Release);
+        for w in self.failed.iter().chain(self.slow.iter()) {
+            w.store(0, Ordering::Relaxed);
+        }
+        self.failures.store(0, Ordering::Relaxed);
+        self.slow_calls.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Sets or clears bit `slot`; keeps `count` equal to the number of set bits. Writes nothing
+/// when the bit already has the wanted value (the common case: success over success).
+#[inline]
+fn set_bit(bits: &[AtomicU64], slot: usize, value: bool, count: &AtomicU32) {
+    let word = &bits[slot / 64];
+    let mask = 1u64 << (slot % 64);
+    let old = word.load(Ordering::Relaxed);
+    if (old & mask != 0) == value {
+        return;
+    }
+    let old = if value {
+        word.fetch_or(mask, Ordering::Relaxed)
+    } else {
+        word.fetch_and(!mask, Ordering::Relaxed)
+    };
+    match (old & mask != 0, value) {
+        (false, true) => {
+            count.fetch_add(1, Ordering::Relaxed);
+        }
+        (true, false) => {
+            count.fetch_sub(1, Ordering::Relaxed);
+        }
+        _ => {}
+    }
+}
+
+/// Buckets in a time-based window.
+pub(crate) const BUCKETS: u64 = 20;
+
+const TAG_SHIFT: u32 = 48;
+const FIELD: u64 = 0xffff;
+const CALLS_SHIFT: u32 = 32;
+const FAIL_SHIFT: u32 = 16;
+
+/// The outcomes of the last `BUCKETS * bucket` nanoseconds.
+///
+/// Each bucket is one word: tag (tick number mod 2^16) | calls | failures | slow calls, 16 bits
+/// each. A bucket that is full (65 535 calls) stops counting: its rates stay a fair sample.
+/// Whoever first sees a new tick clears the buckets the clock has moved past, so that after an
+/// idle gap longer than the window no outcome survives.
+#[derive(Debug)]
+pub(crate) struct TimeWindow {
+    bucket: u64,
+    buckets: Box<[AtomicU64]>,
+    /// The latest tick any record has seen.
+    latest: Padded<AtomicU64>,
+    epoch: AtomicU32,
+}
+
+impl TimeWindow {
+    pub(crate) fn new(bucket_nanos: u64, epoch: u32) -> Self {
+        Self {
+            bucket: bucket_nanos.max(1),
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            latest: Padded(AtomicU64::new(0)),
+            epoch: AtomicU32::new(epoch),
+        }
+    }
+
+    fn tick(&self, now: u64) -> u64 {
+        now / self.bucket
+    }
+
+    /// Clears the buckets of every tick in `(latest, tick]` (at most all of them) and moves
+    /// `latest` forward to `tick`.
+    fn advance(&self, tick: u64) {
+        let mut latest = self.latest.load(Ordering::Acquire);
+        while tick > latest {
+            match self.latest.compare_exchange_weak(
+                latest,
+                tick,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    let from = latest
+                        .saturating_add(1)
+                        .max(tick.saturating_sub(BUCKETS - 1));
+                    // After a gap this long a tag equal to the new tick's is a wrapped-around
+                    // old one: every bucket is stale.
+                    let wrapped = tick - latest > FIELD - BUCKETS;
+                    for t in from..=tick {
+                        let b = &self.buckets[(t % BUCKETS) as usize];
+                        let fresh = (t & FIELD) << TAG_SHIFT;
+                        let mut cur = b.load(Ordering::Relaxed);
+                        // Only replace a bucket that belongs to an older tick.
+                        while (wrapped && cur != fresh) || is_older(cur >> TAG_SHIFT, t) {
+                            match b.compare_exchange_weak(
+                                cur,
+                                fresh,
+                                Ordering::AcqRel,
+                                Ordering::Relaxed,
+                            ) {
+                                Ok(_) => break,
+                                Err(actual) => cur = actual,
+                            }
+                        }
+                    }
+                    return;
+                }
+                Err(actual) => latest = actual,
+            }
+        }
+    }
+
+    pub(crate) fn record(
+        &self,
+        epoch: u32,
+        now: u64,
+        failed: bool,
+        slow: bool,
+    ) -> Option<WindowCounts> {
+        if self.epoch.load(Ordering::Acquire) != epoch {
+            return None;
+        }
+        let tick = self.tick(now);
+        self.advance(tick);
+        let b = &self.buckets[(tick % BUCKETS) as usize];
+        let tag = tick & FIELD;
+        let mut cur = b.load(Ordering::Relaxed);
+        loop {
+            let cur_tag = cur >> TAG_SHIFT;
+            let next = if cur_tag == tag {
+                let calls = (cur >> CALLS_SHIFT) & FIELD;
+                if calls == FIELD {
+                    break; // full: keep the sample as it is
+                }
+                cur + (1 << CALLS_SHIFT) + (u64::from(failed) << FAIL_SHIFT) + u64::from(slow)
+            } else if is_older(cur_tag, tick) {
+                (tag << TAG_SHIFT)
+                    | (1 << CALLS_SHIFT)
+                    | (u64::from(failed) << FAIL_SHIFT)
+                    | u64::from(slow)
+            } else {
+                break; // a record that arrived after the window moved on
+            };
+            match b.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => break,
+                Err(actual) => cur = actual,
+            }
+        }
+        if failed || slow {
+            Some(self.counts_at(tick))
+        } else {
+            None
+        }
+    }
+
+    fn counts_at(&self, tick: u64) -> WindowCounts {
+        let mut c = WindowCounts::default();
+        for b in self.buckets.iter() {
+            let v = b.load(Ordering::Relaxed);
+            let age = tick.wrapping_sub(v >> TAG_SHIFT) & FIELD;
+            if age < BUCKETS {
+                c.calls += ((v >> CALLS_SHIFT) & FIELD) as u32;
+                c.failures += ((v >> FAIL_SHIFT) & FIELD) as u32;
+                c.slow_calls += (v & FIELD) as u32;
+            }
+        }
+        c
+    }
+
+    pub(crate) fn counts(&self, now: u64) -> WindowCounts {
+        let tick = self.tick(now);
+        // Buckets of ticks the clock has passed without records are stale: if nothing was
+        // recorded for a whole window, the window is empty.
+        let latest = self.latest.load(Ordering::Acquire);
+        if tick.saturating_sub(latest) >= BUCKETS {
+            return WindowCounts::default();
+        }
+        let mut c = WindowCounts::default();
+        for (i, b) in self.buckets.iter().enumerate() {
+            let v = b.load(Ordering::Relaxed);
+            // Full tick of this bucket: the latest tick congruent to i, at most `latest`.
+            let age_from_latest = (latest.wrapping_sub(v >> TAG_SHIFT)) & FIELD;
+            let bucket_tick = latest.saturating_sub(age_from_latest);
+            if age_from_latest < BUCKETS
+                && bucket_tick % BUCKETS == i as u64
+                && tick.saturating_sub(bucket_tick) < BUCKETS
+            {
+                c.calls += ((v >> CALLS_SHIFT) & FIELD) as u32;
+                c.failures += ((v >> FAIL_SHIFT) & FIELD) as u32;
+                c.slow_calls += (v & FIELD) as u32;
+            }
+        }
+        c
+    }
+
+    /// Empties the window (keeping each bucket's tag) and moves it to `epoch`.
+    pub(crate) fn reset(&self, epoch: u32) {
+        self.epoch.store(epoch, Ordering::Release);
+        for b in self.buckets.iter() {
+            let v = b.load(Ordering::Relaxed);
+            b.store(v & (FIELD << TAG_SHIFT), Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether a bucket tagged `tag` (a tick mod 2^16) belongs to a tick before `tick`.
+fn is_older(tag: u64, tick: u64) -> bool {
+    let d = (tick & FIELD).wrapping_sub(tag) & FIELD;
+    d != 0 && d < 0x8000
+}
+
+#[cfg(all(test, not(palisade_loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn count_window_slides_over_the_last_n_outcomes() {
+        let w = CountWindow::new(3, true, 7);
+        assert_eq!(w.record(7, true, false).map(|c| c.failures), Some(1));
+        assert_eq!(w.record(7, false, false), None);
+        assert_eq!(w.record(7, false, true).map(|c| c.calls), Some(3));
+        // The 4th outcome evicts the first failure.
+        assert_eq!(w.record(7, false, false), None);
+        assert_eq!(
+            w.counts(),
+            WindowCounts {
+                calls: 3,
+                failures: 0,
+                slow_calls: 1
+            }
+        );
+        // A stale epoch changes nothing.
+        assert_eq!(w.record(6, true, true), None);
+        assert_eq!(w.counts().failures, 0);
+        w.reset(8);
+        assert_eq!(w.counts(), WindowCounts::default());
+    }
+
+    #[test]
+    fn count_window_keeps_sliding_past_many_laps() {
+        let w = CountWindow::new(5, false, 0);
+        for i in 0..1_000u32 {
+            w.record(0, i % 5 == 0, false);
+        }
+        assert_eq!(w.counts().calls, 5);
+        assert_eq!(w.counts().failures, 1);
+    }
+
+    #[test]
+    fn time_window_forgets_after_an_idle_gap() {
+        let w = TimeWindow::new(100, 1); // 20 buckets of 100 ns: a 2 µs window
+        w.record(1, 0, true, false);
+        w.record(1, 150, false, false);
+        assert_eq!(w.counts(150).calls, 2);
+        assert_eq!(w.record(1, 1_999, true, false).map(|c| c.failures), Some(2));
+        // At 2_000 the first bucket (0..100) has left the window.
+        assert_eq!(w.record(1, 2_000, true, false).map(|c| c.failures), Some(2));
+        // After a long gap, nothing survives, even when the tag wraps around to the same value.
+        let far = (1u64 << 16) * 100 * 3 + 50;
+        assert_eq!(w.counts(far), WindowCounts::default());
+        assert_eq!(
+            w.record(1, far, true, false),
+            Some(WindowCounts {
+                calls: 1,
+                failures: 1,
+                slow_calls: 0
+            })
+        );
+    }
+}

@@ -1,0 +1,189 @@
+//! Errors palisade makes, and one helper that tells a caller what happened.
+//!
+//! Every layer that fails a call on its own returns a [`tower::BoxError`] holding one of the
+//! small leaf types below. Instead of a chain of `downcast_ref` calls, ask [`error_kind`]:
+//!
+//! ```
+//! use palisade::error::{error_kind, CircuitOpen, ErrorKind};
+//! use tower::BoxError;
+//!
+//! let err: BoxError = Box::new(CircuitOpen::new(None));
+//! match error_kind(err.as_ref()) {
+//!     ErrorKind::CircuitOpen(open) => assert_eq!(open.retry_after(), None),
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! ```
+//!
+//! `Display` of these errors never includes request data (URLs, headers, bodies).
+
+use std::error::Error;
+use std::fmt;
+use std::time::Duration;
+
+/// A call was rejected because the circuit breaker is open (or half-open with every probe slot
+/// taken, or forced open by an operator). The inner service was not called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CircuitOpen {
+    retry_after: Option<Duration>,
+}
+
+impl CircuitOpen {
+    /// A rejection whose next probe is due in `retry_after` (`None`: unknown, as when forced open).
+    pub const fn new(retry_after: Option<Duration>) -> Self {
+        Self { retry_after }
+    }
+
+    /// How long until the breaker admits a probe again, measured when the call was rejected.
+    ///
+    /// `None` when no probe is scheduled (the breaker was forced open by an operator).
+    pub const fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+impl fmt::Display for CircuitOpen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.retry_after {
+            Some(d) => write!(f, "circuit breaker is open; next probe in {d:?}"),
+            None => f.write_str("circuit breaker is forced open"),
+        }
+    }
+}
+
+impl Error for CircuitOpen {}
+
+/// A call ran out of time; the inner future was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Elapsed {
+    after: Duration,
+}
+
+impl Elapsed {
+    /// A timeout that fired `after` the call started.
+    pub const fn new(after: Duration) -> Self {
+        Self { after }
+    }
+
+    /// The timeout that fired.
+    pub const fn after(&self) -> Duration {
+        self.after
+    }
+}
+
+impl fmt::Display for Elapsed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "request timed out after {:?}", self.after)
+    }
+}
+
+impl Error for Elapsed {}
+
+/// A call was rejected because the bulkhead had no free permit (and, if queueing is on, the
+/// queue was full or the wait ran out). The inner service was not called.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BulkheadFull {
+    max_concurrent: usize,
+}
+
+impl BulkheadFull {
+    /// A rejection by a bulkhead admitting `max_concurrent` calls.
+    pub const fn new(max_concurrent: usize) -> Self {
+        Self { max_concurrent }
+    }
+
+    /// The limit that was reached.
+    pub const fn max_concurrent(&self) -> usize {
+        self.max_concurrent
+    }
+}
+
+impl fmt::Display for BulkheadFull {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "bulkhead full ({} calls in flight)", self.max_concurrent)
+    }
+}
+
+impl Error for BulkheadFull {}
+
+/// What happened to a failed call, as told by [`error_kind`].
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum ErrorKind<'a> {
+    /// Rejected by an open circuit breaker.
+    CircuitOpen(&'a CircuitOpen),
+    /// Rejected by a full bulkhead.
+    BulkheadFull(&'a BulkheadFull),
+    /// Timed out.
+    TimedOut(&'a Elapsed),
+    /// The inner service failed; this is its error.
+    Inner(&'a (dyn Error + 'static)),
+}
+
+impl ErrorKind<'_> {
+    /// Whether palisade itself rejected the call without sending it (open breaker, full
+    /// bulkhead). Such calls are safe to retry elsewhere: the dependency never saw them.
+    pub fn is_rejection(&self) -> bool {
+        matches!(self, ErrorKind::CircuitOpen(_) | ErrorKind::BulkheadFull(_))
+    }
+}
+
+/// Tells what happened to a call from its error, walking [`Error::source`] so that palisade's
+/// errors are found even when another layer wrapped them.
+///
+/// Pass `err.as_ref()` for a [`tower::BoxError`].
+pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
+    let mut cur: Option<&(dyn Error + 'static)> = Some(err);
+    while let Some(e) = cur {
+        if let Some(open) = e.downcast_ref::<CircuitOpen>() {
+            return ErrorKind::CircuitOpen(open);
+        }
+        if let Some(full) = e.downcast_ref::<BulkheadFull>() {
+            return ErrorKind::BulkheadFull(full);
+        }
+        if let Some(elapsed) = e.downcast_ref::<Elapsed>() {
+            return ErrorKind::TimedOut(elapsed);
+        }
+        cur = e.source();
+    }
+    ErrorKind::Inner(err)
+}
+
+/// A configuration value broke a rule. Returned by every `build()`; names the field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    field: &'static str,
+    rule: &'static str,
+    value: String,
+}
+
+impl ConfigError {
+    pub(crate) fn new(field: &'static str, rule: &'static str, value: impl fmt::Debug) -> Self {
+        Self {
+            field,
+            rule,
+            value: format!("{value:?}"),
+        }
+    }
+
+    /// The field that was wrong, as named in the builder and in serialized configuration.
+    pub fn field(&self) -> &'static str {
+        self.field
+    }
+
+    /// The rule the value broke, in words.
+    pub fn rule(&self) -> &'static str {
+        self.rule
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid configuration: `{}` {}, got {}",
+            self.field, self.rule, self.value
+        )
+    }
+}
+
+impl Error for ConfigError {}

@@ -1,0 +1,485 @@
+//! The circuit breaker's timing and admission rules through its tower layer, on paused time.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use futures::FutureExt;
+use palisade::circuit_breaker::{Backoff, CircuitBreakerLayer, Handle, SlidingWindow, State};
+use palisade::classify::{DefaultClassifier, Outcome};
+use palisade::error::{ErrorKind, error_kind};
+use support::{Dependency, Reply, call};
+use tokio::time::{Instant, advance};
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+const OPEN: Duration = Duration::from_secs(10);
+
+fn layer() -> CircuitBreakerLayer {
+    CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(10))
+        .minimum_calls(5)
+        .failure_rate(0.5)
+        .open_duration(OPEN)
+        .permitted_probes(2)
+        .probe_success_rate(1.0)
+        .max_half_open_wait(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn retry_after(err: &BoxError) -> Option<Duration> {
+    match error_kind(err.as_ref()) {
+        ErrorKind::CircuitOpen(open) => open.retry_after(),
+        other => panic!("expected CircuitOpen, got {other:?}"),
+    }
+}
+
+fn is_open_rejection(err: &BoxError) -> bool {
+    matches!(error_kind(err.as_ref()), ErrorKind::CircuitOpen(_))
+}
+
+async fn trip(svc: &mut (impl Service<Reply, Error = BoxError> + Send), breaker: &Handle) {
+    for _ in 0..5 {
+        let _ = call(svc, Reply::Err).await;
+    }
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_trip_before_minimum_calls() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let dep = Dependency::new();
+    let mut svc = layer.layer(dep.clone());
+    for _ in 0..4 {
+        assert!(call(&mut svc, Reply::Err).await.is_err());
+    }
+    // 4 failures out of 4 is a 100 % failure rate, but under `minimum_calls`.
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.snapshot().failures, 4);
+    assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "ok");
+    assert_eq!(dep.seen.calls(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn trips_when_the_failure_rate_reaches_the_threshold() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    // 3 successes then failures: 2 of 5 is 40 %, 3 of 6 is 50 % = the threshold.
+    for _ in 0..3 {
+        call(&mut svc, Reply::Ok).await.unwrap();
+    }
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Closed);
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Open);
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), Some(OPEN));
+}
+
+#[tokio::test(start_paused = true)]
+async fn open_for_exactly_the_open_duration_then_exactly_the_permitted_probes() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let dep = Dependency::new();
+    let mut svc = layer.layer(dep.clone());
+    trip(&mut svc, &breaker).await;
+    let calls_at_trip = dep.seen.calls();
+
+    advance(OPEN - Duration::from_millis(1)).await;
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), Some(Duration::from_millis(1)));
+    assert_eq!(
+        dep.seen.calls(),
+        calls_at_trip,
+        "open breaker must not call the dependency"
+    );
+
+    advance(Duration::from_millis(1)).await;
+    // Two probes that hang, admitted; everyone else rejected with the time left in the trial.
+    let mut probes = Vec::new();
+    for _ in 0..2 {
+        let mut s = svc.clone();
+        probes.push(tokio::spawn(async move {
+            call(&mut s, Reply::Delay(Duration::from_secs(5))).await
+        }));
+    }
+    tokio::task::yield_now().await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    assert_eq!(breaker.snapshot().probes_in_flight, 2);
+    for _ in 0..5 {
+        let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+        assert_eq!(retry_after(&err), Some(Duration::from_secs(30)));
+    }
+    assert_eq!(dep.seen.calls(), calls_at_trip + 2);
+    // Both probes succeed: closed, with an empty window.
+    for p in probes {
+        p.await.unwrap().unwrap();
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.snapshot().calls, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_verdict_reopens_with_the_grown_duration() {
+    let layer = CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(10))
+        .minimum_calls(5)
+        .open_duration(OPEN)
+        .backoff(Backoff {
+            multiplier: 2.0,
+            max: Duration::from_secs(25),
+            jitter: 0.0,
+        })
+        .permitted_probes(1)
+        .build()
+        .unwrap();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    call(&mut svc, Reply::Err).await.unwrap_err(); // the probe fails
+    assert_eq!(breaker.state(), State::Open);
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), Some(OPEN * 2));
+    advance(OPEN * 2).await;
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    // 40 s would exceed the cap of 25 s.
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), Some(Duration::from_secs(25)));
+    assert_eq!(breaker.snapshot().consecutive_trips, 3);
+    advance(Duration::from_secs(25)).await;
+    call(&mut svc, Reply::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.snapshot().consecutive_trips, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_probe_gives_its_slot_back() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let dep = Dependency::new();
+    let mut svc = layer.layer(dep.clone());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    // Take both probe slots with calls that hang, then drop one of them mid-flight.
+    let mut first = svc.clone();
+    let mut first = Box::pin(async move { call(&mut first, Reply::Hang).await });
+    assert!((&mut first).now_or_never().is_none());
+    let mut second = svc.clone();
+    let second = tokio::spawn(async move { call(&mut second, Reply::Hang).await });
+    tokio::task::yield_now().await;
+    assert_eq!(breaker.snapshot().probes_in_flight, 2);
+    assert!(is_open_rejection(
+        &call(&mut svc, Reply::Ok).await.unwrap_err()
+    ));
+    drop(first);
+    assert_eq!(dep.seen.dropped(), 1);
+    assert_eq!(breaker.snapshot().probes_in_flight, 1);
+    // The freed slot admits a new probe.
+    call(&mut svc, Reply::Ok).await.unwrap();
+    assert_eq!(breaker.snapshot().probe_successes, 1);
+    second.abort();
+    let _ = second.await;
+    assert_eq!(breaker.snapshot().probes_in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_service_made_ready_and_dropped_gives_its_probe_slot_back() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    let mut ready = svc.clone();
+    ready.ready().await.unwrap(); // takes a probe slot
+    assert_eq!(breaker.snapshot().probes_in_flight, 1);
+    drop(ready);
+    assert_eq!(breaker.snapshot().probes_in_flight, 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_hanging_past_max_half_open_wait_reopens() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    let mut s1 = svc.clone();
+    let mut s2 = svc.clone();
+    let _h1 = tokio::spawn(async move { call(&mut s1, Reply::Hang).await });
+    let _h2 = tokio::spawn(async move { call(&mut s2, Reply::Hang).await });
+    tokio::task::yield_now().await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    advance(Duration::from_secs(30) - Duration::from_millis(1)).await;
+    assert_eq!(breaker.state(), State::HalfOpen);
+    advance(Duration::from_millis(1)).await;
+    // Nobody completed, yet the breaker is not stuck half-open.
+    assert_eq!(breaker.state(), State::Open);
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), Some(OPEN));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_admitted_closed_that_fails_after_the_trip_does_not_extend_open() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    let mut slow = svc.clone();
+    let late = tokio::spawn(async move {
+        call(&mut slow, Reply::Delay(Duration::from_secs(3)))
+            .await
+            .unwrap();
+    });
+    tokio::task::yield_now().await;
+    trip(&mut svc, &breaker).await;
+    let generation = breaker.snapshot().generation;
+    advance(Duration::from_secs(3)).await;
+    late.await.unwrap();
+    // The old call's outcome changed nothing: same state, same generation, same deadline.
+    let snap = breaker.snapshot();
+    assert_eq!((snap.state, snap.generation), (State::Open, generation));
+    assert_eq!(snap.retry_after, Some(OPEN - Duration::from_secs(3)));
+
+    // Same for a late failure recorded after the breaker closed again.
+    let mut slow = svc.clone();
+    advance(Duration::from_secs(7)).await;
+    call(&mut svc, Reply::Ok).await.unwrap();
+    let late =
+        tokio::spawn(async move { call(&mut slow, Reply::Delay(Duration::from_secs(1))).await });
+    tokio::task::yield_now().await; // admitted as the second probe
+    call(&mut svc, Reply::Ok).await.unwrap_err(); // both slots taken
+    late.await.unwrap().unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_gap_longer_than_the_window_forgets_old_outcomes() {
+    let layer = CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Time(Duration::from_secs(10)))
+        .minimum_calls(4)
+        .build()
+        .unwrap();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    for _ in 0..3 {
+        call(&mut svc, Reply::Err).await.unwrap_err();
+    }
+    assert_eq!(breaker.snapshot().failures, 3);
+    advance(Duration::from_secs(11)).await;
+    assert_eq!(breaker.snapshot().calls, 0);
+    // One more failure: with the old three forgotten, 1 call is under minimum_calls.
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Closed);
+    assert_eq!(breaker.snapshot().failures, 1);
+    // A very long gap (the bucket tags wrap around) forgets as well.
+    for _ in 0..2 {
+        call(&mut svc, Reply::Err).await.unwrap_err();
+    }
+    advance(Duration::from_millis(500) * 65_536 * 20).await;
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    assert_eq!(breaker.snapshot().failures, 1);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+/// An inner service that is never ready and counts how often it is asked.
+#[derive(Clone, Default)]
+struct NeverReady(Arc<AtomicUsize>);
+
+impl Service<()> for NeverReady {
+    type Response = ();
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<(), BoxError>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        Poll::Pending
+    }
+
+    fn call(&mut self, _: ()) -> Self::Future {
+        panic!("an open breaker must not call the inner service");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_reports_ready_without_polling_the_inner_service() {
+    let layer = layer();
+    let breaker = layer.handle();
+    breaker.force_open();
+    let inner = NeverReady::default();
+    let mut svc = layer.layer(inner.clone());
+    for _ in 0..3 {
+        let ready = std::future::poll_fn(|cx| svc.poll_ready(cx)).await;
+        assert!(
+            ready.is_ok(),
+            "poll_ready of an open breaker is Ok, not Err"
+        );
+        let err = svc.call(()).await.unwrap_err();
+        assert!(is_open_rejection(&err));
+        assert_eq!(
+            retry_after(&err),
+            None,
+            "forced open: no probe is scheduled"
+        );
+    }
+    assert_eq!(inner.0.load(Ordering::SeqCst), 0);
+    assert_eq!(breaker.snapshot().rejected, 3);
+}
+
+/// Reads the dependency's "Retry-After" from a thread-local the test sets.
+fn pushback_classifier(res: Result<&&'static str, &BoxError>) -> Outcome {
+    match res {
+        Ok(_) => Outcome::success(),
+        Err(_) => Outcome::failure().with_pushback(PUSHBACK.with(|p| p.get())),
+    }
+}
+
+type Classifier = fn(Result<&&'static str, &BoxError>) -> Outcome;
+
+fn pushback_layer() -> (CircuitBreakerLayer<Classifier>, Handle) {
+    let layer = CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(4))
+        .minimum_calls(2)
+        .open_duration(Duration::from_secs(5))
+        .max_pushback(Duration::from_secs(600))
+        .build()
+        .unwrap();
+    let handle = layer.handle();
+    (
+        layer.with_classifier(pushback_classifier as Classifier),
+        handle,
+    )
+}
+
+thread_local! {
+    static PUSHBACK: std::cell::Cell<Duration> = const { std::cell::Cell::new(Duration::ZERO) };
+}
+
+#[tokio::test(start_paused = true)]
+async fn pushback_keeps_the_breaker_open_as_long_as_asked_and_is_capped() {
+    let (layer, breaker) = pushback_layer();
+    let mut svc = layer.layer(Dependency::new());
+    PUSHBACK.with(|p| p.set(Duration::from_secs(120)));
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Open);
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), Some(Duration::from_secs(120)));
+    advance(Duration::from_secs(119)).await;
+    assert!(is_open_rejection(
+        &call(&mut svc, Reply::Ok).await.unwrap_err()
+    ));
+    advance(Duration::from_secs(1)).await;
+    call(&mut svc, Reply::Ok).await.unwrap(); // probe admitted after exactly 120 s
+
+    // A hostile 10^12 s is clamped to max_pushback (600 s), never read as "no pushback".
+    breaker.reset();
+    PUSHBACK.with(|p| p.set(Duration::from_secs(1_000_000_000_000)));
+    let start = Instant::now();
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), Some(Duration::from_secs(600)));
+    assert_eq!(start.elapsed(), Duration::ZERO);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_classifier_leaks_no_probe_slot() {
+    fn buggy(res: Result<&&'static str, &BoxError>) -> Outcome {
+        if res.is_ok() {
+            panic!("classifier bug");
+        }
+        Outcome::failure()
+    }
+    let layer = layer().with_classifier(buggy as Classifier);
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    for _ in 0..3 {
+        let mut s = svc.clone();
+        let result = std::panic::AssertUnwindSafe(async move { call(&mut s, Reply::Ok).await })
+            .catch_unwind()
+            .await;
+        assert!(result.is_err(), "the classifier's panic reaches the caller");
+        assert_eq!(breaker.snapshot().probes_in_flight, 0);
+    }
+    assert_eq!(breaker.state(), State::HalfOpen);
+    call(&mut svc, Reply::Err).await.unwrap_err();
+    assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn clones_share_one_breaker_and_handle_call_guards_plain_futures() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let svc = layer.layer(Dependency::new());
+    for _ in 0..5 {
+        let mut clone = svc.clone();
+        call(&mut clone, Reply::Err).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Open);
+    let polled = Arc::new(AtomicUsize::new(0));
+    let p = polled.clone();
+    let r = breaker
+        .call(async move {
+            p.fetch_add(1, Ordering::SeqCst);
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+    assert!(matches!(
+        r,
+        Err(palisade::circuit_breaker::CallError::Open(_))
+    ));
+    assert_eq!(
+        polled.load(Ordering::SeqCst),
+        0,
+        "rejected future is never polled"
+    );
+    breaker.reset();
+    assert_eq!(
+        breaker
+            .call(async { Ok::<_, std::io::Error>(7) })
+            .await
+            .unwrap(),
+        7
+    );
+    assert_eq!(breaker.snapshot().calls, 1);
+    let _ = DefaultClassifier;
+}
+
+#[tokio::test(start_paused = true)]
+async fn operator_overrides() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let dep = Dependency::new();
+    let mut svc = layer.layer(dep.clone());
+    breaker.disable();
+    for _ in 0..10 {
+        call(&mut svc, Reply::Err).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::Disabled);
+    assert_eq!(breaker.snapshot().failures, 10, "disabled still records");
+    assert_eq!(dep.seen.calls(), 10);
+
+    breaker.metrics_only();
+    for _ in 0..10 {
+        call(&mut svc, Reply::Err).await.unwrap_err();
+    }
+    assert_eq!(breaker.state(), State::MetricsOnly);
+    assert_eq!(dep.seen.calls(), 20, "metrics-only never rejects");
+    // Each would-trip starts the window afresh: 10 failures = 2 would-trips, window empty.
+    assert_eq!(breaker.snapshot().calls, 0);
+
+    breaker.force_open();
+    call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(dep.seen.calls(), 20);
+    breaker.reset();
+    call(&mut svc, Reply::Ok).await.unwrap();
+    assert_eq!(breaker.state(), State::Closed);
+}

@@ -1,0 +1,139 @@
+//! Test helpers shared by the integration tests.
+#![allow(dead_code)]
+
+pub mod model;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tower::{BoxError, Service, ServiceExt};
+
+/// What the scripted dependency does with the next call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply {
+    Ok,
+    Err,
+    /// Answer Ok after this long.
+    Delay(Duration),
+    /// Never answer.
+    Hang,
+}
+
+/// Counters the scripted dependency keeps, so a test can prove what it experienced.
+#[derive(Debug, Default)]
+pub struct Seen {
+    pub poll_ready: AtomicUsize,
+    pub calls: AtomicUsize,
+    pub in_flight: AtomicUsize,
+    pub max_in_flight: AtomicUsize,
+    pub dropped: AtomicUsize,
+}
+
+impl Seen {
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+    pub fn polls(&self) -> usize {
+        self.poll_ready.load(Ordering::SeqCst)
+    }
+    pub fn dropped(&self) -> usize {
+        self.dropped.load(Ordering::SeqCst)
+    }
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+    pub fn max_in_flight(&self) -> usize {
+        self.max_in_flight.load(Ordering::SeqCst)
+    }
+}
+
+/// A dependency whose behaviour is chosen per request (`Reply`), counting what it sees.
+#[derive(Debug, Clone)]
+pub struct Dependency {
+    pub seen: Arc<Seen>,
+}
+
+impl Dependency {
+    pub fn new() -> Self {
+        Self {
+            seen: Arc::new(Seen::default()),
+        }
+    }
+}
+
+/// Counts a call in flight; notes a drop before completion.
+struct InFlight {
+    seen: Arc<Seen>,
+    done: bool,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.seen.in_flight.fetch_sub(1, Ordering::SeqCst);
+        if !self.done {
+            self.seen.dropped.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct Failed;
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dependency failed")
+    }
+}
+
+impl std::error::Error for Failed {}
+
+impl Service<Reply> for Dependency {
+    type Response = &'static str;
+    type Error = Failed;
+    type Future = Pin<Box<dyn Future<Output = Result<&'static str, Failed>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Failed>> {
+        self.seen.poll_ready.fetch_add(1, Ordering::SeqCst);
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, reply: Reply) -> Self::Future {
+        let seen = self.seen.clone();
+        seen.calls.fetch_add(1, Ordering::SeqCst);
+        let now = seen.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        seen.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        let guard = InFlight { seen, done: false };
+        Box::pin(async move {
+            let mut guard = guard; // the whole guard lives (and drops) with the future
+            let result = match reply {
+                Reply::Ok => Ok("ok"),
+                Reply::Err => Err(Failed),
+                Reply::Delay(d) => {
+                    tokio::time::sleep(d).await;
+                    Ok("ok")
+                }
+                Reply::Hang => std::future::pending().await,
+            };
+            guard.done = true;
+            result
+        })
+    }
+}
+
+/// `ready().await` then `call().await`.
+pub async fn call<S, R>(svc: &mut S, req: R) -> Result<S::Response, BoxError>
+where
+    S: Service<R>,
+    S::Error: Into<BoxError>,
+{
+    svc.ready()
+        .await
+        .map_err(Into::into)?
+        .call(req)
+        .await
+        .map_err(Into::into)
+}
