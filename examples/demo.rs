@@ -136,7 +136,10 @@ async fn main() -> Result<(), BoxError> {
     let bare_calls = bare_tally.dependency_calls.load(Ordering::Relaxed);
     let protected_calls = protected_tally.dependency_calls.load(Ordering::Relaxed);
     println!("\nSummary");
-    println!("  bare client:      {} ; dependency saw {bare_calls} calls", bare_tally.line());
+    println!(
+        "  bare client:      {} ; dependency saw {bare_calls} calls",
+        bare_tally.line()
+    );
     println!(
         "  protected client: {} ; dependency saw {protected_calls} calls",
         protected_tally.line()
@@ -148,6 +151,10 @@ async fn main() -> Result<(), BoxError> {
         bare_calls.saturating_sub(protected_calls),
     );
     println!("  final breaker state: {:?}", breaker.state());
-    assert_eq!(breaker.state(), State::Closed, "the breaker closes once the dependency heals");
+    assert_eq!(
+        breaker.state(),
+        State::Closed,
+        "the breaker closes once the dependency heals"
+    );
     Ok(())
 }

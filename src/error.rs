@@ -16,34 +16,47 @@
 //!
 //! `Display` of these errors never includes request data (URLs, headers, bodies).
 
+use std::borrow::Cow;
 use std::error::Error;
 use std::fmt;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 /// A call was rejected because the circuit breaker is open (or half-open with every probe slot
 /// taken, or forced open by an operator). The inner service was not called.
+///
+/// It carries the instant the next probe is due; [`retry_after`](Self::retry_after) is the
+/// time left until then, measured when asked (so an open breaker rejects without reading the
+/// clock).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitOpen {
-    retry_after: Option<Duration>,
+    retry_at: Option<Instant>,
 }
 
 impl CircuitOpen {
-    /// A rejection whose next probe is due in `retry_after` (`None`: unknown, as when forced open).
-    pub const fn new(retry_after: Option<Duration>) -> Self {
-        Self { retry_after }
+    /// A rejection whose next probe is due at `retry_at` (`None`: no probe is scheduled, as when
+    /// forced open).
+    pub const fn new(retry_at: Option<Instant>) -> Self {
+        Self { retry_at }
     }
 
-    /// How long until the breaker admits a probe again, measured when the call was rejected.
-    ///
+    /// When the breaker admits a probe again, on tokio's clock. `None` when forced open.
+    pub const fn retry_at(&self) -> Option<Instant> {
+        self.retry_at
+    }
+
+    /// How long until the breaker admits a probe again (zero if that time has come).
     /// `None` when no probe is scheduled (the breaker was forced open by an operator).
-    pub const fn retry_after(&self) -> Option<Duration> {
-        self.retry_after
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_at
+            .map(|at| at.saturating_duration_since(Instant::now()))
     }
 }
 
 impl fmt::Display for CircuitOpen {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.retry_after {
+        match self.retry_after() {
             Some(d) => write!(f, "circuit breaker is open; next probe in {d:?}"),
             None => f.write_str("circuit breaker is forced open"),
         }
@@ -151,7 +164,7 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
 /// A configuration value broke a rule. Returned by every `build()`; names the field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
-    field: &'static str,
+    field: Cow<'static, str>,
     rule: &'static str,
     value: String,
 }
@@ -159,15 +172,22 @@ pub struct ConfigError {
 impl ConfigError {
     pub(crate) fn new(field: &'static str, rule: &'static str, value: impl fmt::Debug) -> Self {
         Self {
-            field,
+            field: Cow::Borrowed(field),
             rule,
             value: format!("{value:?}"),
         }
     }
 
-    /// The field that was wrong, as named in the builder and in serialized configuration.
-    pub fn field(&self) -> &'static str {
-        self.field
+    /// The same error for a field of a nested configuration: `circuit_breaker.failure_rate`.
+    pub(crate) fn within(mut self, section: &str) -> Self {
+        self.field = Cow::Owned(format!("{section}.{}", self.field));
+        self
+    }
+
+    /// The field that was wrong, as named in the builder and in serialized configuration
+    /// (dotted for nested configuration: `circuit_breaker.failure_rate`).
+    pub fn field(&self) -> &str {
+        &self.field
     }
 
     /// The rule the value broke, in words.

@@ -5,8 +5,16 @@
 //! composable [`tower`] layer that wraps any `tower::Service`: a hyper client, a
 //! `reqwest::Client`, a tonic `Channel`, or your own.
 //!
+//! * [`timeout`]: fail a call that takes too long, dropping its future so that what it holds is
+//!   released.
+//! * [`bulkhead`]: limit the calls outstanding to one dependency, so a slow one cannot take
+//!   every connection, thread or task of the caller.
 //! * [`circuit_breaker`]: stop calling a dependency that is failing, probe it, resume when it
 //!   heals.
+//! * [`fallback`]: recover from a failure with a value, a function of the request, or the last
+//!   good response (stale-if-error).
+//!
+//! * [`policy`]: all of them in the recommended order, from one validated configuration.
 //!
 //! Every layer classifies outcomes the same way ([`classify`]) and fails with small typed
 //! errors that [`error::error_kind`] tells apart.
@@ -14,9 +22,28 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
+/// `serde::Deserialize` for a configuration that derives `serde(remote = "Self")`: deserialize the
+/// fields, then run the same `validate()` as `build()`.
+macro_rules! validated_deserialize {
+    ($config:ty) => {
+        #[cfg(feature = "serde")]
+        impl<'de> serde::Deserialize<'de> for $config {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let config = <$config>::deserialize(d)?;
+                config.validate().map_err(serde::de::Error::custom)?;
+                Ok(config)
+            }
+        }
+    };
+}
+
+pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
+pub mod fallback;
+pub mod policy;
 mod sync;
+pub mod timeout;
 
 pub use error::{ConfigError, ErrorKind, error_kind};

@@ -69,11 +69,15 @@ fn concurrent_probe_outcomes_close_exactly_once() {
         config.open_duration = Duration::from_secs(1);
         let transitions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let t2 = transitions.clone();
-        let sm = Arc::new(StateMachine::new(&config).unwrap().with_observer(move |t| {
-            if t.to == State::Closed {
-                t2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            }
-        }));
+        let sm = Arc::new(
+            StateMachine::new(&config)
+                .unwrap()
+                .with_observer(move |_, t| {
+                    if t.to == State::Closed {
+                        t2.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }),
+        );
         let p = sm.admit(Duration::ZERO).unwrap();
         sm.record(p, Outcome::failure(), Duration::ZERO);
         let at = Duration::from_secs(1);
@@ -101,4 +105,33 @@ fn concurrent_probe_outcomes_close_exactly_once() {
         );
         assert_eq!(transitions.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
+}
+
+#[test]
+fn an_armed_open_timer_lets_rejections_skip_the_clock() {
+    let mut config = CircuitBreakerConfig::default();
+    config.window = SlidingWindow::Count(1);
+    config.minimum_calls = 1;
+    config.open_duration = Duration::from_secs(5);
+    let sm = StateMachine::new(&config).unwrap();
+    let p = sm.admit(Duration::ZERO).unwrap();
+    sm.record(p, Outcome::failure(), Duration::ZERO);
+    let generation = sm.snapshot(Duration::ZERO).generation;
+    assert!(sm.arm_open_timer(generation));
+    assert!(!sm.arm_open_timer(generation), "armed once");
+    // While armed, a rejection never asks for the time, and says when to come back.
+    let rejection = sm
+        .admit(|| -> Duration { panic!("the clock was read") })
+        .unwrap_err();
+    assert_eq!(rejection.retry_at, Some(Duration::from_secs(5)));
+    assert_eq!(
+        rejection.retry_after(Duration::from_secs(1)),
+        Some(Duration::from_secs(4))
+    );
+    // Fired early: the clock decides, and it is still open.
+    sm.open_timer_fired(generation);
+    assert!(sm.admit(Duration::from_millis(4_999)).is_err());
+    assert!(sm.admit(Duration::from_secs(5)).unwrap().is_probe());
+    // A stale generation cannot arm or fire anything.
+    assert!(!sm.arm_open_timer(generation));
 }

@@ -151,7 +151,7 @@ fn run(config: CircuitBreakerConfig, ops: Vec<Op>) -> Result<(), TestCaseError> 
                     }
                     (Err(r), Err((reason, retry))) => {
                         prop_assert_eq!(r.reason, reason);
-                        prop_assert_eq!(r.retry_after.map(|d| d.as_nanos() as u64), retry);
+                        prop_assert_eq!(r.retry_at.map(|d| d.as_nanos() as u64), retry);
                     }
                     (real, expected) => {
                         return Err(TestCaseError::fail(format!(

@@ -131,14 +131,7 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
-#[cfg(feature = "serde")]
-impl<'de> serde::Deserialize<'de> for CircuitBreakerConfig {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let config = CircuitBreakerConfig::deserialize(d)?;
-        config.validate().map_err(serde::de::Error::custom)?;
-        Ok(config)
-    }
-}
+validated_deserialize!(CircuitBreakerConfig);
 
 fn rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 && v <= 1.0 {

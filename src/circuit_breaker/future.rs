@@ -12,7 +12,7 @@ use crate::error::CircuitOpen;
 
 use super::handle::CloneRef;
 use super::handle::record;
-use super::state::{Permit, Rejection};
+use super::state::Permit;
 
 /// An admitted call's permit. Dropping it unrecorded (cancellation, a panicking classifier)
 /// gives the permit back as ignored.
@@ -61,7 +61,7 @@ pin_project! {
     #[derive(Debug)]
     enum Kind<F, C> {
         Called { #[pin] fut: F, guard: Option<Guard>, classifier: C },
-        Rejected { rejection: Rejection },
+        Rejected { error: CircuitOpen },
     }
 }
 
@@ -76,9 +76,9 @@ impl<F, C> ResponseFuture<F, C> {
         }
     }
 
-    pub(crate) fn rejected(rejection: Rejection) -> Self {
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
         Self {
-            kind: Kind::Rejected { rejection },
+            kind: Kind::Rejected { error },
         }
     }
 }
@@ -105,9 +105,7 @@ where
                 }
                 Poll::Ready(result)
             }
-            KindProj::Rejected { rejection } => {
-                Poll::Ready(Err(Box::new(CircuitOpen::new(rejection.retry_after))))
-            }
+            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(*error))),
         }
     }
 }

@@ -1,30 +1,105 @@
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::panic::catch_unwind;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::{Context, Wake, Waker};
+use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::classify::Outcome;
 use crate::error::{CircuitOpen, ConfigError};
 
 use super::config::CircuitBreakerConfig;
-use super::state::{Now, Permit, Snapshot, State, StateMachine, Transition};
+use super::state::{Now, Permit, Rejection, Snapshot, State, StateMachine, Transition};
 
-/// The state machine, tied to tokio's clock.
+/// The state machine, tied to tokio's clock and timers.
 #[derive(Debug)]
 pub(crate) struct Breaker {
     pub(crate) machine: StateMachine,
     origin: Instant,
     name: String,
+    /// The timer that ends the current open state, so that rejections need no clock read.
+    open_timer: std::sync::Mutex<Option<Pin<Box<Sleep>>>>,
+}
+
+/// Wakes the breaker when its open duration is over.
+struct OpenTimerWake {
+    breaker: Weak<Breaker>,
+    generation: u32,
+}
+
+impl Wake for OpenTimerWake {
+    fn wake(self: Arc<Self>) {
+        if let Some(breaker) = self.breaker.upgrade() {
+            breaker.machine.open_timer_fired(self.generation);
+        }
+    }
 }
 
 impl Breaker {
-    pub(crate) fn new(config: &CircuitBreakerConfig) -> Result<Self, ConfigError> {
-        Ok(Self {
-            machine: StateMachine::new(config)?,
-            origin: Instant::now(),
-            name: config.name.clone(),
-        })
+    pub(crate) fn new(config: &CircuitBreakerConfig) -> Result<Arc<Self>, ConfigError> {
+        let machine = StateMachine::new(config)?;
+        Ok(Arc::new_cyclic(|weak: &Weak<Breaker>| {
+            let weak = weak.clone();
+            Breaker {
+                machine: machine.with_observer(move |_, t| {
+                    if t.to == State::Open && !t.would_trip {
+                        if let Some(breaker) = weak.upgrade() {
+                            breaker.arm_open_timer(&weak, t);
+                        }
+                    }
+                }),
+                origin: Instant::now(),
+                name: config.name.clone(),
+                open_timer: std::sync::Mutex::new(None),
+            }
+        }))
+    }
+
+    /// Arms a tokio timer for the end of the open state `t` entered (a millisecond early:
+    /// tokio rounds timers up, and an early timer only hands the decision back to the clock).
+    /// Without a tokio runtime with timers, nothing is armed and rejections read the clock.
+    fn arm_open_timer(&self, weak: &Weak<Breaker>, t: &Transition) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let Some(until) = t
+            .open_for
+            .and_then(|d| t.at.checked_add(d))
+            .and_then(|d| self.origin.checked_add(d))
+        else {
+            return; // "open forever": nothing to time
+        };
+        let fire_at = until.checked_sub(Duration::from_millis(1)).unwrap_or(until);
+        if !self.machine.arm_open_timer(t.generation) {
+            return;
+        }
+        // A runtime built without `enable_time` panics here; the clock then decides instead.
+        let created = catch_unwind(|| Box::pin(tokio::time::sleep_until(fire_at)));
+        let Ok(mut sleep) = created else {
+            self.machine.open_timer_fired(t.generation);
+            return;
+        };
+        let waker = Waker::from(Arc::new(OpenTimerWake {
+            breaker: weak.clone(),
+            generation: t.generation,
+        }));
+        if sleep
+            .as_mut()
+            .poll(&mut Context::from_waker(&waker))
+            .is_ready()
+        {
+            self.machine.open_timer_fired(t.generation);
+            return;
+        }
+        // Replacing an older timer drops (deregisters) it.
+        let mut slot = self
+            .open_timer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *slot = Some(sleep);
     }
 
     /// A lazy reading of tokio's clock, as a duration since the breaker was built.
@@ -32,8 +107,17 @@ impl Breaker {
         move || Instant::now().saturating_duration_since(self.origin)
     }
 
-    pub(crate) fn since_origin(&self, at: Instant) -> std::time::Duration {
+    pub(crate) fn since_origin(&self, at: Instant) -> Duration {
         at.saturating_duration_since(self.origin)
+    }
+
+    /// The error for a rejection.
+    pub(crate) fn open_error(&self, rejection: &Rejection) -> CircuitOpen {
+        CircuitOpen::new(
+            rejection
+                .retry_at
+                .and_then(|at| self.origin.checked_add(at)),
+        )
     }
 }
 
@@ -188,7 +272,7 @@ impl Handle {
         let permit = breaker
             .machine
             .admit(breaker.clock())
-            .map_err(|r| CallError::Open(CircuitOpen::new(r.retry_after)))?;
+            .map_err(|r| CallError::Open(breaker.open_error(&r)))?;
         let mut held = Held {
             breaker,
             permit: Some(permit),

@@ -32,7 +32,7 @@ impl CircuitBreakerLayer {
     /// A layer from a configuration, validated.
     pub fn new(config: &CircuitBreakerConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            breaker: Arc::new(Breaker::new(config)?),
+            breaker: Breaker::new(config)?,
             classifier: DefaultClassifier,
         })
     }

@@ -5,6 +5,7 @@ use tokio::time::Instant;
 use tower::{BoxError, Service};
 
 use crate::classify::{Classify, DefaultClassifier};
+use crate::error::CircuitOpen;
 
 use super::future::{Guard, ResponseFuture};
 use super::handle::{Breaker, CloneRef, Handle};
@@ -173,7 +174,7 @@ where
         // Without `poll_ready` first (a broken contract) the breaker still decides.
         self.slot.admit();
         if let Some(rejection) = self.slot.rejection.take() {
-            return ResponseFuture::rejected(rejection);
+            return ResponseFuture::rejected(self.slot.breaker.open_error(&rejection));
         }
         match self.slot.permit.take() {
             Some(permit) => {
@@ -185,10 +186,7 @@ where
                     self.classifier.clone(),
                 )
             }
-            None => ResponseFuture::rejected(Rejection {
-                reason: super::state::RejectReason::ForcedOpen,
-                retry_after: None,
-            }),
+            None => ResponseFuture::rejected(CircuitOpen::new(None)),
         }
     }
 }

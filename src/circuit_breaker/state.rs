@@ -149,9 +149,16 @@ pub enum RejectReason {
 pub struct Rejection {
     /// Why.
     pub reason: RejectReason,
-    /// Time until a probe can be admitted: the rest of the open duration, or for a full
-    /// half-open breaker the time until its trial ends at the latest. `None` when forced open.
-    pub retry_after: Option<Duration>,
+    /// When a probe can be admitted, on the caller's clock: the end of the open duration, or
+    /// for a full half-open breaker the end of its trial at the latest. `None` when forced open.
+    pub retry_at: Option<Duration>,
+}
+
+impl Rejection {
+    /// Time from `now` until a probe can be admitted (zero if that time has come).
+    pub fn retry_after(&self, now: Duration) -> Option<Duration> {
+        self.retry_at.map(|at| at.saturating_sub(now))
+    }
 }
 
 /// What made the breaker change state.
@@ -179,6 +186,8 @@ pub enum Cause {
 /// A change of state (or, in `MetricsOnly`, a trip that would have happened).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transition {
+    /// Generation of the state after (for a would-trip: the unchanged generation).
+    pub generation: u32,
     /// State before.
     pub from: State,
     /// State after (for a would-trip: `Open`, while the breaker stays `MetricsOnly`).
@@ -255,6 +264,14 @@ fn next_gen(w: u64) -> u32 {
     ((u64::from(gen_of(w)) + 1) & GEN_MASK) as u32
 }
 
+const UNARMED: u64 = 0;
+const ARMED: u64 = 1;
+const FIRED: u64 = 2;
+
+fn timer_word(generation: u32, bits: u64) -> u64 {
+    (u64::from(generation) << 2) | bits
+}
+
 fn probes_of(w: u64) -> (u32, u32, u32) {
     (
         ((w >> IN_FLIGHT_SHIFT) & PROBE_MASK) as u32,
@@ -308,7 +325,7 @@ struct Aux {
     rng: u64,
 }
 
-type Observer = Box<dyn Fn(&Transition) + Send + Sync>;
+type Observer = Box<dyn Fn(&StateMachine, &Transition) + Send + Sync>;
 
 /// The circuit breaker's decision core.
 ///
@@ -339,6 +356,9 @@ pub struct StateMachine {
     consecutive: Padded<AtomicU32>,
     rejected: Padded<AtomicU64>,
     open_until: AtomicU64,
+    /// `generation << 2 | UNARMED / ARMED / FIRED`: whether a timer of the shell's will report
+    /// the end of the open state of that generation (see `arm_open_timer`).
+    open_timer: AtomicU64,
     half_open_since: AtomicU64,
     pushback_until: AtomicU64,
     aux: Mutex<Aux>,
@@ -376,6 +396,7 @@ impl StateMachine {
             consecutive: Padded(AtomicU32::new(0)),
             rejected: Padded(AtomicU64::new(0)),
             open_until: AtomicU64::new(0),
+            open_timer: AtomicU64::new(0),
             half_open_since: AtomicU64::new(0),
             pushback_until: AtomicU64::new(0),
             aux: Mutex::new(Aux {
@@ -403,7 +424,10 @@ impl StateMachine {
 
     /// Calls `observer` with every transition (after it took effect, outside any lock). A
     /// panicking observer is caught and ignored.
-    pub fn with_observer(mut self, observer: impl Fn(&Transition) + Send + Sync + 'static) -> Self {
+    pub fn with_observer(
+        mut self,
+        observer: impl Fn(&StateMachine, &Transition) + Send + Sync + 'static,
+    ) -> Self {
         self.observer = Some(Box::new(observer));
         self
     }
@@ -436,13 +460,16 @@ impl StateMachine {
                 }
                 State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
                 State::Open => {
-                    let t = clock.get();
                     let until = self.open_until.load(Ordering::Acquire);
+                    if self.open_timer.load(Ordering::Acquire) == timer_word(gen_of(w), ARMED) {
+                        // A timer will say when the open duration is over: no clock needed.
+                        return Err(self.reject(RejectReason::Open, Some(until)));
+                    }
+                    let t = clock.get();
                     // Once per admission at most: at a saturated clock a trial can end the
                     // moment it starts, and the caller must get an answer, not a loop.
                     if t < until || probed {
-                        let retry = until.saturating_sub(t);
-                        return Err(self.reject(RejectReason::Open, Some(retry)));
+                        return Err(self.reject(RejectReason::Open, Some(until)));
                     }
                     probed = true;
                     self.enter_half_open(w, t);
@@ -463,7 +490,7 @@ impl StateMachine {
                     } else {
                         let (in_flight, ok, bad) = probes_of(w);
                         if in_flight + ok + bad >= self.settings.probes {
-                            return Err(self.reject(RejectReason::HalfOpenFull, Some(deadline - t)));
+                            return Err(self.reject(RejectReason::HalfOpenFull, Some(deadline)));
                         }
                         match self.word.compare_exchange_weak(
                             w,
@@ -486,11 +513,11 @@ impl StateMachine {
         }
     }
 
-    fn reject(&self, reason: RejectReason, retry_after_nanos: Option<u64>) -> Rejection {
+    fn reject(&self, reason: RejectReason, retry_at: Option<u64>) -> Rejection {
         self.rejected.fetch_add(1, Ordering::Relaxed);
         Rejection {
             reason,
-            retry_after: retry_after_nanos.map(Duration::from_nanos),
+            retry_at: retry_at.map(Duration::from_nanos),
         }
     }
 
@@ -639,7 +666,7 @@ impl StateMachine {
 
     fn notify(&self, transition: Option<Transition>) {
         if let (Some(observer), Some(t)) = (&self.observer, transition) {
-            let _ = catch_unwind(AssertUnwindSafe(|| observer(&t)));
+            let _ = catch_unwind(AssertUnwindSafe(|| observer(self, &t)));
         }
     }
 
@@ -653,6 +680,7 @@ impl StateMachine {
             self.word
                 .store(encode(State::HalfOpen, next_gen(seen)), Ordering::Release);
             Transition {
+                generation: next_gen(seen),
                 from: State::Open,
                 to: State::HalfOpen,
                 cause: Cause::OpenDurationElapsed,
@@ -684,6 +712,7 @@ impl StateMachine {
                     self.window.reset(generation);
                     self.consecutive.store(0, Ordering::Relaxed);
                     Some(Transition {
+                        generation,
                         from: State::MetricsOnly,
                         to: State::Open,
                         cause,
@@ -752,11 +781,15 @@ impl StateMachine {
         from: State,
     ) -> Transition {
         let d = self.open_nanos(aux, aux.trips, t);
+        let generation = next_gen(w);
         self.open_until
             .store(t.saturating_add(d), Ordering::Release);
+        self.open_timer
+            .store(timer_word(generation, UNARMED), Ordering::Release);
         self.word
-            .store(encode(State::Open, next_gen(w)), Ordering::Release);
+            .store(encode(State::Open, generation), Ordering::Release);
         Transition {
+            generation,
             from,
             to: State::Open,
             cause,
@@ -777,6 +810,7 @@ impl StateMachine {
             aux.trips = 0;
             self.enter_windowed(w, State::Closed);
             Transition {
+                generation: next_gen(w),
                 from: State::HalfOpen,
                 to: State::Closed,
                 cause: Cause::ProbesSucceeded,
@@ -810,6 +844,7 @@ impl StateMachine {
                 self.word.store(encode(to, next_gen(w)), Ordering::Release);
             }
             Transition {
+                generation: next_gen(w),
                 from: state_of(w),
                 to,
                 cause: Cause::Operator,
@@ -821,6 +856,34 @@ impl StateMachine {
         };
         self.notify(Some(transition));
         transition
+    }
+
+    /// For a shell that runs timers: promises that [`open_timer_fired`](Self::open_timer_fired)
+    /// will be called for `generation` once its open duration is over. Until then, admissions
+    /// in that open state are rejected without reading the clock. Returns `false` (and arms
+    /// nothing) if the breaker has left that open state or a timer is already armed.
+    ///
+    /// A timer may fire early (the clock still decides) but must not fire late: a late timer
+    /// keeps the breaker open longer.
+    pub fn arm_open_timer(&self, generation: u32) -> bool {
+        self.open_timer
+            .compare_exchange(
+                timer_word(generation, UNARMED),
+                timer_word(generation, ARMED),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// The timer armed for `generation` fired (or cannot run): admissions read the clock again.
+    pub fn open_timer_fired(&self, generation: u32) {
+        let _ = self.open_timer.compare_exchange(
+            timer_word(generation, ARMED),
+            timer_word(generation, FIRED),
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        );
     }
 
     /// Rejects every call until [`reset`](Self::reset).

@@ -21,6 +21,8 @@ pub enum Reply {
     Delay(Duration),
     /// Never answer.
     Hang,
+    /// Answer Ok with this body (a test's classifier may call it a failure response).
+    Answer(&'static str),
 }
 
 /// Counters the scripted dependency keeps, so a test can prove what it experienced.
@@ -117,6 +119,7 @@ impl Service<Reply> for Dependency {
                     Ok("ok")
                 }
                 Reply::Hang => std::future::pending().await,
+                Reply::Answer(body) => Ok(body),
             };
             guard.done = true;
             result

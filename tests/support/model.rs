@@ -164,7 +164,7 @@ impl Model {
                 State::Open => {
                     if t < self.open_until {
                         self.rejected += 1;
-                        return Err((RejectReason::Open, Some(self.open_until - t)));
+                        return Err((RejectReason::Open, Some(self.open_until)));
                     }
                     self.state = State::HalfOpen;
                     self.generation += 1;
@@ -181,7 +181,7 @@ impl Model {
                     }
                     if self.in_flight + self.ok + self.bad >= self.cfg.permitted_probes {
                         self.rejected += 1;
-                        return Err((RejectReason::HalfOpenFull, Some(deadline - t)));
+                        return Err((RejectReason::HalfOpenFull, Some(deadline)));
                     }
                     self.in_flight += 1;
                     return Ok(ModelPermit {

@@ -1,0 +1,215 @@
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
+use tower::{BoxError, Service};
+
+use crate::error::BulkheadFull;
+
+use super::handle::CloneRef;
+use super::semaphore::Ticket;
+
+/// A permit taken. Dropping it gives it back (to the first waiter, if any).
+pub(crate) struct Permit {
+    shared: Arc<CloneRef>,
+}
+
+impl Permit {
+    /// Wraps a permit the caller has just taken from `shared`'s semaphore.
+    pub(crate) fn taken(shared: Arc<CloneRef>) -> Self {
+        Self { shared }
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.shared.sem.release();
+    }
+}
+
+/// A place in the queue. Dropping it leaves the queue, giving back a permit handed to it
+/// meanwhile.
+pub(crate) struct Queued {
+    shared: Arc<CloneRef>,
+    ticket: Option<Ticket>,
+}
+
+impl Queued {
+    pub(crate) fn new(shared: Arc<CloneRef>, ticket: Ticket) -> Self {
+        Self {
+            shared,
+            ticket: Some(ticket),
+        }
+    }
+
+    /// `Ready(Some(permit))` once a permit has been handed over (`Ready(None)` if this place
+    /// was already given up).
+    fn poll(&mut self, waker: &Waker) -> Poll<Option<Permit>> {
+        let Some(ticket) = self.ticket else {
+            return Poll::Ready(None);
+        };
+        std::task::ready!(self.shared.sem.poll_ticket(ticket, waker));
+        self.ticket = None;
+        Poll::Ready(Some(Permit::taken(self.shared.clone())))
+    }
+
+    /// Gives up this place; a permit handed over just before is returned rather than lost.
+    fn cancel(&mut self) -> Option<Permit> {
+        let ticket = self.ticket.take()?;
+        self.shared
+            .sem
+            .cancel(ticket)
+            .then(|| Permit::taken(self.shared.clone()))
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        // The permit, if one was handed over, is released as it drops.
+        drop(self.cancel());
+    }
+}
+
+pin_project! {
+    /// A call waiting for a permit: the instance of the inner service that was made ready, the
+    /// request, and the end of its wait.
+    pub(crate) struct Waiting<S, Req> {
+        #[pin]
+        sleep: Sleep,
+        queued: Queued,
+        svc: Option<S>,
+        req: Option<Req>,
+    }
+}
+
+impl<S, Req> Waiting<S, Req> {
+    pub(crate) fn new(sleep: Sleep, queued: Queued, svc: S, req: Req) -> Self {
+        Self {
+            sleep,
+            queued,
+            svc: Some(svc),
+            req: Some(req),
+        }
+    }
+
+    /// `Ready(Some(..))` with a permit, the service and the request once the call may go;
+    /// `Ready(None)` when the wait ran out.
+    fn poll_permit(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<(Permit, S, Req)>> {
+        let this = self.project();
+        let permit = if this.sleep.poll(cx).is_ready() {
+            // The wait is over, unless a permit was handed over at the same instant: then the
+            // call goes ahead with it.
+            this.queued.cancel()
+        } else {
+            std::task::ready!(this.queued.poll(cx.waker()))
+        };
+        Poll::Ready(match (permit, this.svc.take(), this.req.take()) {
+            (Some(permit), Some(svc), Some(req)) => Some((permit, svc, req)),
+            _ => None,
+        })
+    }
+}
+
+pin_project! {
+    /// Response future of [`Bulkhead`](super::Bulkhead).
+    ///
+    /// Holds the call's permit (or its place in the queue) and gives it back when the call
+    /// completes or the future is dropped.
+    pub struct ResponseFuture<F, S, Req> {
+        #[pin]
+        kind: Kind<F, S, Req>,
+        max_concurrent: usize,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, S, Req> {
+        Called { #[pin] fut: F, permit: Option<Permit> },
+        Waiting { waiting: Pin<Box<Waiting<S, Req>>> },
+        Rejected,
+    }
+}
+
+impl<F, S, Req> ResponseFuture<F, S, Req> {
+    pub(crate) fn called(fut: F, permit: Permit, max_concurrent: usize) -> Self {
+        Self {
+            kind: Kind::Called {
+                fut,
+                permit: Some(permit),
+            },
+            max_concurrent,
+        }
+    }
+
+    pub(crate) fn waiting(waiting: Waiting<S, Req>, max_concurrent: usize) -> Self {
+        Self {
+            kind: Kind::Waiting {
+                waiting: Box::pin(waiting),
+            },
+            max_concurrent,
+        }
+    }
+
+    pub(crate) fn rejected(max_concurrent: usize) -> Self {
+        Self {
+            kind: Kind::Rejected,
+            max_concurrent,
+        }
+    }
+}
+
+impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match self.kind {
+            Kind::Called { .. } => "called",
+            Kind::Waiting { .. } => "waiting",
+            Kind::Rejected => "rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, S, Req, T, E> Future for ResponseFuture<F, S, Req>
+where
+    F: Future<Output = Result<T, E>>,
+    S: Service<Req, Response = T, Error = E, Future = F>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.kind.as_mut().project() {
+                KindProj::Called { fut, permit } => {
+                    let result = std::task::ready!(fut.poll(cx));
+                    drop(permit.take()); // back now, not when the future is dropped
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+                KindProj::Waiting { waiting } => match waiting.as_mut().poll_permit(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Some((permit, mut svc, req))) => {
+                        // The permit is held (and released by unwinding) before the inner
+                        // service runs any code.
+                        let fut = svc.call(req);
+                        this.kind.set(Kind::Called {
+                            fut,
+                            permit: Some(permit),
+                        });
+                    }
+                    Poll::Ready(None) => this.kind.set(Kind::Rejected),
+                },
+                KindProj::Rejected => {
+                    return Poll::Ready(Err(Box::new(BulkheadFull::new(*this.max_concurrent))));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,118 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+use super::config::BulkheadConfig;
+use super::semaphore::Semaphore;
+
+/// The state every service made by one layer shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) sem: Semaphore,
+    pub(crate) max_concurrent: usize,
+    pub(crate) max_wait: Option<Duration>,
+    max_queued: usize,
+    name: String,
+}
+
+impl Shared {
+    pub(crate) fn new(config: &BulkheadConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        let max_queued = config.queue_len();
+        Ok(Self {
+            sem: Semaphore::new(config.max_concurrent as u64, max_queued),
+            max_concurrent: config.max_concurrent,
+            max_wait: config.max_wait,
+            max_queued,
+            name: config.name.clone(),
+        })
+    }
+}
+
+/// One service clone's reference to the shared state. Each clone has its own, so the
+/// reference count every response future bumps is not one cache line written by all tasks.
+#[derive(Debug)]
+pub(crate) struct CloneRef(pub(crate) Arc<Shared>);
+
+impl std::ops::Deref for CloneRef {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// A handle on one bulkhead, shared with every service its layer made: how many calls are in
+/// flight and how many wait.
+///
+/// Cheap to clone. The counts are read without stopping calls, so under load they are a
+/// snapshot that may already be out of date.
+///
+/// ```
+/// use palisade::bulkhead::BulkheadLayer;
+///
+/// let layer = BulkheadLayer::builder().max_concurrent(10).build().unwrap();
+/// let bulkhead = layer.handle();
+/// assert_eq!(bulkhead.in_flight(), 0);
+/// assert_eq!(bulkhead.available(), 10);
+/// assert_eq!(bulkhead.queued(), 0);
+/// ```
+#[derive(Clone)]
+pub struct Handle {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Handle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Handle")
+            .field("name", &self.shared.name)
+            .field("max_concurrent", &self.max_concurrent())
+            .field("in_flight", &self.in_flight())
+            .field("queued", &self.queued())
+            .finish()
+    }
+}
+
+impl Handle {
+    pub(crate) fn new(shared: Arc<Shared>) -> Self {
+        Self { shared }
+    }
+
+    /// The bulkhead's name (from its configuration).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// The limit on calls in flight.
+    pub fn max_concurrent(&self) -> usize {
+        self.shared.max_concurrent
+    }
+
+    /// How long a call may wait for a permit; `None` when calls are rejected at once.
+    pub fn max_wait(&self) -> Option<Duration> {
+        self.shared.max_wait
+    }
+
+    /// The limit on waiting calls; 0 when calls are rejected at once.
+    pub fn max_queued(&self) -> usize {
+        self.shared.max_queued
+    }
+
+    /// Permits taken: calls in flight, plus calls handed a permit and about to be sent.
+    pub fn in_flight(&self) -> usize {
+        // At most max_concurrent, which is a usize.
+        usize::try_from(self.shared.sem.in_flight()).unwrap_or(usize::MAX)
+    }
+
+    /// Permits free: `max_concurrent - in_flight`.
+    pub fn available(&self) -> usize {
+        self.max_concurrent().saturating_sub(self.in_flight())
+    }
+
+    /// Calls waiting for a permit.
+    pub fn queued(&self) -> usize {
+        self.shared.sem.queued()
+    }
+}

@@ -1,0 +1,177 @@
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tokio::time::Instant;
+use tower::{BoxError, Service};
+
+use super::future::{Permit, Queued, ResponseFuture, Waiting};
+use super::handle::{CloneRef, Handle, Shared};
+use super::semaphore::Enqueued;
+
+/// A service that lets at most `max_concurrent` calls be in flight at once. Made by
+/// [`BulkheadLayer`].
+///
+/// # Errors
+///
+/// Fails with [`BulkheadFull`] (boxed) when no permit is free and the call may not wait (or
+/// the queue is full, or its wait ran out); the inner service is then not called. Inner errors
+/// are converted into [`BoxError`] unchanged.
+///
+/// # Readiness
+///
+/// `poll_ready` is the inner service's: the bulkhead takes no permit there, so a service that
+/// is made ready and then kept (in a ready cache, say) holds nothing that other clones need.
+/// The permit is taken in `call`, before the inner service is called:
+///
+/// * if one is free (and nobody waits for one), the inner service is called at once;
+/// * otherwise, without `max_wait`, the call fails at once;
+/// * with `max_wait`, the call joins a FIFO queue (or fails at once if `max_queued` calls
+///   already wait). The instance of the inner service that `poll_ready` made ready moves into
+///   the response future (a clone takes its place, which is why `S: Clone`), which calls it
+///   when a permit is handed over, or fails when `max_wait` runs out. A permit handed over at
+///   the very instant the wait runs out is used, not lost.
+///
+/// While calls wait, new calls queue behind them rather than overtake them. A call that
+/// waits arms a tokio timer for its `max_wait` (so, as with tower's `Timeout`, it must be made
+/// inside a tokio runtime with time enabled); a call that does not wait reads no clock.
+///
+/// # Clone
+///
+/// Clones share the permits and the queue (cloning allocates a small per-clone reference, so
+/// that tasks with their own clones do not contend on one reference count); each has its own
+/// copy of the inner service.
+///
+/// # Cancellation
+///
+/// Dropping the response future gives back whatever it holds, at every point: its place in the
+/// queue, a permit handed to it but not yet used, or the permit of the call in flight (the
+/// inner future is dropped with it). The permit also comes back as soon as the call completes,
+/// even if the future is kept, and if the inner service panics in `call`.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::bulkhead::BulkheadLayer;
+/// use palisade::error::{error_kind, ErrorKind};
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// let layer = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
+/// let bulkhead = layer.handle();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x * 2) }));
+///
+/// let first = svc.ready().await.unwrap().call(21); // holds the only permit
+/// assert_eq!(bulkhead.in_flight(), 1);
+/// let err = svc.ready().await.unwrap().call(1).await.unwrap_err();
+/// assert!(matches!(error_kind(err.as_ref()), ErrorKind::BulkheadFull(_)));
+///
+/// assert_eq!(first.await.unwrap(), 42);
+/// assert_eq!(bulkhead.available(), 1);
+/// # }
+/// ```
+///
+/// [`BulkheadLayer`]: super::BulkheadLayer
+/// [`BulkheadFull`]: crate::error::BulkheadFull
+#[derive(Debug)]
+pub struct Bulkhead<S> {
+    inner: S,
+    shared: Arc<CloneRef>,
+}
+
+impl<S: Clone> Clone for Bulkhead<S> {
+    fn clone(&self) -> Self {
+        Self::new(self.inner.clone(), Arc::clone(&self.shared.0))
+    }
+}
+
+impl<S> Bulkhead<S> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+        Self {
+            inner,
+            shared: Arc::new(CloneRef(shared)),
+        }
+    }
+
+    /// A handle on the bulkhead.
+    pub fn handle(&self) -> Handle {
+        Handle::new(Arc::clone(&self.shared.0))
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the wrapper.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Bulkhead<S> {
+    /// The inner service, called with a permit just taken.
+    fn send<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req>
+    where
+        S: Service<Req>,
+    {
+        // The guard exists before the inner service runs: a panic in `call` releases it.
+        let permit = Permit::taken(Arc::clone(&self.shared));
+        ResponseFuture::called(self.inner.call(req), permit, self.shared.max_concurrent)
+    }
+
+    /// Every permit taken: wait for one, or fail.
+    #[cold]
+    fn call_full<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req>
+    where
+        S: Service<Req>,
+    {
+        let max = self.shared.max_concurrent;
+        let Some(max_wait) = self.shared.max_wait else {
+            return ResponseFuture::rejected(max);
+        };
+        match self.shared.sem.enqueue() {
+            Enqueued::Acquired => self.send(req),
+            Enqueued::Full => ResponseFuture::rejected(max),
+            Enqueued::Queued(ticket) => {
+                let queued = Queued::new(Arc::clone(&self.shared), ticket);
+                let now = Instant::now();
+                let deadline = now.checked_add(max_wait).unwrap_or(now);
+                let sleep = tokio::time::sleep_until(deadline);
+                // The instance made ready goes with the request; a clone takes its place.
+                let fresh = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, fresh);
+                ResponseFuture::waiting(Waiting::new(sleep, queued, ready, req), max)
+            }
+        }
+    }
+}
+
+impl<S, Req> Service<Req> for Bulkhead<S>
+where
+    S: Service<Req> + Clone,
+    S::Error: Into<BoxError>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, S, Req>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        if self.shared.sem.try_acquire() {
+            self.send(req)
+        } else {
+            self.call_full(req)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use pin_project_lite::pin_project;
+use tower::{BoxError, Layer, Service};
+
+use crate::classify::{Classify, DefaultClassifier};
+
+use super::recover::{Failure, Kinds, Recover};
+
+/// Recovers from selected failures with a [`Recover`] implementation. See the
+/// [module docs](super).
+#[derive(Debug, Clone)]
+pub struct FallbackLayer<R, C = DefaultClassifier> {
+    recover: Arc<R>,
+    classifier: C,
+    kinds: Kinds,
+}
+
+impl<R> FallbackLayer<R> {
+    /// Recovers from every kind of failure with `recover`. Responses are all successes (the
+    /// default classifier); set one with [`with_classifier`](Self::with_classifier) to
+    /// recover from failure responses too.
+    pub fn new(recover: R) -> Self {
+        Self {
+            recover: Arc::new(recover),
+            classifier: DefaultClassifier,
+            kinds: Kinds::ALL,
+        }
+    }
+}
+
+impl<R, C> FallbackLayer<R, C> {
+    /// Only these kinds of failure are recovered; the others reach the caller unchanged.
+    #[must_use]
+    pub fn kinds(mut self, kinds: Kinds) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// Classifies responses, so that a failure response (an HTTP 503, say) can be recovered.
+    pub fn with_classifier<C2>(self, classifier: C2) -> FallbackLayer<R, C2> {
+        FallbackLayer {
+            recover: self.recover,
+            classifier,
+            kinds: self.kinds,
+        }
+    }
+
+    /// The shared recovery (for example a [`StaleCache`](super::StaleCache), to read its stats).
+    pub fn recover(&self) -> &R {
+        &self.recover
+    }
+}
+
+impl<S, R, C: Clone> Layer<S> for FallbackLayer<R, C> {
+    type Service = Fallback<S, R, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Fallback {
+            inner,
+            recover: Arc::new(Local(self.recover.clone())),
+            classifier: self.classifier.clone(),
+            kinds: self.kinds,
+        }
+    }
+}
+
+/// One service clone's reference to the shared recovery, so that the count every response
+/// future bumps is not one cache line written by all tasks.
+#[derive(Debug)]
+pub(crate) struct Local<R>(Arc<R>);
+
+/// A service whose selected failures are recovered. Made by [`FallbackLayer`].
+///
+/// # Readiness
+///
+/// Forwards to the inner service; an error from `poll_ready` is passed through (there is no
+/// request to recover yet).
+///
+/// # Clone
+///
+/// Clones share the [`Recover`] implementation (and so a cache); each clone has its own copy of
+/// the classifier.
+///
+/// # Cancellation
+///
+/// Dropping the response future drops the inner future; nothing is recovered or stored.
+#[derive(Debug)]
+pub struct Fallback<S, R, C = DefaultClassifier> {
+    inner: S,
+    recover: Arc<Local<R>>,
+    classifier: C,
+    kinds: Kinds,
+}
+
+impl<S: Clone, R, C: Clone> Clone for Fallback<S, R, C> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            recover: Arc::new(Local(self.recover.0.clone())),
+            classifier: self.classifier.clone(),
+            kinds: self.kinds,
+        }
+    }
+}
+
+impl<S, R, C> Fallback<S, R, C> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the wrapper.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, R, C, Req> Service<Req> for Fallback<S, R, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    R: Recover<Req, S::Response>,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future, R, Req, R::Kept, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let kept = self.recover.0.keep(&req);
+        ResponseFuture {
+            fut: self.inner.call(req),
+            _req: PhantomData,
+            state: Some(State {
+                recover: self.recover.clone(),
+                kept,
+                classifier: self.classifier.clone(),
+                kinds: self.kinds,
+            }),
+        }
+    }
+}
+
+#[derive(Debug)]
+struct State<R, K, C> {
+    recover: Arc<Local<R>>,
+    kept: K,
+    classifier: C,
+    kinds: Kinds,
+}
+
+pin_project! {
+    /// Response future of [`Fallback`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F, R, Req, K, C> {
+        #[pin]
+        fut: F,
+        state: Option<State<R, K, C>>,
+        _req: PhantomData<fn(Req)>,
+    }
+}
+
+impl<F, R, Req, K, C, Res, E> Future for ResponseFuture<F, R, Req, K, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    R: Recover<Req, Res, Kept = K>,
+    C: Classify<Res>,
+{
+    type Output = Result<Res, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.fut.poll(cx)).map_err(Into::into);
+        let Some(state) = this.state.take() else {
+            return Poll::Ready(result);
+        };
+        let failure = match result {
+            Ok(response) => {
+                if state.classifier.classify(Ok(&response)).is_failure() {
+                    Failure::Response(response)
+                } else {
+                    state.recover.0.succeeded(state.kept, &response);
+                    return Poll::Ready(Ok(response));
+                }
+            }
+            Err(e) => Failure::Error(e),
+        };
+        if !state.kinds.contains(failure.kind()) {
+            return Poll::Ready(failure.into_result());
+        }
+        Poll::Ready(match state.recover.0.recover(state.kept, failure) {
+            Ok(response) => Ok(response),
+            Err(failure) => failure.into_result(),
+        })
+    }
+}

@@ -1,0 +1,467 @@
+//! The recommended stack from one validated configuration.
+//!
+//! ```text
+//! caller -> Fallback -> CircuitBreaker -> Bulkhead -> Timeout -> client
+//! ```
+//!
+//! * **Timeout innermost**: a call that runs out of time is a failure the breaker counts, and
+//!   its bulkhead permit is released the moment it is abandoned.
+//! * **Bulkhead inside the breaker**: an open breaker rejects without touching a permit, and a
+//!   full bulkhead (local overload, not a sick dependency) is *ignored* by the breaker.
+//! * **Fallback outermost**: it sees every way a call can fail and decides per kind.
+//!
+//! Every part is optional. The same classifier decides for the breaker and the fallback.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use palisade::policy::Policy;
+//! use palisade::{bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig};
+//! use palisade::{fallback, timeout::TimeoutConfig};
+//! use tower::{service_fn, Layer, Service, ServiceExt};
+//!
+//! let policy = Policy::builder()
+//!     .name("inventory")
+//!     .timeout(Duration::from_millis(250))
+//!     .bulkhead(BulkheadConfig::default())
+//!     .circuit_breaker(CircuitBreakerConfig::default())
+//!     .fallback(fallback::value("unknown"))
+//!     .build()
+//!     .expect("valid policy");
+//! let mut client = policy.layer(service_fn(|_: ()| async {
+//!     Err::<&str, _>(std::io::Error::other("down"))
+//! }));
+//! assert_eq!(client.ready().await.unwrap().call(()).await.unwrap(), "unknown");
+//! # }
+//! ```
+//!
+//! With feature `serde`, a [`PolicyConfig`] reads from a file; for example, in TOML:
+//!
+//! ```toml
+//! name = "inventory"
+//!
+//! [timeout]
+//! timeout = "250ms"
+//!
+//! [bulkhead]
+//! max_concurrent = 32
+//!
+//! [circuit_breaker]
+//! window = { count = 50 }
+//! minimum_calls = 20
+//! failure_rate = 0.5
+//! open_duration = "10s"
+//! ```
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tower::{BoxError, Layer, Service, ServiceBuilder, layer::util::Stack};
+
+use crate::bulkhead::{self, Bulkhead, BulkheadConfig, BulkheadLayer};
+use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
+use crate::classify::DefaultClassifier;
+use crate::error::ConfigError;
+use crate::fallback::{Failure, Fallback, FallbackLayer, Kinds, Recover};
+use crate::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
+
+/// The serializable part of a [`Policy`]: a name and each protection, all optional.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Deserialize),
+    serde(default, deny_unknown_fields)
+)]
+#[non_exhaustive]
+pub struct PolicyConfig {
+    /// Name given to every part, for events and metrics. Default `"default"`.
+    pub name: String,
+    /// The timeout, if any.
+    pub timeout: Option<TimeoutConfig>,
+    /// The bulkhead, if any.
+    pub bulkhead: Option<BulkheadConfig>,
+    /// The circuit breaker, if any.
+    pub circuit_breaker: Option<CircuitBreakerConfig>,
+}
+
+impl Default for PolicyConfig {
+    fn default() -> Self {
+        Self {
+            name: "default".to_owned(),
+            timeout: None,
+            bulkhead: None,
+            circuit_breaker: None,
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// Checks every part; the error names the field with its section
+    /// (`circuit_breaker.failure_rate`).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::new("name", "must not be empty", ""));
+        }
+        if let Some(t) = &self.timeout {
+            t.validate().map_err(|e| e.within("timeout"))?;
+        }
+        if let Some(b) = &self.bulkhead {
+            b.validate().map_err(|e| e.within("bulkhead"))?;
+        }
+        if let Some(c) = &self.circuit_breaker {
+            c.validate().map_err(|e| e.within("circuit_breaker"))?;
+        }
+        Ok(())
+    }
+}
+
+/// The recovery of a policy without a fallback: every failure goes through.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoFallback;
+
+impl<Req, Res> Recover<Req, Res> for NoFallback {
+    type Kept = ();
+
+    fn keep(&self, _: &Req) {}
+
+    fn recover(&self, _: (), failure: Failure<Res>) -> Result<Res, Failure<Res>> {
+        Err(failure)
+    }
+}
+
+/// Entry point: [`Policy::builder`].
+#[derive(Debug, Clone, Copy)]
+pub struct Policy;
+
+impl Policy {
+    /// A builder with nothing in it yet.
+    pub fn builder() -> PolicyBuilder {
+        PolicyBuilder {
+            config: PolicyConfig::default(),
+            fallback: None,
+            kinds: Kinds::ALL,
+            classifier: DefaultClassifier,
+        }
+    }
+}
+
+/// Builds a [`PolicyLayer`].
+#[derive(Debug, Clone)]
+pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier> {
+    config: PolicyConfig,
+    fallback: Option<R>,
+    kinds: Kinds,
+    classifier: C,
+}
+
+impl<R, C> PolicyBuilder<R, C> {
+    /// Starts from a configuration (for example one deserialized from a file).
+    pub fn config(mut self, config: PolicyConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Name for every part.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.config.name = name.into();
+        self
+    }
+
+    /// A timeout of `timeout` per call.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.config.timeout = Some(TimeoutConfig {
+            timeout,
+            ..TimeoutConfig::default()
+        });
+        self
+    }
+
+    /// A bulkhead.
+    pub fn bulkhead(mut self, config: BulkheadConfig) -> Self {
+        self.config.bulkhead = Some(config);
+        self
+    }
+
+    /// A circuit breaker.
+    pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
+        self.config.circuit_breaker = Some(config);
+        self
+    }
+
+    /// A fallback, recovering the failures selected by [`fallback_kinds`](Self::fallback_kinds).
+    pub fn fallback<R2>(self, recover: R2) -> PolicyBuilder<R2, C> {
+        PolicyBuilder {
+            config: self.config,
+            fallback: Some(recover),
+            kinds: self.kinds,
+            classifier: self.classifier,
+        }
+    }
+
+    /// Which failures the fallback recovers (default: all).
+    pub fn fallback_kinds(mut self, kinds: Kinds) -> Self {
+        self.kinds = kinds;
+        self
+    }
+
+    /// The classifier for the breaker and the fallback.
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<R, C2> {
+        PolicyBuilder {
+            config: self.config,
+            fallback: self.fallback,
+            kinds: self.kinds,
+            classifier,
+        }
+    }
+
+    /// Validates everything and builds the layer. The error names the field with its section.
+    pub fn build(self) -> Result<PolicyLayer<R, C>, ConfigError>
+    where
+        C: Clone,
+    {
+        self.config.validate()?;
+        let name = &self.config.name;
+        let timeout = match &self.config.timeout {
+            Some(t) => Some(TimeoutLayer::new(t).map_err(|e| e.within("timeout"))?),
+            None => None,
+        };
+        let bulkhead = match &self.config.bulkhead {
+            Some(b) => {
+                let mut b = b.clone();
+                b.name.clone_from(name);
+                Some(BulkheadLayer::new(&b).map_err(|e| e.within("bulkhead"))?)
+            }
+            None => None,
+        };
+        let circuit_breaker = match &self.config.circuit_breaker {
+            Some(c) => {
+                let mut c = c.clone();
+                c.name.clone_from(name);
+                Some(
+                    CircuitBreakerLayer::new(&c)
+                        .map_err(|e| e.within("circuit_breaker"))?
+                        .with_classifier(self.classifier.clone()),
+                )
+            }
+            None => None,
+        };
+        let fallback = self.fallback.map(|r| {
+            FallbackLayer::new(r)
+                .kinds(self.kinds)
+                .with_classifier(self.classifier.clone())
+        });
+        Ok(PolicyLayer {
+            name: self.config.name,
+            fallback,
+            circuit_breaker,
+            bulkhead,
+            timeout,
+        })
+    }
+}
+
+/// The recommended stack as one layer. Made by [`PolicyBuilder::build`].
+#[derive(Debug, Clone)]
+pub struct PolicyLayer<R = NoFallback, C = DefaultClassifier> {
+    name: String,
+    fallback: Option<FallbackLayer<R, C>>,
+    circuit_breaker: Option<CircuitBreakerLayer<C>>,
+    bulkhead: Option<BulkheadLayer>,
+    timeout: Option<TimeoutLayer>,
+}
+
+impl<R, C> PolicyLayer<R, C> {
+    /// The policy's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A handle on the circuit breaker, if there is one.
+    pub fn circuit_breaker(&self) -> Option<circuit_breaker::Handle> {
+        self.circuit_breaker
+            .as_ref()
+            .map(CircuitBreakerLayer::handle)
+    }
+
+    /// A handle on the bulkhead, if there is one.
+    pub fn bulkhead(&self) -> Option<bulkhead::Handle> {
+        self.bulkhead.as_ref().map(BulkheadLayer::handle)
+    }
+
+    /// The fallback's recovery (for example a stale cache, to read its stats), if any.
+    pub fn fallback(&self) -> Option<&R> {
+        self.fallback.as_ref().map(FallbackLayer::recover)
+    }
+}
+
+/// `S` with an optional timeout.
+pub type Timed<S> = Optional<Timeout<S>, S>;
+/// `S` with an optional timeout and bulkhead.
+pub type Limited<S> = Optional<Bulkhead<Timed<S>>, Timed<S>>;
+/// `S` with an optional timeout, bulkhead and circuit breaker.
+pub type Guarded<S, C> = Optional<CircuitBreaker<Limited<S>, C>, Limited<S>>;
+/// The service a [`PolicyLayer`] makes.
+pub type PolicyService<S, R = NoFallback, C = DefaultClassifier> =
+    Optional<Fallback<Guarded<S, C>, R, C>, Guarded<S, C>>;
+
+/// A part of the stack that is there (`On`, wrapping the rest) or not (`Off`). Errors of both
+/// become [`BoxError`].
+#[derive(Debug, Clone)]
+pub enum Optional<On, Off> {
+    /// The part is configured.
+    On(On),
+    /// The part is left out.
+    Off(Off),
+}
+
+impl<On, Off, Req> Service<Req> for Optional<On, Off>
+where
+    On: Service<Req>,
+    On::Error: Into<BoxError>,
+    Off: Service<Req, Response = On::Response>,
+    Off::Error: Into<BoxError>,
+{
+    type Response = On::Response;
+    type Error = BoxError;
+    type Future = OptionalFuture<On::Future, Off::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self {
+            Optional::On(s) => s.poll_ready(cx).map_err(Into::into),
+            Optional::Off(s) => s.poll_ready(cx).map_err(Into::into),
+        }
+    }
+
+    #[inline]
+    fn call(&mut self, req: Req) -> Self::Future {
+        match self {
+            Optional::On(s) => OptionalFuture {
+                kind: Branch::On { fut: s.call(req) },
+            },
+            Optional::Off(s) => OptionalFuture {
+                kind: Branch::Off { fut: s.call(req) },
+            },
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`Optional`].
+    #[derive(Debug)]
+    pub struct OptionalFuture<On, Off> {
+        #[pin]
+        kind: Branch<On, Off>,
+    }
+}
+
+pin_project! {
+    #[project = BranchProj]
+    #[derive(Debug)]
+    enum Branch<On, Off> {
+        On { #[pin] fut: On },
+        Off { #[pin] fut: Off },
+    }
+}
+
+impl<On, Off, T, E1, E2> Future for OptionalFuture<On, Off>
+where
+    On: Future<Output = Result<T, E1>>,
+    Off: Future<Output = Result<T, E2>>,
+    E1: Into<BoxError>,
+    E2: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            BranchProj::On { fut } => fut.poll(cx).map_err(Into::into),
+            BranchProj::Off { fut } => fut.poll(cx).map_err(Into::into),
+        }
+    }
+}
+
+impl<S, R, C: Clone> Layer<S> for PolicyLayer<R, C> {
+    type Service = PolicyService<S, R, C>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let timed = wrap(&self.timeout, inner);
+        let limited = wrap(&self.bulkhead, timed);
+        let guarded = wrap(&self.circuit_breaker, limited);
+        wrap(&self.fallback, guarded)
+    }
+}
+
+fn wrap<L: Layer<S>, S>(layer: &Option<L>, inner: S) -> Optional<L::Service, S> {
+    match layer {
+        Some(layer) => Optional::On(layer.layer(inner)),
+        None => Optional::Off(inner),
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<L> Sealed for tower::ServiceBuilder<L> {}
+}
+
+/// palisade's layers as [`ServiceBuilder`] methods, for stacking by hand. Each layer's docs say
+/// what it counts and returns, so any order is predictable; [`Policy`] gives the recommended one.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::policy::ServiceBuilderExt;
+/// use palisade::{circuit_breaker::CircuitBreakerLayer, timeout::TimeoutLayer};
+/// use tower::{service_fn, ServiceBuilder};
+///
+/// let svc = ServiceBuilder::new()
+///     .circuit_breaker(CircuitBreakerLayer::builder().build().unwrap())
+///     .call_timeout(TimeoutLayer::builder().timeout(Duration::from_secs(1)).build().unwrap())
+///     .service(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+/// # let _ = svc;
+/// ```
+pub trait ServiceBuilderExt<L>: sealed::Sealed {
+    /// Adds a circuit breaker.
+    fn circuit_breaker<C>(
+        self,
+        layer: CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
+    /// Adds a bulkhead.
+    fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
+    /// Adds a timeout. (Not `timeout`: with tower's `timeout` feature, `ServiceBuilder` has an
+    /// inherent `timeout(Duration)` that would win.)
+    fn call_timeout<F>(self, layer: TimeoutLayer<F>) -> ServiceBuilder<Stack<TimeoutLayer<F>, L>>;
+    /// Adds a fallback.
+    fn fallback<R, C>(
+        self,
+        layer: FallbackLayer<R, C>,
+    ) -> ServiceBuilder<Stack<FallbackLayer<R, C>, L>>;
+}
+
+impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
+    fn circuit_breaker<C>(
+        self,
+        layer: CircuitBreakerLayer<C>,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>> {
+        self.layer(layer)
+    }
+
+    fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
+        self.layer(layer)
+    }
+
+    fn call_timeout<F>(self, layer: TimeoutLayer<F>) -> ServiceBuilder<Stack<TimeoutLayer<F>, L>> {
+        self.layer(layer)
+    }
+
+    fn fallback<R, C>(
+        self,
+        layer: FallbackLayer<R, C>,
+    ) -> ServiceBuilder<Stack<FallbackLayer<R, C>, L>> {
+        self.layer(layer)
+    }
+}

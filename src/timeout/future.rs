@@ -1,0 +1,106 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep, sleep_until};
+use tower::BoxError;
+
+use crate::error::Elapsed;
+
+pin_project! {
+    /// Response future of [`Timeout`](super::Timeout).
+    ///
+    /// Fails with [`Elapsed`] (boxed) once the deadline passes, after dropping the inner
+    /// future.
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        inner: Inner<F>,
+        #[pin]
+        timer: Timer,
+        after: Duration,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner<F> {
+        Running { #[pin] fut: F },
+        // The deadline passed; the inner future has been dropped (or never made).
+        Expired,
+    }
+}
+
+pin_project! {
+    #[project = TimerProj]
+    #[derive(Debug)]
+    enum Timer {
+        // No timeout: never fires.
+        Off,
+        // A deadline, with no timer made yet: the inner future has not been pending.
+        Armed { deadline: Instant },
+        Sleeping { #[pin] sleep: Sleep },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    /// A call that runs until `deadline` (`None`: forever); `after` is the timeout reported.
+    pub(crate) fn new(fut: F, deadline: Option<Instant>, after: Duration) -> Self {
+        Self {
+            inner: Inner::Running { fut },
+            timer: match deadline {
+                Some(deadline) => Timer::Armed { deadline },
+                None => Timer::Off,
+            },
+            after,
+        }
+    }
+
+    /// A call whose deadline passed before it was made.
+    pub(crate) fn elapsed(after: Duration) -> Self {
+        Self {
+            inner: Inner::Expired,
+            timer: Timer::Off,
+            after,
+        }
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        match this.inner.as_mut().project() {
+            InnerProj::Running { fut } => {
+                if let Poll::Ready(result) = fut.poll(cx) {
+                    return Poll::Ready(result.map_err(Into::into));
+                }
+            }
+            InnerProj::Expired => return Poll::Ready(Err(Box::new(Elapsed::new(*this.after)))),
+        }
+        loop {
+            match this.timer.as_mut().project() {
+                TimerProj::Off => return Poll::Pending,
+                TimerProj::Armed { deadline } => {
+                    // First time pending: only now register a timer.
+                    let sleep = sleep_until(*deadline);
+                    this.timer.set(Timer::Sleeping { sleep });
+                }
+                TimerProj::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    // Drop the inner future now, not when the caller drops this one.
+                    this.inner.set(Inner::Expired);
+                    return Poll::Ready(Err(Box::new(Elapsed::new(*this.after))));
+                }
+            }
+        }
+    }
+}

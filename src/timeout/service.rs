@@ -1,0 +1,193 @@
+use std::fmt;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use tower::{BoxError, Service};
+
+use super::future::ResponseFuture;
+
+/// A per-request timeout: a function of the request whose `Some(timeout)` overrides the
+/// layer's default for that request (for example one read from a header or an extension).
+///
+/// Any `Fn(&Req) -> Option<Duration>` is one; so is a type of your own that implements this
+/// trait (which can then be named, say in a struct field).
+///
+/// `Some(Duration::ZERO)` fails the call at once with [`Elapsed`](crate::error::Elapsed)
+/// without calling the inner service; `Some(Duration::MAX)` means no timeout for that request;
+/// `None` keeps the default.
+pub trait RequestTimeout<Req> {
+    /// The timeout for this request, or `None` for the layer's default. Called once per call,
+    /// before the inner service sees the request; must not block.
+    fn timeout(&self, req: &Req) -> Option<Duration>;
+}
+
+impl<F, Req> RequestTimeout<Req> for F
+where
+    F: Fn(&Req) -> Option<Duration>,
+{
+    #[inline]
+    fn timeout(&self, req: &Req) -> Option<Duration> {
+        self(req)
+    }
+}
+
+/// No per-request timeout: every request gets the layer's default. The default for
+/// [`TimeoutLayer`](super::TimeoutLayer); costs nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoPerRequest;
+
+impl<Req> RequestTimeout<Req> for NoPerRequest {
+    #[inline]
+    fn timeout(&self, _req: &Req) -> Option<Duration> {
+        None
+    }
+}
+
+/// A service whose calls fail with [`Elapsed`] when they take too long. Made by
+/// [`TimeoutLayer`].
+///
+/// # Errors
+///
+/// Fails with [`Elapsed`] (boxed), carrying the timeout that fired (the per-request one if it
+/// applied), once the deadline passes; inner errors are converted into [`BoxError`]
+/// unchanged. Use [`error_kind`](crate::error::error_kind) to tell them apart.
+///
+/// # Readiness
+///
+/// `poll_ready` forwards to the inner service, unchanged and untimed: the deadline counts from
+/// `call`. Waiting for a busy dependency to become ready is bounded elsewhere (a bulkhead's own
+/// `max_wait` covers queueing).
+///
+/// # Clone
+///
+/// Clones share nothing: each has a clone of the inner service, the default timeout and the
+/// per-request function (which should therefore be cheap to clone).
+///
+/// # Cancellation
+///
+/// Dropping the response future drops the inner future with it. On expiry the inner future
+/// is dropped at once, before the error is returned, so that whatever it holds is released
+/// when the call is abandoned rather than when the caller gets round to dropping the response
+/// future.
+///
+/// # Runtime
+///
+/// The timer is a [`tokio::time::Sleep`]: a call that is still pending after its first poll
+/// needs a tokio runtime with time enabled, as every tokio timer does. A call that completes
+/// on its first poll, or that has no timeout, makes no timer.
+///
+/// # Example
+///
+/// A per-request timeout read from the request overrides the default:
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::timeout::TimeoutLayer;
+/// use tower::{service_fn, Layer, Service, ServiceExt};
+///
+/// struct Query {
+///     work: Duration,
+///     deadline: Option<Duration>,
+/// }
+///
+/// let layer = TimeoutLayer::builder()
+///     .timeout(Duration::from_secs(1))
+///     .per_request(|q: &Query| q.deadline)
+///     .build()
+///     .unwrap();
+/// let mut svc = layer.layer(service_fn(|q: Query| async move {
+///     tokio::time::sleep(q.work).await;
+///     Ok::<_, std::io::Error>("rows")
+/// }));
+///
+/// // Two seconds of work fails under the default, succeeds with a longer per-request timeout.
+/// let slow = || Query { work: Duration::from_secs(2), deadline: None };
+/// assert!(svc.ready().await.unwrap().call(slow()).await.is_err());
+/// let patient = Query { deadline: Some(Duration::from_secs(5)), ..slow() };
+/// assert_eq!(svc.ready().await.unwrap().call(patient).await.unwrap(), "rows");
+/// # }
+/// ```
+///
+/// [`Elapsed`]: crate::error::Elapsed
+/// [`TimeoutLayer`]: super::TimeoutLayer
+#[derive(Clone)]
+pub struct Timeout<S, F = NoPerRequest> {
+    inner: S,
+    timeout: Duration,
+    per_request: F,
+}
+
+impl<S: fmt::Debug, F> fmt::Debug for Timeout<S, F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Timeout")
+            .field("inner", &self.inner)
+            .field("timeout", &self.timeout)
+            .field("per_request", &std::any::type_name::<F>())
+            .finish()
+    }
+}
+
+impl<S, F> Timeout<S, F> {
+    pub(crate) fn new(inner: S, timeout: Duration, per_request: F) -> Self {
+        Self {
+            inner,
+            timeout,
+            per_request,
+        }
+    }
+
+    /// The default timeout (`Duration::MAX`: none).
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// The inner service, consuming the wrapper.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, F, Req> Service<Req> for Timeout<S, F>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    F: RequestTimeout<Req>,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    #[inline]
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        let after = self.per_request.timeout(&req).unwrap_or(self.timeout);
+        if after.is_zero() {
+            // Only a per-request timeout can be zero: its deadline has passed already.
+            return ResponseFuture::elapsed(after);
+        }
+        let deadline = if after == Duration::MAX {
+            None
+        } else {
+            // Read before calling the inner service, which may work before returning its future.
+            // Too far to represent is no deadline.
+            Instant::now().checked_add(after)
+        };
+        ResponseFuture::new(self.inner.call(req), deadline, after)
+    }
+}

@@ -1,0 +1,341 @@
+//! Fallback and the stale-if-error cache.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures::FutureExt;
+use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State};
+use palisade::classify::Outcome;
+use palisade::error::{BulkheadFull, CircuitOpen, Elapsed};
+use palisade::fallback::{
+    self, Failure, FailureKind, FallbackLayer, Kinds, Recover, Stale, StaleCache,
+};
+use tokio::time::advance;
+use tower::{BoxError, Layer, Service, ServiceBuilder, service_fn};
+
+/// What the inner service does, by request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Do {
+    Succeed,
+    FailureResponse,
+    InnerError,
+    TimedOut,
+    BulkheadFull,
+    CircuitOpen,
+}
+
+const ALL: [(Do, Option<FailureKind>); 6] = [
+    (Do::Succeed, None),
+    (Do::FailureResponse, Some(FailureKind::FailureResponse)),
+    (Do::InnerError, Some(FailureKind::InnerError)),
+    (Do::TimedOut, Some(FailureKind::TimedOut)),
+    (Do::BulkheadFull, Some(FailureKind::BulkheadFull)),
+    (Do::CircuitOpen, Some(FailureKind::CircuitOpen)),
+];
+
+/// Responses are status codes; 500 and above is a failure response.
+fn inner() -> impl Service<Do, Response = u16, Error = BoxError, Future: Send> + Clone {
+    service_fn(|what: Do| async move {
+        match what {
+            Do::Succeed => Ok(200),
+            Do::FailureResponse => Ok(503),
+            Do::InnerError => Err::<u16, BoxError>("connection reset".into()),
+            Do::TimedOut => Err(Box::new(Elapsed::new(Duration::from_secs(1))) as BoxError),
+            Do::BulkheadFull => Err(Box::new(BulkheadFull::new(4)) as BoxError),
+            Do::CircuitOpen => Err(Box::new(CircuitOpen::new(None)) as BoxError),
+        }
+    })
+}
+
+fn status_classifier(res: Result<&u16, &BoxError>) -> Outcome {
+    match res {
+        Ok(s) if *s >= 500 => Outcome::failure(),
+        Ok(_) => Outcome::success(),
+        Err(_) => Outcome::failure(),
+    }
+}
+
+type Classifier = fn(Result<&u16, &BoxError>) -> Outcome;
+
+#[tokio::test]
+async fn each_selected_kind_selects_only_itself_and_success_is_never_replaced() {
+    let kinds = [
+        FailureKind::CircuitOpen,
+        FailureKind::BulkheadFull,
+        FailureKind::TimedOut,
+        FailureKind::InnerError,
+        FailureKind::FailureResponse,
+    ];
+    for selected in kinds {
+        let recovered = Arc::new(AtomicUsize::new(0));
+        let r = recovered.clone();
+        let layer = FallbackLayer::new(fallback::from_fn(move |failure: Failure<u16>| {
+            r.fetch_add(1, Ordering::SeqCst);
+            assert_eq!(
+                failure.kind(),
+                selected,
+                "only the selected kind reaches recovery"
+            );
+            Ok(299)
+        }))
+        .with_classifier(status_classifier as Classifier)
+        .kinds(Kinds::only(selected));
+        let mut svc = layer.layer(inner());
+        for (what, kind) in ALL {
+            let result = support::call(&mut svc, what).await;
+            match kind {
+                None => assert_eq!(result.unwrap(), 200, "a success is never replaced"),
+                Some(k) if k == selected => assert_eq!(result.unwrap(), 299, "{what:?}"),
+                Some(FailureKind::FailureResponse) => assert_eq!(result.unwrap(), 503),
+                Some(_) => assert!(result.is_err(), "{what:?} passes through unrecovered"),
+            }
+        }
+        assert_eq!(recovered.load(Ordering::SeqCst), 1, "{selected:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_declined_recovery_gives_the_original_failure_back() {
+    let layer = FallbackLayer::new(fallback::from_fn(|failure: Failure<u16>| Err(failure)))
+        .with_classifier(status_classifier as Classifier);
+    let mut svc = layer.layer(inner());
+    assert_eq!(
+        support::call(&mut svc, Do::FailureResponse).await.unwrap(),
+        503
+    );
+    let err = support::call(&mut svc, Do::TimedOut).await.unwrap_err();
+    assert!(matches!(
+        palisade::error_kind(err.as_ref()),
+        palisade::ErrorKind::TimedOut(_)
+    ));
+}
+
+#[tokio::test]
+async fn with_request_recovers_from_what_was_kept_of_the_request() {
+    let mut svc = FallbackLayer::new(fallback::with_request(
+        |id: &u32| *id,
+        |id: u32, _: Failure<String>| Ok(format!("item {id}: unavailable")),
+    ))
+    .layer(service_fn(|_: u32| async {
+        Err::<String, _>(std::io::Error::other("down"))
+    }));
+    assert_eq!(
+        support::call(&mut svc, 9).await.unwrap(),
+        "item 9: unavailable"
+    );
+}
+
+fn breaker() -> CircuitBreakerLayer {
+    CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(4))
+        .minimum_calls(2)
+        .open_duration(Duration::from_secs(5))
+        .permitted_probes(1)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_breaker_inside_still_counts_what_the_fallback_recovers() {
+    let breaker = breaker();
+    let handle = breaker.handle();
+    let mut svc = ServiceBuilder::new()
+        .layer(FallbackLayer::new(fallback::value(0u16)))
+        .layer(breaker)
+        .service(inner());
+    assert_eq!(support::call(&mut svc, Do::InnerError).await.unwrap(), 0);
+    assert_eq!(handle.snapshot().failures, 1);
+    assert_eq!(support::call(&mut svc, Do::InnerError).await.unwrap(), 0);
+    assert_eq!(handle.state(), State::Open);
+    // Open: the caller still gets the fallback, and the rejection is counted.
+    assert_eq!(support::call(&mut svc, Do::Succeed).await.unwrap(), 0);
+    assert_eq!(handle.snapshot().rejected, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_fallback_leaks_no_probe_slot_and_leaves_the_stack_usable() {
+    let breaker = breaker();
+    let handle = breaker.handle();
+    let svc = ServiceBuilder::new()
+        .layer(FallbackLayer::new(fallback::from_fn(
+            |_: Failure<u16>| -> Result<u16, Failure<u16>> { panic!("fallback bug") },
+        )))
+        .layer(breaker)
+        .service(inner());
+    for _ in 0..2 {
+        let mut s = svc.clone();
+        let r = std::panic::AssertUnwindSafe(
+            async move { support::call(&mut s, Do::InnerError).await },
+        )
+        .catch_unwind()
+        .await;
+        assert!(r.is_err());
+    }
+    assert_eq!(handle.state(), State::Open);
+    advance(Duration::from_secs(5)).await;
+    // The probe fails and the fallback panics: the probe slot still comes back.
+    let mut s = svc.clone();
+    let r =
+        std::panic::AssertUnwindSafe(async move { support::call(&mut s, Do::InnerError).await })
+            .catch_unwind()
+            .await;
+    assert!(r.is_err());
+    assert_eq!(handle.snapshot().probes_in_flight, 0);
+    assert_eq!(handle.state(), State::Open, "the failed probe was counted");
+    advance(Duration::from_secs(5)).await;
+    let mut s = svc.clone();
+    assert_eq!(support::call(&mut s, Do::Succeed).await.unwrap(), 200);
+    assert_eq!(handle.state(), State::Closed);
+}
+
+/// Requests are (tenant, path, what to do); the cache keys on (tenant, path).
+type Req = (u32, &'static str, Do);
+
+fn cache(max_stale: Duration) -> StaleCache<Req, (u16, Option<Stale>), (u32, &'static str)> {
+    StaleCache::builder(|req: &Req| Some((req.0, req.1)))
+        .max_stale(max_stale)
+        .mark(|res: &mut (u16, Option<Stale>), stale| res.1 = Some(stale))
+        .build()
+        .unwrap()
+}
+
+fn cached_inner()
+-> impl Service<Req, Response = (u16, Option<Stale>), Error = BoxError, Future: Send> + Clone {
+    service_fn(|(_, _, what): Req| async move {
+        match what {
+            Do::Succeed => Ok((200, None)),
+            Do::FailureResponse => Ok((503, None)),
+            _ => Err::<_, BoxError>("down".into()),
+        }
+    })
+}
+
+fn pair_classifier(res: Result<&(u16, Option<Stale>), &BoxError>) -> Outcome {
+    match res {
+        Ok((s, _)) if *s >= 500 => Outcome::failure(),
+        Ok(_) => Outcome::success(),
+        Err(_) => Outcome::failure(),
+    }
+}
+
+type PairClassifier = fn(Result<&(u16, Option<Stale>), &BoxError>) -> Outcome;
+
+#[tokio::test(start_paused = true)]
+async fn the_stale_cache_serves_only_the_same_key_and_only_while_fresh_enough() {
+    let layer = FallbackLayer::new(cache(Duration::from_secs(60)))
+        .with_classifier(pair_classifier as PairClassifier);
+    let mut svc = layer.layer(cached_inner());
+    assert_eq!(
+        support::call(&mut svc, (1, "/a", Do::Succeed))
+            .await
+            .unwrap(),
+        (200, None)
+    );
+    advance(Duration::from_secs(10)).await;
+    let (status, stale) = support::call(&mut svc, (1, "/a", Do::InnerError))
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        stale,
+        Some(Stale {
+            age: Duration::from_secs(10)
+        })
+    );
+    // Another tenant, same path: never served tenant 1's response.
+    assert!(
+        support::call(&mut svc, (2, "/a", Do::InnerError))
+            .await
+            .is_err()
+    );
+    // A failure response is never stored, and is itself recovered from the cache.
+    let (status, stale) = support::call(&mut svc, (1, "/a", Do::FailureResponse))
+        .await
+        .unwrap();
+    assert_eq!((status, stale.is_some()), (200, true));
+    assert_eq!(layer.recover().stats().stored, 1);
+    // Older than max_stale: not served.
+    advance(Duration::from_secs(50)).await;
+    assert!(
+        support::call(&mut svc, (1, "/a", Do::InnerError))
+            .await
+            .is_ok(),
+        "60 s is fine"
+    );
+    advance(Duration::from_millis(1)).await;
+    assert!(
+        support::call(&mut svc, (1, "/a", Do::InnerError))
+            .await
+            .is_err()
+    );
+    assert_eq!(layer.recover().stats().served, 3);
+}
+
+#[test]
+fn the_stale_cache_stays_within_its_bounds_under_a_million_keys() {
+    let cache: StaleCache<u64, Vec<u8>, u64> = StaleCache::builder(|k: &u64| Some(*k))
+        .max_entries(1_000)
+        .max_bytes(64 * 1_024)
+        .max_entry_bytes(512)
+        .size(|v: &Vec<u8>| v.len())
+        .build()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    let _guard = rt.enter();
+    for k in 0..1_000_000u64 {
+        let body = vec![0u8; (k % 700) as usize];
+        let kept = cache.keep(&k);
+        cache.succeeded(kept, &body);
+        if k % 50_000 == 0 {
+            let s = cache.stats();
+            assert!(s.entries <= 1_000 && s.bytes <= 64 * 1_024, "{s:?}");
+        }
+    }
+    let s = cache.stats();
+    assert!(s.entries <= 1_000 && s.bytes <= 64 * 1_024, "{s:?}");
+    assert!(
+        s.too_large > 0,
+        "bodies over 512 bytes pass through uncached"
+    );
+    // The most recent entry (399 bytes) is there; the oldest are gone.
+    let failure = || Failure::Error("down".into());
+    assert!(cache.recover(Some(999_999), failure()).is_ok());
+    assert!(cache.recover(Some(0), failure()).is_err());
+}
+
+#[test]
+fn bad_cache_bounds_are_config_errors() {
+    let b = || StaleCache::<u8, u8, u8>::builder(|k: &u8| Some(*k));
+    assert_eq!(
+        b().max_stale(Duration::ZERO).build().unwrap_err().field(),
+        "max_stale"
+    );
+    assert_eq!(
+        b().max_entries(0).build().unwrap_err().field(),
+        "max_entries"
+    );
+    assert_eq!(
+        b().max_entry_bytes(0).build().unwrap_err().field(),
+        "max_entry_bytes"
+    );
+    assert_eq!(
+        b().max_bytes(10)
+            .max_entry_bytes(11)
+            .build()
+            .unwrap_err()
+            .field(),
+        "max_bytes"
+    );
+    assert!(
+        b().max_stale(Duration::MAX)
+            .max_bytes(usize::MAX)
+            .build()
+            .is_ok()
+    );
+}
