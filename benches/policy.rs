@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use palisade::bulkhead::{BulkheadConfig, BulkheadLayer};
 use palisade::circuit_breaker::CircuitBreakerConfig;
-use palisade::fallback::{self, FallbackLayer};
+use palisade::fallback::{self, Failure, FallbackLayer};
 use palisade::policy::Policy;
 use palisade::timeout::TimeoutLayer;
 use tower::{Layer, ServiceBuilder, service_fn};
@@ -47,6 +47,7 @@ fn main() {
         "palisade_bulkhead",
         "palisade_timeout",
         "palisade_fallback",
+        "palisade_fallback_fn",
         "palisade_policy",
         "tower_resilience_bulkhead",
         "tower_resilience_time_limiter",
@@ -104,6 +105,18 @@ fn main() {
         &mut allocs,
         "palisade_fallback",
         FallbackLayer::new(fallback::value(())).layer(bare),
+        (),
+    );
+
+    fn recover(_: Failure<()>) -> Result<(), Failure<()>> {
+        Ok(())
+    }
+    support::case(
+        &mut c,
+        groups,
+        &mut allocs,
+        "palisade_fallback_fn",
+        FallbackLayer::new(fallback::from_fn(recover as fn(Failure<()>) -> _)).layer(bare),
         (),
     );
 

@@ -386,7 +386,7 @@ where
     }
 }
 
-impl<S, R, C: Clone> Layer<S> for PolicyLayer<R, C> {
+impl<S, R: Clone, C: Clone> Layer<S> for PolicyLayer<R, C> {
     type Service = PolicyService<S, R, C>;
 
     fn layer(&self, inner: S) -> Self::Service {

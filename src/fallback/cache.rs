@@ -1,8 +1,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -58,7 +58,7 @@ struct Store<K, Res> {
 /// Stale-if-error: keeps the last successful response per key and serves it, marked stale,
 /// when a call for the same key fails, if it is at most `max_stale` old.
 ///
-/// Bounded in entries and in bytes (the oldest entries go first); a response larger than
+/// Cheap to clone: clones are handles on one cache. Bounded in entries and in bytes (the oldest entries go first); a response larger than
 /// `max_entry_bytes` is passed through uncached (and the older entry for its key is dropped,
 /// so the cache never serves a response older than one it refused). Only responses that
 /// reached [`Recover::succeeded`], that is, classified as successes, are stored.
@@ -97,6 +97,24 @@ struct Store<K, Res> {
 /// # }
 /// ```
 pub struct StaleCache<Req, Res, K> {
+    inner: Arc<CacheInner<Req, Res, K>>,
+}
+
+impl<Req, Res, K> Clone for StaleCache<Req, Res, K> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<Req, Res, K> fmt::Debug for StaleCache<Req, Res, K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.inner.fmt(f)
+    }
+}
+
+struct CacheInner<Req, Res, K> {
     key: KeyFn<Req, K>,
     mark: MarkFn<Res>,
     size: SizeFn<Res>,
@@ -110,7 +128,7 @@ pub struct StaleCache<Req, Res, K> {
     too_large: AtomicU64,
 }
 
-impl<Req, Res, K> fmt::Debug for StaleCache<Req, Res, K> {
+impl<Req, Res, K> fmt::Debug for CacheInner<Req, Res, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StaleCache")
             .field("max_stale", &self.max_stale)
@@ -166,6 +184,15 @@ where
 
     /// Entries, bytes and counters.
     pub fn stats(&self) -> CacheStats {
+        self.inner.stats()
+    }
+}
+
+impl<Req, Res, K> CacheInner<Req, Res, K>
+where
+    K: Hash + Eq + Clone,
+{
+    fn stats(&self) -> CacheStats {
         let store = self.lock();
         CacheStats {
             entries: store.map.len(),
@@ -285,22 +312,24 @@ where
             ));
         }
         Ok(StaleCache {
-            key: self.key,
-            mark: self.mark,
-            size: self.size,
-            max_stale: self.max_stale,
-            max_entries: self.max_entries,
-            max_bytes: self.max_bytes,
-            max_entry_bytes: self.max_entry_bytes,
-            store: Mutex::new(Store {
-                map: HashMap::new(),
-                order: VecDeque::new(),
-                bytes: 0,
-                seq: 0,
+            inner: Arc::new(CacheInner {
+                key: self.key,
+                mark: self.mark,
+                size: self.size,
+                max_stale: self.max_stale,
+                max_entries: self.max_entries,
+                max_bytes: self.max_bytes,
+                max_entry_bytes: self.max_entry_bytes,
+                store: Mutex::new(Store {
+                    map: HashMap::new(),
+                    order: VecDeque::new(),
+                    bytes: 0,
+                    seq: 0,
+                }),
+                stored: AtomicU64::new(0),
+                served: AtomicU64::new(0),
+                too_large: AtomicU64::new(0),
             }),
-            stored: AtomicU64::new(0),
-            served: AtomicU64::new(0),
-            too_large: AtomicU64::new(0),
         })
     }
 }
@@ -313,7 +342,7 @@ where
     type Kept = Option<K>;
 
     fn keep(&self, req: &Req) -> Option<K> {
-        (self.key)(req)
+        (self.inner.key)(req)
     }
 
     fn recover(&self, kept: Option<K>, failure: Failure<Res>) -> Result<Res, Failure<Res>> {
@@ -321,16 +350,16 @@ where
             return Err(failure);
         };
         let found = {
-            let store = self.lock();
+            let store = self.inner.lock();
             store.map.get(&key).and_then(|e| {
                 let age = e.at.elapsed();
-                (age <= self.max_stale).then(|| (e.response.clone(), age))
+                (age <= self.inner.max_stale).then(|| (e.response.clone(), age))
             })
         };
         match found {
             Some((mut response, age)) => {
-                (self.mark)(&mut response, Stale { age });
-                self.served.fetch_add(1, Ordering::Relaxed);
+                (self.inner.mark)(&mut response, Stale { age });
+                self.inner.served.fetch_add(1, Ordering::Relaxed);
                 Ok(response)
             }
             None => Err(failure),
@@ -339,13 +368,13 @@ where
 
     fn succeeded(&self, kept: Option<K>, response: &Res) {
         let Some(key) = kept else { return };
-        let bytes = (self.size)(response);
-        if bytes > self.max_entry_bytes {
-            self.too_large.fetch_add(1, Ordering::Relaxed);
-            self.remove(&key);
+        let bytes = (self.inner.size)(response);
+        if bytes > self.inner.max_entry_bytes {
+            self.inner.too_large.fetch_add(1, Ordering::Relaxed);
+            self.inner.remove(&key);
             return;
         }
-        self.insert(key, response.clone(), bytes);
-        self.stored.fetch_add(1, Ordering::Relaxed);
+        self.inner.insert(key, response.clone(), bytes);
+        self.inner.stored.fetch_add(1, Ordering::Relaxed);
     }
 }

@@ -1,7 +1,6 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
@@ -15,7 +14,7 @@ use super::recover::{Failure, Kinds, Recover};
 /// [module docs](super).
 #[derive(Debug, Clone)]
 pub struct FallbackLayer<R, C = DefaultClassifier> {
-    recover: Arc<R>,
+    recover: R,
     classifier: C,
     kinds: Kinds,
 }
@@ -26,7 +25,7 @@ impl<R> FallbackLayer<R> {
     /// recover from failure responses too.
     pub fn new(recover: R) -> Self {
         Self {
-            recover: Arc::new(recover),
+            recover,
             classifier: DefaultClassifier,
             kinds: Kinds::ALL,
         }
@@ -56,23 +55,18 @@ impl<R, C> FallbackLayer<R, C> {
     }
 }
 
-impl<S, R, C: Clone> Layer<S> for FallbackLayer<R, C> {
+impl<S, R: Clone, C: Clone> Layer<S> for FallbackLayer<R, C> {
     type Service = Fallback<S, R, C>;
 
     fn layer(&self, inner: S) -> Self::Service {
         Fallback {
             inner,
-            recover: Arc::new(Local(self.recover.clone())),
+            recover: self.recover.clone(),
             classifier: self.classifier.clone(),
             kinds: self.kinds,
         }
     }
 }
-
-/// One service clone's reference to the shared recovery, so that the count every response
-/// future bumps is not one cache line written by all tasks.
-#[derive(Debug)]
-pub(crate) struct Local<R>(Arc<R>);
 
 /// A service whose selected failures are recovered. Made by [`FallbackLayer`].
 ///
@@ -83,29 +77,23 @@ pub(crate) struct Local<R>(Arc<R>);
 ///
 /// # Clone
 ///
-/// Clones share the [`Recover`] implementation (and so a cache); each clone has its own copy of
-/// the classifier.
+/// The [`Recover`] implementation and the classifier are cloned into every clone and every
+/// response future, so that the success path touches no shared memory: keep them cheap to
+/// clone. Those palisade provides are: [`from_fn`](super::from_fn) and
+/// [`with_request`](super::with_request) with closures or function pointers, free;
+/// [`value`](super::value), one reference-count update per call (it holds its response in an
+/// `Arc` and clones the response only when it recovers); a [`StaleCache`](super::StaleCache), a
+/// handle on shared state (one reference-count update per call).
 ///
 /// # Cancellation
 ///
 /// Dropping the response future drops the inner future; nothing is recovered or stored.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Fallback<S, R, C = DefaultClassifier> {
     inner: S,
-    recover: Arc<Local<R>>,
+    recover: R,
     classifier: C,
     kinds: Kinds,
-}
-
-impl<S: Clone, R, C: Clone> Clone for Fallback<S, R, C> {
-    fn clone(&self) -> Self {
-        Self {
-            inner: self.inner.clone(),
-            recover: Arc::new(Local(self.recover.0.clone())),
-            classifier: self.classifier.clone(),
-            kinds: self.kinds,
-        }
-    }
 }
 
 impl<S, R, C> Fallback<S, R, C> {
@@ -129,7 +117,7 @@ impl<S, R, C, Req> Service<Req> for Fallback<S, R, C>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
-    R: Recover<Req, S::Response>,
+    R: Recover<Req, S::Response> + Clone,
     C: Classify<S::Response> + Clone,
 {
     type Response = S::Response;
@@ -141,7 +129,7 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let kept = self.recover.0.keep(&req);
+        let kept = self.recover.keep(&req);
         ResponseFuture {
             fut: self.inner.call(req),
             _req: PhantomData,
@@ -157,7 +145,7 @@ where
 
 #[derive(Debug)]
 struct State<R, K, C> {
-    recover: Arc<Local<R>>,
+    recover: R,
     kept: K,
     classifier: C,
     kinds: Kinds,
@@ -194,7 +182,7 @@ where
                 if state.classifier.classify(Ok(&response)).is_failure() {
                     Failure::Response(response)
                 } else {
-                    state.recover.0.succeeded(state.kept, &response);
+                    state.recover.succeeded(state.kept, &response);
                     return Poll::Ready(Ok(response));
                 }
             }
@@ -203,7 +191,7 @@ where
         if !state.kinds.contains(failure.kind()) {
             return Poll::Ready(failure.into_result());
         }
-        Poll::Ready(match state.recover.0.recover(state.kept, failure) {
+        Poll::Ready(match state.recover.recover(state.kept, failure) {
             Ok(response) => Ok(response),
             Err(failure) => failure.into_result(),
         })

@@ -1,5 +1,6 @@
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use tower::BoxError;
 
@@ -151,12 +152,18 @@ pub trait Recover<Req, Res> {
 }
 
 /// Recovers with a clone of a fixed response. See [`value`].
-#[derive(Debug, Clone)]
-pub struct Value<Res>(Res);
+#[derive(Debug)]
+pub struct Value<Res>(Arc<Res>);
 
-/// Recovers with a clone of `response`.
+impl<Res> Clone for Value<Res> {
+    fn clone(&self) -> Self {
+        Value(Arc::clone(&self.0))
+    }
+}
+
+/// Recovers with a clone of `response`, made only when a call is recovered.
 pub fn value<Res: Clone>(response: Res) -> Value<Res> {
-    Value(response)
+    Value(Arc::new(response))
 }
 
 impl<Req, Res: Clone> Recover<Req, Res> for Value<Res> {
@@ -165,7 +172,7 @@ impl<Req, Res: Clone> Recover<Req, Res> for Value<Res> {
     fn keep(&self, _: &Req) {}
 
     fn recover(&self, _: (), _: Failure<Res>) -> Result<Res, Failure<Res>> {
-        Ok(self.0.clone())
+        Ok(Res::clone(&self.0))
     }
 }
 

@@ -42,7 +42,9 @@ pin_project! {
         Off,
         // A deadline, with no timer made yet: the inner future has not been pending.
         Armed { deadline: Instant },
-        Sleeping { #[pin] sleep: Sleep },
+        // Boxed: a `Sleep` is over 100 bytes, and every layer outside moves this future by
+        // value; only calls still pending after their first poll pay for the box.
+        Sleeping { sleep: Pin<Box<Sleep>> },
     }
 }
 
@@ -91,11 +93,11 @@ where
                 TimerProj::Off => return Poll::Pending,
                 TimerProj::Armed { deadline } => {
                     // First time pending: only now register a timer.
-                    let sleep = sleep_until(*deadline);
+                    let sleep = Box::pin(sleep_until(*deadline));
                     this.timer.set(Timer::Sleeping { sleep });
                 }
                 TimerProj::Sleeping { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     // Drop the inner future now, not when the caller drops this one.
                     this.inner.set(Inner::Expired);
                     return Poll::Ready(Err(Box::new(Elapsed::new(*this.after))));
