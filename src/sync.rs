@@ -36,3 +36,17 @@ pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub(crate) fn lock<T>(m: &Mutex<T>) -> loom::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// One service clone's reference to the state all clones share. Each clone has its own (cloning
+/// a service allocates a new one), so the reference count that every response future bumps is
+/// not one cache line written by every task.
+#[derive(Debug)]
+pub(crate) struct CloneRef<T>(pub(crate) std::sync::Arc<T>);
+
+impl<T> std::ops::Deref for CloneRef<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

@@ -221,3 +221,127 @@ fn a_policy_reads_from_configuration() {
         serde_json::from_str::<PolicyConfig>(r#"{"bulkhead":{"max_concurrent":0}}"#).unwrap_err();
     assert!(err.to_string().contains("max_concurrent"), "{err}");
 }
+
+/// The TOML shown in the `policy` module docs, verbatim.
+#[cfg(feature = "serde")]
+const DOCUMENTED_TOML: &str = r#"
+name = "inventory"
+
+[timeout]
+timeout = "250ms"
+
+[bulkhead]
+max_concurrent = 32
+
+[circuit_breaker]
+window = { count = 50 }
+minimum_calls = 20
+failure_rate = 0.5
+open_duration = "10s"
+"#;
+
+#[cfg(feature = "serde")]
+#[test]
+fn the_documented_toml_configuration_builds_a_policy() {
+    let docs = include_str!("../src/policy.rs");
+    let shown: String = docs
+        .lines()
+        .skip_while(|l| !l.starts_with("//! ```toml"))
+        .skip(1)
+        .take_while(|l| !l.starts_with("//! ```"))
+        .map(|l| l.trim_start_matches("//!").trim_start())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        shown.trim(),
+        DOCUMENTED_TOML.trim(),
+        "the docs and this test agree"
+    );
+    let config: PolicyConfig = toml::from_str(DOCUMENTED_TOML).unwrap();
+    let policy = Policy::builder().config(config).build().unwrap();
+    assert_eq!(policy.name(), "inventory");
+    assert_eq!(policy.bulkhead().unwrap().max_concurrent(), 32);
+    let bad = DOCUMENTED_TOML.replace("failure_rate = 0.5", "failure_rate = 50.0");
+    let err = toml::from_str::<PolicyConfig>(&bad).unwrap_err();
+    assert!(err.to_string().contains("failure_rate"), "{err}");
+}
+
+mod never_panics {
+    use std::time::Duration;
+
+    use palisade::bulkhead::BulkheadConfig;
+    use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
+    use palisade::fallback::StaleCache;
+    use palisade::policy::{Policy, PolicyConfig};
+    use proptest::prelude::*;
+
+    fn any_duration() -> impl Strategy<Value = Duration> {
+        prop_oneof![
+            Just(Duration::ZERO),
+            Just(Duration::MAX),
+            any::<u64>().prop_map(Duration::from_nanos),
+            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn policy_build_never_panics(
+            name in ".{0,8}",
+            timeout in prop::option::of(any_duration()),
+            bulkhead in prop::option::of((any::<usize>(), prop::option::of(any_duration()), prop::option::of(any::<usize>()))),
+            breaker in prop::option::of((any::<u32>(), any::<u32>(), any::<f64>(), any_duration())),
+        ) {
+            let mut config = PolicyConfig::default();
+            config.name = name;
+            let mut builder = Policy::builder();
+            if let Some(t) = timeout {
+                builder = builder.timeout(t);
+            }
+            if let Some((max, wait, queued)) = bulkhead {
+                let mut b = BulkheadConfig::default();
+                b.max_concurrent = max;
+                b.max_wait = wait;
+                b.max_queued = queued;
+                config.bulkhead = Some(b);
+            }
+            if let Some((window, min, rate, open)) = breaker {
+                let mut c = CircuitBreakerConfig::default();
+                c.window = SlidingWindow::Count(window);
+                c.minimum_calls = min;
+                c.failure_rate = rate;
+                c.open_duration = open;
+                config.circuit_breaker = Some(c);
+            }
+            let timeout = builder.build().map(|p| p.name().to_owned());
+            let _ = timeout;
+            match Policy::builder().config(config.clone()).build() {
+                Ok(_) => prop_assert!(config.validate().is_ok()),
+                Err(e) => {
+                    prop_assert!(config.validate().is_err());
+                    let section = e.field().split('.').next().unwrap_or_default().to_owned();
+                    prop_assert!(["name", "bulkhead", "circuit_breaker"].contains(&section.as_str()), "{}", e);
+                }
+            }
+        }
+
+        #[test]
+        fn stale_cache_build_never_panics(
+            stale in any_duration(),
+            entries in any::<usize>(),
+            bytes in any::<usize>(),
+            entry in any::<usize>(),
+        ) {
+            let built = StaleCache::<u8, u8, u8>::builder(|k: &u8| Some(*k))
+                .max_stale(stale)
+                .max_entries(entries)
+                .max_bytes(bytes)
+                .max_entry_bytes(entry)
+                .build();
+            prop_assert_eq!(
+                built.is_ok(),
+                !stale.is_zero() && entries > 0 && entry > 0 && bytes >= entry
+            );
+        }
+    }
+}

@@ -10,17 +10,18 @@ use tower::{BoxError, Service};
 
 use crate::error::BulkheadFull;
 
-use super::handle::CloneRef;
+use super::handle::Shared;
 use super::semaphore::Ticket;
+use crate::sync::CloneRef;
 
 /// A permit taken. Dropping it gives it back (to the first waiter, if any).
 pub(crate) struct Permit {
-    shared: Arc<CloneRef>,
+    shared: Arc<CloneRef<Shared>>,
 }
 
 impl Permit {
     /// Wraps a permit the caller has just taken from `shared`'s semaphore.
-    pub(crate) fn taken(shared: Arc<CloneRef>) -> Self {
+    pub(crate) fn taken(shared: Arc<CloneRef<Shared>>) -> Self {
         Self { shared }
     }
 }
@@ -34,12 +35,12 @@ impl Drop for Permit {
 /// A place in the queue. Dropping it leaves the queue, giving back a permit handed to it
 /// meanwhile.
 pub(crate) struct Queued {
-    shared: Arc<CloneRef>,
+    shared: Arc<CloneRef<Shared>>,
     ticket: Option<Ticket>,
 }
 
 impl Queued {
-    pub(crate) fn new(shared: Arc<CloneRef>, ticket: Ticket) -> Self {
+    pub(crate) fn new(shared: Arc<CloneRef<Shared>>, ticket: Ticket) -> Self {
         Self {
             shared,
             ticket: Some(ticket),

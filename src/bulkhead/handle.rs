@@ -31,19 +31,6 @@ impl Shared {
     }
 }
 
-/// One service clone's reference to the shared state. Each clone has its own, so the
-/// reference count every response future bumps is not one cache line written by all tasks.
-#[derive(Debug)]
-pub(crate) struct CloneRef(pub(crate) Arc<Shared>);
-
-impl std::ops::Deref for CloneRef {
-    type Target = Shared;
-
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
-
 /// A handle on one bulkhead, shared with every service its layer made: how many calls are in
 /// flight and how many wait.
 ///

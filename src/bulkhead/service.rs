@@ -5,8 +5,9 @@ use tokio::time::Instant;
 use tower::{BoxError, Service};
 
 use super::future::{Permit, Queued, ResponseFuture, Waiting};
-use super::handle::{CloneRef, Handle, Shared};
+use super::handle::{Handle, Shared};
 use super::semaphore::Enqueued;
+use crate::sync::CloneRef;
 
 /// A service that lets at most `max_concurrent` calls be in flight at once. Made by
 /// [`BulkheadLayer`].
@@ -78,7 +79,7 @@ use super::semaphore::Enqueued;
 #[derive(Debug)]
 pub struct Bulkhead<S> {
     inner: S,
-    shared: Arc<CloneRef>,
+    shared: Arc<CloneRef<Shared>>,
 }
 
 impl<S: Clone> Clone for Bulkhead<S> {

@@ -10,21 +10,26 @@ use tower::BoxError;
 use crate::classify::{Classify, Outcome};
 use crate::error::CircuitOpen;
 
-use super::handle::CloneRef;
+use super::handle::Breaker;
 use super::handle::record;
 use super::state::Permit;
+use crate::sync::CloneRef;
 
 /// An admitted call's permit. Dropping it unrecorded (cancellation, a panicking classifier)
 /// gives the permit back as ignored.
 #[derive(Debug)]
 pub(crate) struct Guard {
-    breaker: Arc<CloneRef>,
+    breaker: Arc<CloneRef<Breaker>>,
     permit: Option<Permit>,
     start: Option<Instant>,
 }
 
 impl Guard {
-    pub(crate) fn new(breaker: Arc<CloneRef>, permit: Permit, start: Option<Instant>) -> Self {
+    pub(crate) fn new(
+        breaker: Arc<CloneRef<Breaker>>,
+        permit: Permit,
+        start: Option<Instant>,
+    ) -> Self {
         Self {
             breaker,
             permit: Some(permit),

@@ -121,19 +121,6 @@ impl Breaker {
     }
 }
 
-/// One service clone's reference to the shared breaker. Each clone has its own, so the
-/// reference count every response future bumps is not one cache line written by all tasks.
-#[derive(Debug)]
-pub(crate) struct CloneRef(pub(crate) Arc<Breaker>);
-
-impl std::ops::Deref for CloneRef {
-    type Target = Breaker;
-
-    fn deref(&self) -> &Breaker {
-        &self.0
-    }
-}
-
 /// A handle on one circuit breaker, shared with every service its layer made.
 ///
 /// Cheap to clone. Reads state and counts, and lets an operator force the breaker open,

@@ -8,14 +8,15 @@ use crate::classify::{Classify, DefaultClassifier};
 use crate::error::CircuitOpen;
 
 use super::future::{Guard, ResponseFuture};
-use super::handle::{Breaker, CloneRef, Handle};
+use super::handle::{Breaker, Handle};
 use super::state::{Permit, Rejection};
+use crate::sync::CloneRef;
 
 /// The decision taken in `poll_ready`, kept for the next `call`. Gives an unused permit back
 /// when dropped.
 #[derive(Debug)]
 struct Slot {
-    breaker: Arc<CloneRef>,
+    breaker: Arc<CloneRef<Breaker>>,
     permit: Option<Permit>,
     rejection: Option<Rejection>,
 }
