@@ -31,6 +31,10 @@ fn main() {
         "palisade_open",
         "tower_resilience_closed",
         "tower_resilience_open",
+        "pending_bare",
+        "pending_tower_timeout",
+        "pending_palisade_closed_count",
+        "pending_palisade_closed_slow_rule",
     ];
     {
         support::case(&mut c, (ONE, TWO), &mut allocs, "bare", bare, ());
@@ -123,13 +127,54 @@ fn main() {
             (),
         );
     }
+    // The same with an inner future that is pending once (as any real network call is): the
+    // slow-call rule then reads the clock twice, and tower's Timeout arms its timer.
+    let pending = service_fn(|()| async {
+        tokio::task::yield_now().await;
+        Ok::<_, Infallible>(())
+    });
+    support::case(&mut c, (ONE, TWO), &mut allocs, "pending_bare", pending, ());
+    support::case(
+        &mut c,
+        (ONE, TWO),
+        &mut allocs,
+        "pending_tower_timeout",
+        tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(pending),
+        (),
+    );
+    let closed = CircuitBreakerLayer::builder().build().unwrap();
+    support::case(
+        &mut c,
+        (ONE, TWO),
+        &mut allocs,
+        "pending_palisade_closed_count",
+        closed.layer(pending),
+        (),
+    );
+    let slow = CircuitBreakerLayer::builder()
+        .slow_call_duration(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    support::case(
+        &mut c,
+        (ONE, TWO),
+        &mut allocs,
+        "pending_palisade_closed_slow_rule",
+        slow.layer(pending),
+        (),
+    );
     c.final_summary();
     drop(tripping_runtime);
     support::report(
         ONE,
         TWO,
         &names,
-        &["bare", "tower_timeout", "tower_resilience_closed"],
+        &[
+            "bare",
+            "tower_timeout",
+            "tower_resilience_closed",
+            "pending_tower_timeout",
+        ],
         &allocs,
     );
 }

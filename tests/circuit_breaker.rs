@@ -483,3 +483,31 @@ async fn operator_overrides() {
     call(&mut svc, Reply::Ok).await.unwrap();
     assert_eq!(breaker.state(), State::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn slow_calls_trip_the_breaker_at_the_slow_call_rate() {
+    let layer = CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(4))
+        .minimum_calls(4)
+        .slow_call_duration(Duration::from_secs(1))
+        .slow_call_rate(0.5)
+        .build()
+        .unwrap();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    // Fast (ready at once, or under a second) and slow (a second or more) successes.
+    call(&mut svc, Reply::Ok).await.unwrap();
+    call(&mut svc, Reply::Delay(Duration::from_millis(999)))
+        .await
+        .unwrap();
+    call(&mut svc, Reply::Delay(Duration::from_secs(1)))
+        .await
+        .unwrap();
+    assert_eq!(breaker.snapshot().slow_calls, 1);
+    assert_eq!(breaker.state(), State::Closed);
+    // The second slow call of four: a 50 % slow-call rate opens the breaker.
+    call(&mut svc, Reply::Delay(Duration::from_secs(3)))
+        .await
+        .unwrap();
+    assert_eq!(breaker.state(), State::Open);
+}

@@ -85,6 +85,9 @@ pub struct CircuitBreakerConfig {
     /// Failure rate at or above which the breaker opens (`0 < rate <= 1`). Default 0.5.
     pub failure_rate: f64,
     /// Calls taking at least this long are slow. `None` (the default) turns the rule off.
+    /// Through the tower layer a call is timed from its first suspension (`Pending`) to its
+    /// completion; a call that completes on its first poll waited on nothing and is timed as
+    /// zero without reading the clock.
     #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub slow_call_duration: Option<Duration>,
     /// Slow-call rate at or above which the breaker opens (`0 < rate <= 1`). Default 1.0.

@@ -15,31 +15,55 @@ use super::handle::record;
 use super::state::Permit;
 use crate::sync::CloneRef;
 
+/// How a call is timed for the slow-call rule.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Timing {
+    /// No slow-call rule: never read the clock for it.
+    Off,
+    /// Not suspended yet. A call that completes on its first poll waited on nothing: it is
+    /// timed as zero, without reading the clock.
+    Unsuspended,
+    /// Suspended at this instant (its first `Pending`): the call is timed from here.
+    Since(Instant),
+}
+
 /// An admitted call's permit. Dropping it unrecorded (cancellation, a panicking classifier)
 /// gives the permit back as ignored.
 #[derive(Debug)]
 pub(crate) struct Guard {
     breaker: Arc<CloneRef<Breaker>>,
     permit: Option<Permit>,
-    start: Option<Instant>,
+    timing: Timing,
 }
 
 impl Guard {
-    pub(crate) fn new(
-        breaker: Arc<CloneRef<Breaker>>,
-        permit: Permit,
-        start: Option<Instant>,
-    ) -> Self {
+    pub(crate) fn new(breaker: Arc<CloneRef<Breaker>>, permit: Permit) -> Self {
+        let timing = if breaker.machine.needs_duration() {
+            Timing::Unsuspended
+        } else {
+            Timing::Off
+        };
         Self {
             breaker,
             permit: Some(permit),
-            start,
+            timing,
+        }
+    }
+
+    /// The call is suspended: start timing it if it needs timing.
+    fn suspended(&mut self) {
+        if let Timing::Unsuspended = self.timing {
+            self.timing = Timing::Since(Instant::now());
         }
     }
 
     pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(permit) = self.permit.take() {
-            record(&self.breaker, permit, outcome, self.start);
+            let start = match self.timing {
+                Timing::Since(at) => Some(at),
+                Timing::Off | Timing::Unsuspended => None,
+            };
+            record(&self.breaker, permit, outcome, start);
         }
     }
 }
@@ -103,7 +127,15 @@ where
                 guard,
                 classifier,
             } => {
-                let result = std::task::ready!(fut.poll(cx)).map_err(Into::into);
+                let result = match fut.poll(cx) {
+                    Poll::Ready(result) => result.map_err(Into::into),
+                    Poll::Pending => {
+                        if let Some(guard) = guard.as_mut() {
+                            guard.suspended();
+                        }
+                        return Poll::Pending;
+                    }
+                };
                 if let Some(guard) = guard.take() {
                     let outcome = classifier.classify(result.as_ref());
                     guard.finish(outcome);

@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower::{BoxError, Service};
 
 use crate::classify::{Classify, DefaultClassifier};
@@ -180,10 +179,9 @@ where
         match self.slot.permit.take() {
             Some(permit) => {
                 let breaker = self.slot.breaker.clone();
-                let start = breaker.machine.needs_duration().then(Instant::now);
                 ResponseFuture::called(
                     self.inner.call(req),
-                    Guard::new(breaker, permit, start),
+                    Guard::new(breaker, permit),
                     self.classifier.clone(),
                 )
             }
