@@ -37,6 +37,27 @@ macro_rules! validated_deserialize {
     };
 }
 
+/// `get_ref`, `get_mut` and `into_inner` for a service wrapper whose inner service is the
+/// field `inner: S`.
+macro_rules! inner_accessors {
+    () => {
+        /// The inner service.
+        pub fn get_ref(&self) -> &S {
+            &self.inner
+        }
+
+        /// The inner service, mutably.
+        pub fn get_mut(&mut self) -> &mut S {
+            &mut self.inner
+        }
+
+        /// The inner service, consuming the wrapper.
+        pub fn into_inner(self) -> S {
+            self.inner
+        }
+    };
+}
+
 pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;

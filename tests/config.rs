@@ -1,5 +1,7 @@
 //! Bad configuration is a `ConfigError` naming the field, never a panic.
 
+mod support;
+
 use std::time::Duration;
 
 use palisade::circuit_breaker::{
@@ -303,14 +305,7 @@ fn extreme_but_meaningful_values_run_without_panicking() {
     drop(layer);
 }
 
-fn any_duration() -> impl Strategy<Value = Duration> {
-    prop_oneof![
-        Just(Duration::ZERO),
-        Just(Duration::MAX),
-        any::<u64>().prop_map(Duration::from_nanos),
-        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
-    ]
-}
+use support::any_duration;
 
 fn any_f64() -> impl Strategy<Value = f64> {
     prop_oneof![

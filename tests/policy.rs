@@ -267,7 +267,6 @@ fn the_documented_toml_configuration_builds_a_policy() {
 }
 
 mod never_panics {
-    use std::time::Duration;
 
     use palisade::bulkhead::BulkheadConfig;
     use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
@@ -275,14 +274,7 @@ mod never_panics {
     use palisade::policy::{Policy, PolicyConfig};
     use proptest::prelude::*;
 
-    fn any_duration() -> impl Strategy<Value = Duration> {
-        prop_oneof![
-            Just(Duration::ZERO),
-            Just(Duration::MAX),
-            any::<u64>().prop_map(Duration::from_nanos),
-            (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
-        ]
-    }
+    use super::support::any_duration;
 
     proptest! {
         #[test]

@@ -287,15 +287,7 @@ fn zero_timeout_is_a_config_error_naming_timeout() {
     }
 }
 
-fn any_duration() -> impl Strategy<Value = Duration> {
-    prop_oneof![
-        Just(Duration::ZERO),
-        Just(Duration::MAX),
-        (0u64..10_000_000_000).prop_map(Duration::from_nanos),
-        (0u64..100_000).prop_map(Duration::from_secs),
-        (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
-    ]
-}
+use support::any_duration;
 
 proptest! {
     /// `build()` never panics; only zero is refused; and a call under any valid timeout fires

@@ -130,20 +130,7 @@ impl<S, C> CircuitBreaker<S, C> {
         Handle::new(Arc::clone(&self.slot.breaker.0))
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming the wrapper.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_accessors!();
 }
 
 impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>

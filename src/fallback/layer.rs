@@ -97,20 +97,7 @@ pub struct Fallback<S, R, C = DefaultClassifier> {
 }
 
 impl<S, R, C> Fallback<S, R, C> {
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// The inner service, consuming the wrapper.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    inner_accessors!();
 }
 
 impl<S, R, C, Req> Service<Req> for Fallback<S, R, C>
