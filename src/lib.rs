@@ -14,6 +14,7 @@
 //! * [`fallback`]: recover from a failure with a value, a function of the request, or the last
 //!   good response (stale-if-error).
 //!
+//! * [`events`]: what they decide (transitions, rejections, timeouts, fallbacks), for listeners.
 //! * [`policy`]: all of them in the recommended order, from one validated configuration.
 //!
 //! Every layer classifies outcomes the same way ([`classify`]) and fails with small typed
@@ -62,6 +63,7 @@ pub mod bulkhead;
 pub mod circuit_breaker;
 pub mod classify;
 pub mod error;
+pub mod events;
 pub mod fallback;
 pub mod policy;
 mod sync;

@@ -66,6 +66,7 @@ use crate::bulkhead::{self, Bulkhead, BulkheadConfig, BulkheadLayer};
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
 use crate::classify::DefaultClassifier;
 use crate::error::ConfigError;
+use crate::events::{Listener, Listeners};
 use crate::fallback::{Failure, Fallback, FallbackLayer, Kinds, Recover};
 use crate::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
 
@@ -145,6 +146,7 @@ impl Policy {
             fallback: None,
             kinds: Kinds::ALL,
             classifier: DefaultClassifier,
+            listeners: Listeners::default(),
         }
     }
 }
@@ -156,6 +158,7 @@ pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier> {
     fallback: Option<R>,
     kinds: Kinds,
     classifier: C,
+    listeners: Listeners,
 }
 
 impl<R, C> PolicyBuilder<R, C> {
@@ -199,6 +202,7 @@ impl<R, C> PolicyBuilder<R, C> {
             fallback: Some(recover),
             kinds: self.kinds,
             classifier: self.classifier,
+            listeners: self.listeners,
         }
     }
 
@@ -215,7 +219,14 @@ impl<R, C> PolicyBuilder<R, C> {
             fallback: self.fallback,
             kinds: self.kinds,
             classifier,
+            listeners: self.listeners,
         }
+    }
+
+    /// A listener told about every part's decisions; events carry the policy's name.
+    pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
+        self.listeners = self.listeners.with(listener);
+        self
     }
 
     /// Validates everything and builds the layer. The error names the field with its section.
@@ -225,15 +236,23 @@ impl<R, C> PolicyBuilder<R, C> {
     {
         self.config.validate()?;
         let name = &self.config.name;
+        let listeners = self.listeners.named(name.clone());
         let timeout = match &self.config.timeout {
-            Some(t) => Some(TimeoutLayer::new(t).map_err(|e| e.within("timeout"))?),
+            Some(t) => Some(
+                TimeoutLayer::new(t)
+                    .map_err(|e| e.within("timeout"))?
+                    .with_listeners(listeners.clone()),
+            ),
             None => None,
         };
         let bulkhead = match &self.config.bulkhead {
             Some(b) => {
                 let mut b = b.clone();
                 b.name.clone_from(name);
-                Some(BulkheadLayer::new(&b).map_err(|e| e.within("bulkhead"))?)
+                let built = bulkhead::Builder::from_config(b)
+                    .listeners(listeners.clone())
+                    .build();
+                Some(built.map_err(|e| e.within("bulkhead"))?)
             }
             None => None,
         };
@@ -241,8 +260,11 @@ impl<R, C> PolicyBuilder<R, C> {
             Some(c) => {
                 let mut c = c.clone();
                 c.name.clone_from(name);
+                let built = circuit_breaker::Builder::from_config(c)
+                    .listeners(listeners.clone())
+                    .build();
                 Some(
-                    CircuitBreakerLayer::new(&c)
+                    built
                         .map_err(|e| e.within("circuit_breaker"))?
                         .with_classifier(self.classifier.clone()),
                 )
@@ -253,6 +275,7 @@ impl<R, C> PolicyBuilder<R, C> {
             FallbackLayer::new(r)
                 .kinds(self.kinds)
                 .with_classifier(self.classifier.clone())
+                .listeners(listeners.clone())
         });
         Ok(PolicyLayer {
             name: self.config.name,

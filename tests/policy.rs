@@ -2,12 +2,14 @@
 
 mod support;
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use palisade::bulkhead::BulkheadConfig;
 use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow, State};
 use palisade::classify::Outcome;
 use palisade::error::{ErrorKind, error_kind};
+use palisade::events::Event;
 use palisade::fallback::{self, Failure, FailureKind, Kinds};
 use palisade::policy::{Policy, PolicyConfig};
 use support::{Dependency, Reply, call};
@@ -52,9 +54,33 @@ fn classify(res: Result<&&'static str, &BoxError>) -> Outcome {
 
 type Classifier = fn(Result<&&'static str, &BoxError>) -> Outcome;
 
+/// Collects events as short strings: what happened, in order.
+fn collector() -> (
+    Arc<Mutex<Vec<String>>>,
+    impl Fn(&Event<'_>) + Send + Sync + 'static,
+) {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let listener = move |event: &Event<'_>| {
+        let line = match event {
+            Event::StateTransition { name, transition } => {
+                format!("{name}: {:?} -> {:?}", transition.from, transition.to)
+            }
+            Event::Rejected { name, reason } => format!("{name}: rejected {reason:?}"),
+            Event::TimedOut { name, after } => format!("{name}: timed out after {after:?}"),
+            Event::FallbackServed { name, kind } => format!("{name}: fallback {}", kind.as_str()),
+            other => format!("{other:?}"),
+        };
+        log.lock().unwrap().push(line);
+    };
+    (seen, listener)
+}
+
 #[tokio::test(start_paused = true)]
-async fn each_kind_of_failure_gives_the_documented_result_and_counts() {
+async fn each_kind_of_failure_gives_the_documented_result_counts_and_events() {
+    let (events, listener) = collector();
     let policy = Policy::builder()
+        .listener(listener)
         .name("inventory")
         .timeout(Duration::from_millis(100))
         .bulkhead(bulkhead_config(1))
@@ -129,6 +155,46 @@ async fn each_kind_of_failure_gives_the_documented_result_and_counts() {
     assert_eq!(bulkhead.in_flight(), 0);
     assert_eq!(breaker.snapshot().rejected, 1);
     assert_eq!(bulkhead.available(), 1, "no permit lost along the way");
+
+    assert_eq!(
+        *events.lock().unwrap(),
+        [
+            "inventory: fallback inner_error",
+            "inventory: timed out after 100ms",
+            "inventory: fallback timed_out",
+            "inventory: rejected BulkheadFull",
+            "inventory: fallback bulkhead_full",
+            "inventory: Closed -> Open",
+            "inventory: fallback failure_response",
+            "inventory: rejected Circuit(Open)",
+            "inventory: fallback circuit_open",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_listener_breaks_nothing() {
+    let policy = Policy::builder()
+        .bulkhead(bulkhead_config(1))
+        .circuit_breaker(breaker_config())
+        .listener(|_: &Event<'_>| panic!("listener bug"))
+        .fallback(fallback::value("fallback"))
+        .build()
+        .unwrap();
+    let breaker = policy.circuit_breaker().unwrap();
+    let bulkhead = policy.bulkhead().unwrap();
+    let mut svc = policy.layer(Dependency::new());
+    for _ in 0..3 {
+        assert_eq!(call(&mut svc, Reply::Err).await.unwrap(), "fallback");
+    }
+    assert_eq!(
+        breaker.state(),
+        State::Open,
+        "the transition happened despite the listener"
+    );
+    assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "fallback");
+    assert_eq!(bulkhead.available(), 1);
+    assert_eq!(breaker.snapshot().probes_in_flight, 0);
 }
 
 #[tokio::test(start_paused = true)]

@@ -97,6 +97,11 @@ impl<S, Req> Waiting<S, Req> {
         }
     }
 
+    /// Tells the listeners that this call's wait ran out.
+    fn rejected(&self) {
+        self.queued.shared.rejected();
+    }
+
     /// `Ready(Some(..))` with a permit, the service and the request once the call may go;
     /// `Ready(None)` when the wait ran out.
     fn poll_permit(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<(Permit, S, Req)>> {
@@ -205,7 +210,10 @@ where
                             permit: Some(permit),
                         });
                     }
-                    Poll::Ready(None) => this.kind.set(Kind::Rejected),
+                    Poll::Ready(None) => {
+                        waiting.rejected();
+                        this.kind.set(Kind::Rejected);
+                    }
                 },
                 KindProj::Rejected => {
                     return Poll::Ready(Err(Box::new(BulkheadFull::new(*this.max_concurrent))));

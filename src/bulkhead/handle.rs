@@ -3,6 +3,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::error::ConfigError;
+use crate::events::{Event, Listeners, Rejection};
 
 use super::config::BulkheadConfig;
 use super::semaphore::Semaphore;
@@ -15,10 +16,19 @@ pub(crate) struct Shared {
     pub(crate) max_wait: Option<Duration>,
     max_queued: usize,
     name: String,
+    listeners: Listeners,
 }
 
 impl Shared {
-    pub(crate) fn new(config: &BulkheadConfig) -> Result<Self, ConfigError> {
+    /// Tells the listeners that a call was rejected.
+    pub(crate) fn rejected(&self) {
+        self.listeners.emit(|name| Event::Rejected {
+            name,
+            reason: Rejection::BulkheadFull,
+        });
+    }
+
+    pub(crate) fn new(config: &BulkheadConfig, listeners: Listeners) -> Result<Self, ConfigError> {
         config.validate()?;
         let max_queued = config.queue_len();
         Ok(Self {
@@ -27,6 +37,7 @@ impl Shared {
             max_wait: config.max_wait,
             max_queued,
             name: config.name.clone(),
+            listeners: listeners.named(config.name.clone()),
         })
     }
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use tower::Layer;
 
 use crate::error::ConfigError;
+use crate::events::Listeners;
 
 use super::config::BulkheadConfig;
 use super::handle::{Handle, Shared};
@@ -23,13 +24,18 @@ impl BulkheadLayer {
     pub fn builder() -> Builder {
         Builder {
             config: BulkheadConfig::default(),
+            listeners: Listeners::default(),
         }
     }
 
     /// A layer from a configuration, validated.
     pub fn new(config: &BulkheadConfig) -> Result<Self, ConfigError> {
+        Self::with_listeners(config, Listeners::default())
+    }
+
+    fn with_listeners(config: &BulkheadConfig, listeners: Listeners) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Arc::new(Shared::new(config)?),
+            shared: Arc::new(Shared::new(config, listeners)?),
         })
     }
 
@@ -51,6 +57,7 @@ impl<S> Layer<S> for BulkheadLayer {
 #[derive(Debug, Clone)]
 pub struct Builder {
     config: BulkheadConfig,
+    listeners: Listeners,
 }
 
 impl Builder {
@@ -82,7 +89,16 @@ impl Builder {
 
     /// Starts from an existing configuration (for example one deserialized from a file).
     pub fn from_config(config: BulkheadConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            listeners: Listeners::default(),
+        }
+    }
+
+    /// Listeners told about every rejection (events carry the bulkhead's name).
+    pub fn listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
     }
 
     /// The configuration as it stands.
@@ -92,6 +108,6 @@ impl Builder {
 
     /// Validates the configuration and builds the layer.
     pub fn build(&self) -> Result<BulkheadLayer, ConfigError> {
-        BulkheadLayer::new(&self.config)
+        BulkheadLayer::with_listeners(&self.config, self.listeners.clone())
     }
 }

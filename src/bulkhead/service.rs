@@ -123,11 +123,15 @@ impl<S: Clone> Bulkhead<S> {
     {
         let max = self.shared.max_concurrent;
         let Some(max_wait) = self.shared.max_wait else {
+            self.shared.rejected();
             return ResponseFuture::rejected(max);
         };
         match self.shared.sem.enqueue() {
             Enqueued::Acquired => self.send(req),
-            Enqueued::Full => ResponseFuture::rejected(max),
+            Enqueued::Full => {
+                self.shared.rejected();
+                ResponseFuture::rejected(max)
+            }
             Enqueued::Queued(ticket) => {
                 let queued = Queued::new(Arc::clone(&self.shared), ticket);
                 let now = Instant::now();

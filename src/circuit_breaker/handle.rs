@@ -10,6 +10,7 @@ use tokio::time::{Instant, Sleep};
 
 use crate::classify::Outcome;
 use crate::error::{CircuitOpen, ConfigError};
+use crate::events::{self, Event, Listeners};
 
 use super::config::CircuitBreakerConfig;
 use super::state::{Now, Permit, Rejection, Snapshot, State, StateMachine, Transition};
@@ -20,6 +21,7 @@ pub(crate) struct Breaker {
     pub(crate) machine: StateMachine,
     origin: Instant,
     name: String,
+    pub(crate) listeners: Listeners,
     /// The timer that ends the current open state, so that rejections need no clock read.
     open_timer: std::sync::Mutex<Option<Pin<Box<Sleep>>>>,
 }
@@ -39,12 +41,21 @@ impl Wake for OpenTimerWake {
 }
 
 impl Breaker {
-    pub(crate) fn new(config: &CircuitBreakerConfig) -> Result<Arc<Self>, ConfigError> {
+    pub(crate) fn new(
+        config: &CircuitBreakerConfig,
+        listeners: Listeners,
+    ) -> Result<Arc<Self>, ConfigError> {
         let machine = StateMachine::new(config)?;
+        let listeners = listeners.named(config.name.clone());
         Ok(Arc::new_cyclic(|weak: &Weak<Breaker>| {
             let weak = weak.clone();
+            let told = listeners.clone();
             Breaker {
                 machine: machine.with_observer(move |_, t| {
+                    told.emit(|name| Event::StateTransition {
+                        name,
+                        transition: t,
+                    });
                     if t.to == State::Open && !t.would_trip {
                         if let Some(breaker) = weak.upgrade() {
                             breaker.arm_open_timer(&weak, t);
@@ -53,9 +64,18 @@ impl Breaker {
                 }),
                 origin: Instant::now(),
                 name: config.name.clone(),
+                listeners,
                 open_timer: std::sync::Mutex::new(None),
             }
         }))
+    }
+
+    /// Tells the listeners about a rejection.
+    pub(crate) fn rejected(&self, rejection: &Rejection) {
+        self.listeners.emit(|name| Event::Rejected {
+            name,
+            reason: events::Rejection::Circuit(rejection.reason),
+        });
     }
 
     /// Arms a tokio timer for the end of the open state `t` entered (a millisecond early:
@@ -256,10 +276,10 @@ impl Handle {
         K: Fn(Result<&T, &E>) -> Outcome,
     {
         let breaker = &*self.breaker;
-        let permit = breaker
-            .machine
-            .admit(breaker.clock())
-            .map_err(|r| CallError::Open(breaker.open_error(&r)))?;
+        let permit = breaker.machine.admit(breaker.clock()).map_err(|r| {
+            breaker.rejected(&r);
+            CallError::Open(breaker.open_error(&r))
+        })?;
         let mut held = Held {
             breaker,
             permit: Some(permit),

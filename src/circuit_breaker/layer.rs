@@ -5,6 +5,7 @@ use tower::Layer;
 
 use crate::classify::DefaultClassifier;
 use crate::error::ConfigError;
+use crate::events::Listeners;
 
 use super::config::{Backoff, CircuitBreakerConfig, SlidingWindow};
 use super::handle::{Breaker, Handle};
@@ -26,13 +27,21 @@ impl CircuitBreakerLayer {
     pub fn builder() -> Builder {
         Builder {
             config: CircuitBreakerConfig::default(),
+            listeners: Listeners::default(),
         }
     }
 
     /// A layer from a configuration, validated.
     pub fn new(config: &CircuitBreakerConfig) -> Result<Self, ConfigError> {
+        Self::with_listeners(config, Listeners::default())
+    }
+
+    fn with_listeners(
+        config: &CircuitBreakerConfig,
+        listeners: Listeners,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
-            breaker: Breaker::new(config)?,
+            breaker: Breaker::new(config, listeners)?,
             classifier: DefaultClassifier,
         })
     }
@@ -65,6 +74,7 @@ impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
 #[derive(Debug, Clone)]
 pub struct Builder {
     config: CircuitBreakerConfig,
+    listeners: Listeners,
 }
 
 macro_rules! setters {
@@ -111,7 +121,16 @@ impl Builder {
 
     /// Starts from an existing configuration (for example one deserialized from a file).
     pub fn from_config(config: CircuitBreakerConfig) -> Self {
-        Self { config }
+        Self {
+            config,
+            listeners: Listeners::default(),
+        }
+    }
+
+    /// Listeners told about every transition and rejection (events carry the breaker's name).
+    pub fn listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
     }
 
     /// The configuration as it stands.
@@ -121,6 +140,6 @@ impl Builder {
 
     /// Validates the configuration and builds the layer.
     pub fn build(&self) -> Result<CircuitBreakerLayer, ConfigError> {
-        CircuitBreakerLayer::new(&self.config)
+        CircuitBreakerLayer::with_listeners(&self.config, self.listeners.clone())
     }
 }

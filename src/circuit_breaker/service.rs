@@ -161,6 +161,7 @@ where
         // Without `poll_ready` first (a broken contract) the breaker still decides.
         self.slot.admit();
         if let Some(rejection) = self.slot.rejection.take() {
+            self.slot.breaker.rejected(&rejection);
             return ResponseFuture::rejected(self.slot.breaker.open_error(&rejection));
         }
         match self.slot.permit.take() {

@@ -7,6 +7,7 @@ use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
 use crate::classify::{Classify, DefaultClassifier};
+use crate::events::{Event, Listeners};
 
 use super::recover::{Failure, Kinds, Recover};
 
@@ -17,6 +18,7 @@ pub struct FallbackLayer<R, C = DefaultClassifier> {
     recover: R,
     classifier: C,
     kinds: Kinds,
+    listeners: Listeners,
 }
 
 impl<R> FallbackLayer<R> {
@@ -28,6 +30,7 @@ impl<R> FallbackLayer<R> {
             recover,
             classifier: DefaultClassifier,
             kinds: Kinds::ALL,
+            listeners: Listeners::default(),
         }
     }
 }
@@ -46,7 +49,15 @@ impl<R, C> FallbackLayer<R, C> {
             recover: self.recover,
             classifier,
             kinds: self.kinds,
+            listeners: self.listeners,
         }
+    }
+
+    /// Tells `listeners` about every fallback served.
+    #[must_use]
+    pub fn listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
     }
 
     /// The shared recovery (for example a [`StaleCache`](super::StaleCache), to read its stats).
@@ -64,6 +75,7 @@ impl<S, R: Clone, C: Clone> Layer<S> for FallbackLayer<R, C> {
             recover: self.recover.clone(),
             classifier: self.classifier.clone(),
             kinds: self.kinds,
+            listeners: self.listeners.clone(),
         }
     }
 }
@@ -94,6 +106,7 @@ pub struct Fallback<S, R, C = DefaultClassifier> {
     recover: R,
     classifier: C,
     kinds: Kinds,
+    listeners: Listeners,
 }
 
 impl<S, R, C> Fallback<S, R, C> {
@@ -125,6 +138,7 @@ where
                 kept,
                 classifier: self.classifier.clone(),
                 kinds: self.kinds,
+                listeners: self.listeners.clone(),
             }),
         }
     }
@@ -136,6 +150,7 @@ struct State<R, K, C> {
     kept: K,
     classifier: C,
     kinds: Kinds,
+    listeners: Listeners,
 }
 
 pin_project! {
@@ -178,8 +193,14 @@ where
         if !state.kinds.contains(failure.kind()) {
             return Poll::Ready(failure.into_result());
         }
+        let kind = failure.kind();
         Poll::Ready(match state.recover.recover(state.kept, failure) {
-            Ok(response) => Ok(response),
+            Ok(response) => {
+                state
+                    .listeners
+                    .emit(|name| Event::FallbackServed { name, kind });
+                Ok(response)
+            }
             Err(failure) => failure.into_result(),
         })
     }

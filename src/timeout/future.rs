@@ -8,6 +8,7 @@ use tokio::time::{Instant, Sleep, sleep_until};
 use tower::BoxError;
 
 use crate::error::Elapsed;
+use crate::events::{Event, Listeners};
 
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout).
@@ -21,6 +22,7 @@ pin_project! {
         #[pin]
         timer: Timer,
         after: Duration,
+        listeners: Listeners,
     }
 }
 
@@ -50,7 +52,12 @@ pin_project! {
 
 impl<F> ResponseFuture<F> {
     /// A call that runs until `deadline` (`None`: forever); `after` is the timeout reported.
-    pub(crate) fn new(fut: F, deadline: Option<Instant>, after: Duration) -> Self {
+    pub(crate) fn new(
+        fut: F,
+        deadline: Option<Instant>,
+        after: Duration,
+        listeners: Listeners,
+    ) -> Self {
         Self {
             inner: Inner::Running { fut },
             timer: match deadline {
@@ -58,15 +65,17 @@ impl<F> ResponseFuture<F> {
                 None => Timer::Off,
             },
             after,
+            listeners,
         }
     }
 
     /// A call whose deadline passed before it was made.
-    pub(crate) fn elapsed(after: Duration) -> Self {
+    pub(crate) fn elapsed(after: Duration, listeners: Listeners) -> Self {
         Self {
             inner: Inner::Expired,
             timer: Timer::Off,
             after,
+            listeners,
         }
     }
 }
@@ -86,7 +95,7 @@ where
                     return Poll::Ready(result.map_err(Into::into));
                 }
             }
-            InnerProj::Expired => return Poll::Ready(Err(Box::new(Elapsed::new(*this.after)))),
+            InnerProj::Expired => return Poll::Ready(Err(timed_out(*this.after, this.listeners))),
         }
         loop {
             match this.timer.as_mut().project() {
@@ -100,9 +109,15 @@ where
                     ready!(sleep.as_mut().poll(cx));
                     // Drop the inner future now, not when the caller drops this one.
                     this.inner.set(Inner::Expired);
-                    return Poll::Ready(Err(Box::new(Elapsed::new(*this.after))));
+                    return Poll::Ready(Err(timed_out(*this.after, this.listeners)));
                 }
             }
         }
     }
+}
+
+/// The error for a call that ran out of time, told to the listeners.
+fn timed_out(after: Duration, listeners: &Listeners) -> BoxError {
+    listeners.emit(|name| Event::TimedOut { name, after });
+    Box::new(Elapsed::new(after))
 }

@@ -4,6 +4,7 @@ use std::time::Duration;
 use tower::Layer;
 
 use crate::error::ConfigError;
+use crate::events::Listeners;
 
 use super::service::{NoPerRequest, Timeout};
 
@@ -59,6 +60,7 @@ impl TimeoutConfig {
 pub struct TimeoutLayer<F = NoPerRequest> {
     timeout: Duration,
     per_request: F,
+    listeners: Listeners,
 }
 
 impl<F> fmt::Debug for TimeoutLayer<F> {
@@ -76,6 +78,7 @@ impl TimeoutLayer {
         Builder {
             config: TimeoutConfig::default(),
             per_request: NoPerRequest,
+            listeners: Listeners::default(),
         }
     }
 
@@ -85,6 +88,7 @@ impl TimeoutLayer {
         Ok(Self {
             timeout: config.timeout,
             per_request: NoPerRequest,
+            listeners: Listeners::default(),
         })
     }
 }
@@ -96,7 +100,15 @@ impl<F> TimeoutLayer<F> {
         TimeoutLayer {
             timeout: self.timeout,
             per_request,
+            listeners: self.listeners,
         }
+    }
+
+    /// The same layer, telling `listeners` about every timeout.
+    #[must_use]
+    pub fn with_listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
     }
 
     /// The default timeout (`Duration::MAX`: none).
@@ -109,7 +121,12 @@ impl<S, F: Clone> Layer<S> for TimeoutLayer<F> {
     type Service = Timeout<S, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout::new(inner, self.timeout, self.per_request.clone())
+        Timeout::new(
+            inner,
+            self.timeout,
+            self.per_request.clone(),
+            self.listeners.clone(),
+        )
     }
 }
 
@@ -118,6 +135,7 @@ impl<S, F: Clone> Layer<S> for TimeoutLayer<F> {
 pub struct Builder<F = NoPerRequest> {
     config: TimeoutConfig,
     per_request: F,
+    listeners: Listeners,
 }
 
 impl<F> fmt::Debug for Builder<F> {
@@ -135,6 +153,7 @@ impl Builder {
         Self {
             config,
             per_request: NoPerRequest,
+            listeners: Listeners::default(),
         }
     }
 }
@@ -155,7 +174,14 @@ impl<F> Builder<F> {
         Builder {
             config: self.config,
             per_request,
+            listeners: self.listeners,
         }
+    }
+
+    /// Listeners told about every timeout.
+    pub fn listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
     }
 
     /// The configuration as it stands.
@@ -172,6 +198,7 @@ impl<F> Builder<F> {
         Ok(TimeoutLayer {
             timeout: self.config.timeout,
             per_request: self.per_request.clone(),
+            listeners: self.listeners.clone(),
         })
     }
 }

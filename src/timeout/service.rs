@@ -5,6 +5,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::{BoxError, Service};
 
+use crate::events::Listeners;
+
 use super::future::ResponseFuture;
 
 /// A per-request timeout: a function of the request whose `Some(timeout)` overrides the
@@ -118,6 +120,7 @@ pub struct Timeout<S, F = NoPerRequest> {
     inner: S,
     timeout: Duration,
     per_request: F,
+    listeners: Listeners,
 }
 
 impl<S: fmt::Debug, F> fmt::Debug for Timeout<S, F> {
@@ -131,11 +134,12 @@ impl<S: fmt::Debug, F> fmt::Debug for Timeout<S, F> {
 }
 
 impl<S, F> Timeout<S, F> {
-    pub(crate) fn new(inner: S, timeout: Duration, per_request: F) -> Self {
+    pub(crate) fn new(inner: S, timeout: Duration, per_request: F, listeners: Listeners) -> Self {
         Self {
             inner,
             timeout,
             per_request,
+            listeners,
         }
     }
 
@@ -166,7 +170,7 @@ where
         let after = self.per_request.timeout(&req).unwrap_or(self.timeout);
         if after.is_zero() {
             // Only a per-request timeout can be zero: its deadline has passed already.
-            return ResponseFuture::elapsed(after);
+            return ResponseFuture::elapsed(after, self.listeners.clone());
         }
         let deadline = if after == Duration::MAX {
             None
@@ -175,6 +179,11 @@ where
             // Too far to represent is no deadline.
             Instant::now().checked_add(after)
         };
-        ResponseFuture::new(self.inner.call(req), deadline, after)
+        ResponseFuture::new(
+            self.inner.call(req),
+            deadline,
+            after,
+            self.listeners.clone(),
+        )
     }
 }
