@@ -132,25 +132,14 @@ where
         let kept = self.recover.keep(&req);
         ResponseFuture {
             fut: self.inner.call(req),
+            kept: Some(kept),
+            recover: self.recover.clone(),
+            classifier: self.classifier.clone(),
+            kinds: self.kinds,
+            listeners: self.listeners.clone(),
             _req: PhantomData,
-            state: Some(State {
-                recover: self.recover.clone(),
-                kept,
-                classifier: self.classifier.clone(),
-                kinds: self.kinds,
-                listeners: self.listeners.clone(),
-            }),
         }
     }
-}
-
-#[derive(Debug)]
-struct State<R, K, C> {
-    recover: R,
-    kept: K,
-    classifier: C,
-    kinds: Kinds,
-    listeners: Listeners,
 }
 
 pin_project! {
@@ -159,7 +148,13 @@ pin_project! {
     pub struct ResponseFuture<F, R, Req, K, C> {
         #[pin]
         fut: F,
-        state: Option<State<R, K, C>>,
+        // Taken when the call completes; the rest is used in place (moving it all out as one
+        // struct costs more than the call itself).
+        kept: Option<K>,
+        recover: R,
+        classifier: C,
+        kinds: Kinds,
+        listeners: Listeners,
         _req: PhantomData<fn(Req)>,
     }
 }
@@ -176,28 +171,27 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let result = std::task::ready!(this.fut.poll(cx)).map_err(Into::into);
-        let Some(state) = this.state.take() else {
+        let Some(kept) = this.kept.take() else {
             return Poll::Ready(result);
         };
         let failure = match result {
             Ok(response) => {
-                if state.classifier.classify(Ok(&response)).is_failure() {
+                if this.classifier.classify(Ok(&response)).is_failure() {
                     Failure::Response(response)
                 } else {
-                    state.recover.succeeded(state.kept, &response);
+                    this.recover.succeeded(kept, &response);
                     return Poll::Ready(Ok(response));
                 }
             }
             Err(e) => Failure::Error(e),
         };
-        if !state.kinds.contains(failure.kind()) {
+        let kind = failure.kind();
+        if !this.kinds.contains(kind) {
             return Poll::Ready(failure.into_result());
         }
-        let kind = failure.kind();
-        Poll::Ready(match state.recover.recover(state.kept, failure) {
+        Poll::Ready(match this.recover.recover(kept, failure) {
             Ok(response) => {
-                state
-                    .listeners
+                this.listeners
                     .emit(|name| Event::FallbackServed { name, kind });
                 Ok(response)
             }
