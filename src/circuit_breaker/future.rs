@@ -57,6 +57,7 @@ impl Guard {
         }
     }
 
+    #[inline]
     pub(crate) fn finish(mut self, outcome: Outcome) {
         if let Some(permit) = self.permit.take() {
             let start = match self.timing {

@@ -295,6 +295,7 @@ impl Handle {
 }
 
 /// Records an outcome, timing it when the breaker needs durations.
+#[inline]
 pub(crate) fn record(breaker: &Breaker, permit: Permit, outcome: Outcome, start: Option<Instant>) {
     match start {
         Some(start) => {

@@ -446,11 +446,17 @@ impl StateMachine {
     /// Asks to make a call. Closed: admitted without reading the clock. Open: rejected until
     /// the open duration has passed, then the breaker turns half-open. Half-open: admitted as a
     /// probe while a slot is free.
+    #[inline]
     pub fn admit(&self, now: impl Now) -> Result<Permit, Rejection> {
-        let mut w = self.word.load(Ordering::Acquire);
+        let w = self.word.load(Ordering::Acquire);
         if w & STATE_MASK == State::Closed as u64 {
             return Ok(Permit::new(gen_of(w), false));
         }
+        self.admit_slow(w, now)
+    }
+
+    #[inline(never)]
+    fn admit_slow(&self, mut w: u64, now: impl Now) -> Result<Permit, Rejection> {
         let mut clock = Clock::new(now);
         let mut probed = false;
         loop {
@@ -530,7 +536,25 @@ impl StateMachine {
     /// Records the outcome of an admitted call. An outcome whose permit belongs to an earlier
     /// generation (the breaker changed state since the call was admitted) changes nothing;
     /// an ignored outcome only gives back a probe slot.
+    #[inline]
     pub fn record(&self, permit: Permit, outcome: Outcome, now: impl Now) {
+        // The healthy path: a success, closed, count window, no slow-call or consecutive rule.
+        // It can raise no rate and needs no clock: only the window sees it.
+        if let (Window::Count(window), false, OutcomeKind::Success, None, None) = (
+            &self.window,
+            permit.is_probe(),
+            outcome.kind(),
+            self.settings.slow_nanos,
+            self.settings.consecutive_failures,
+        ) {
+            window.record(permit.generation(), false, false);
+            return;
+        }
+        self.record_slow(permit, outcome, now);
+    }
+
+    #[inline(never)]
+    fn record_slow(&self, permit: Permit, outcome: Outcome, now: impl Now) {
         let mut clock = Clock::new(now);
         let slow = match self.settings.slow_nanos {
             Some(limit) => nanos(outcome.duration()) >= limit,

@@ -1,0 +1,91 @@
+//! Instruction counts, for comparisons this noisy VM cannot make with wall-clock time.
+//!
+//! Runs 1 000 000 calls through one case, named on the command line, in a current-thread
+//! runtime. Count the instructions with callgrind and compare two cases:
+//!
+//! ```text
+//! cargo bench --bench instructions --no-run
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/instructions-* bulkhead
+//! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/instructions-* tower_concurrency_limit
+//! ```
+//!
+//! `cargo bench --bench instructions` alone runs every case once, quickly (a smoke test).
+
+use std::convert::Infallible;
+use std::hint::black_box;
+use std::time::Duration;
+
+use palisade::bulkhead::BulkheadLayer;
+use palisade::circuit_breaker::CircuitBreakerLayer;
+use palisade::timeout::TimeoutLayer;
+use tower::{Layer, Service, ServiceExt, service_fn};
+
+const CALLS: u64 = 1_000_000;
+
+async fn drive<S: Service<()>>(mut svc: S, calls: u64) {
+    for _ in 0..calls {
+        if let Ok(ready) = svc.ready().await {
+            let _ = black_box(ready.call(()).await.is_ok());
+        }
+    }
+}
+
+fn run(case: &str, calls: u64) -> bool {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let bare = service_fn(|()| async { Ok::<_, Infallible>(()) });
+    let second = Duration::from_secs(1);
+    rt.block_on(async {
+        match case {
+            "bare" => drive(bare, calls).await,
+            "bulkhead" => {
+                let layer = BulkheadLayer::builder()
+                    .max_concurrent(100)
+                    .build()
+                    .unwrap();
+                drive(layer.layer(bare), calls).await
+            }
+            "tower_concurrency_limit" => {
+                drive(
+                    tower::limit::ConcurrencyLimitLayer::new(100).layer(bare),
+                    calls,
+                )
+                .await
+            }
+            "timeout" => {
+                let layer = TimeoutLayer::builder().timeout(second).build().unwrap();
+                drive(layer.layer(bare), calls).await
+            }
+            "tower_timeout" => {
+                drive(tower::timeout::TimeoutLayer::new(second).layer(bare), calls).await
+            }
+            "breaker_closed" => {
+                let layer = CircuitBreakerLayer::builder().build().unwrap();
+                drive(layer.layer(bare), calls).await
+            }
+            _ => return false,
+        }
+        true
+    })
+}
+
+fn main() {
+    let cases = [
+        "bare",
+        "bulkhead",
+        "tower_concurrency_limit",
+        "timeout",
+        "tower_timeout",
+        "breaker_closed",
+    ];
+    match std::env::args().nth(1).filter(|a| !a.starts_with('-')) {
+        Some(case) => assert!(run(&case, CALLS), "unknown case {case}; one of {cases:?}"),
+        None => {
+            for case in cases {
+                assert!(run(case, 1_000));
+            }
+        }
+    }
+}
