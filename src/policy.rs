@@ -455,8 +455,12 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
     /// Adds a bulkhead.
     fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
-    /// Adds a timeout. (Not `timeout`: with tower's `timeout` feature, `ServiceBuilder` has an
-    /// inherent `timeout(Duration)` that would win.)
+    /// Adds a timeout. With tower's own `timeout` feature on, `ServiceBuilder` has an inherent
+    /// `timeout(Duration)` that takes precedence (passing a `TimeoutLayer` to it does not
+    /// compile): use [`call_timeout`](Self::call_timeout) then.
+    fn timeout<F>(self, layer: TimeoutLayer<F>) -> ServiceBuilder<Stack<TimeoutLayer<F>, L>>;
+    /// Adds a timeout; the same as [`timeout`](Self::timeout), under a name that tower's
+    /// `ServiceBuilder::timeout` cannot shadow.
     fn call_timeout<F>(self, layer: TimeoutLayer<F>) -> ServiceBuilder<Stack<TimeoutLayer<F>, L>>;
     /// Adds a fallback.
     fn fallback<R, C>(
@@ -474,6 +478,10 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
     }
 
     fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
+        self.layer(layer)
+    }
+
+    fn timeout<F>(self, layer: TimeoutLayer<F>) -> ServiceBuilder<Stack<TimeoutLayer<F>, L>> {
         self.layer(layer)
     }
 

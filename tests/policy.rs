@@ -403,3 +403,27 @@ mod never_panics {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_service_builder_extension_stacks_each_layer() {
+    use palisade::policy::ServiceBuilderExt;
+    use palisade::{bulkhead::BulkheadLayer, circuit_breaker::CircuitBreakerLayer};
+    use palisade::{fallback::FallbackLayer, timeout::TimeoutLayer};
+    let timeout = || {
+        TimeoutLayer::builder()
+            .timeout(Duration::from_millis(10))
+            .build()
+            .unwrap()
+    };
+    // tower's `timeout` feature (on in these tests) shadows `.timeout(..)`: call it by path.
+    let builder = <_ as ServiceBuilderExt<_>>::timeout(tower::ServiceBuilder::new(), timeout());
+    let mut svc = builder
+        .fallback(FallbackLayer::new(fallback::value("fallback")))
+        .circuit_breaker(CircuitBreakerLayer::builder().build().unwrap())
+        .bulkhead(BulkheadLayer::builder().build().unwrap())
+        .call_timeout(timeout())
+        .service(Dependency::new());
+    assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "ok");
+    // The hang is cut by the (inner) timeout and recovered by the fallback.
+    assert_eq!(call(&mut svc, Reply::Hang).await.unwrap(), "fallback");
+}
