@@ -118,10 +118,7 @@ struct CacheInner<Req, Res, K> {
     key: KeyFn<Req, K>,
     mark: MarkFn<Res>,
     size: SizeFn<Res>,
-    max_stale: Duration,
-    max_entries: usize,
-    max_bytes: usize,
-    max_entry_bytes: usize,
+    limits: Limits,
     store: Mutex<Store<K, Res>>,
     stored: AtomicU64,
     served: AtomicU64,
@@ -131,12 +128,18 @@ struct CacheInner<Req, Res, K> {
 impl<Req, Res, K> fmt::Debug for CacheInner<Req, Res, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StaleCache")
-            .field("max_stale", &self.max_stale)
-            .field("max_entries", &self.max_entries)
-            .field("max_bytes", &self.max_bytes)
-            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
+}
+
+/// The bounds of a cache, shared by the builder and the cache it builds.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_stale: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+    max_entry_bytes: usize,
 }
 
 /// Builds a [`StaleCache`].
@@ -144,19 +147,13 @@ pub struct StaleCacheBuilder<Req, Res, K> {
     key: KeyFn<Req, K>,
     mark: MarkFn<Res>,
     size: SizeFn<Res>,
-    max_stale: Duration,
-    max_entries: usize,
-    max_bytes: usize,
-    max_entry_bytes: usize,
+    limits: Limits,
 }
 
 impl<Req, Res, K> fmt::Debug for StaleCacheBuilder<Req, Res, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StaleCacheBuilder")
-            .field("max_stale", &self.max_stale)
-            .field("max_entries", &self.max_entries)
-            .field("max_bytes", &self.max_bytes)
-            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -175,10 +172,12 @@ where
             key: Box::new(key),
             mark: Box::new(|_, _| {}),
             size: Box::new(|_| std::mem::size_of::<Res>()),
-            max_stale: Duration::from_secs(300),
-            max_entries: 10_000,
-            max_bytes: 64 << 20,
-            max_entry_bytes: 1 << 20,
+            limits: Limits {
+                max_stale: Duration::from_secs(300),
+                max_entries: 10_000,
+                max_bytes: 64 << 20,
+                max_entry_bytes: 1 << 20,
+            },
         }
     }
 
@@ -226,7 +225,7 @@ where
         }
         store.bytes += bytes;
         store.order.push_back((key, seq));
-        while store.map.len() > self.max_entries || store.bytes > self.max_bytes {
+        while store.map.len() > self.limits.max_entries || store.bytes > self.limits.max_bytes {
             let Some((k, s)) = store.order.pop_front() else {
                 break;
             };
@@ -259,25 +258,25 @@ where
 {
     /// The oldest response that may be served (`> 0`).
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
-        self.max_stale = max_stale;
+        self.limits.max_stale = max_stale;
         self
     }
 
     /// The most entries kept (`>= 1`).
     pub fn max_entries(mut self, max_entries: usize) -> Self {
-        self.max_entries = max_entries;
+        self.limits.max_entries = max_entries;
         self
     }
 
     /// The most bytes kept, as measured by the size function (`>= max_entry_bytes`).
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
-        self.max_bytes = max_bytes;
+        self.limits.max_bytes = max_bytes;
         self
     }
 
     /// Larger responses are passed through uncached (`>= 1`).
     pub fn max_entry_bytes(mut self, max_entry_bytes: usize) -> Self {
-        self.max_entry_bytes = max_entry_bytes;
+        self.limits.max_entry_bytes = max_entry_bytes;
         self
     }
 
@@ -295,20 +294,24 @@ where
 
     /// Validates the bounds and builds the cache.
     pub fn build(self) -> Result<StaleCache<Req, Res, K>, ConfigError> {
-        if self.max_stale.is_zero() {
-            return Err(ConfigError::new("max_stale", "must be > 0", self.max_stale));
+        if self.limits.max_stale.is_zero() {
+            return Err(ConfigError::new(
+                "max_stale",
+                "must be > 0",
+                self.limits.max_stale,
+            ));
         }
-        if self.max_entries == 0 {
+        if self.limits.max_entries == 0 {
             return Err(ConfigError::new("max_entries", "must be at least 1", 0));
         }
-        if self.max_entry_bytes == 0 {
+        if self.limits.max_entry_bytes == 0 {
             return Err(ConfigError::new("max_entry_bytes", "must be at least 1", 0));
         }
-        if self.max_bytes < self.max_entry_bytes {
+        if self.limits.max_bytes < self.limits.max_entry_bytes {
             return Err(ConfigError::new(
                 "max_bytes",
                 "must be at least max_entry_bytes",
-                self.max_bytes,
+                self.limits.max_bytes,
             ));
         }
         Ok(StaleCache {
@@ -316,10 +319,7 @@ where
                 key: self.key,
                 mark: self.mark,
                 size: self.size,
-                max_stale: self.max_stale,
-                max_entries: self.max_entries,
-                max_bytes: self.max_bytes,
-                max_entry_bytes: self.max_entry_bytes,
+                limits: self.limits,
                 store: Mutex::new(Store {
                     map: HashMap::new(),
                     order: VecDeque::new(),
@@ -353,7 +353,7 @@ where
             let store = self.inner.lock();
             store.map.get(&key).and_then(|e| {
                 let age = e.at.elapsed();
-                (age <= self.inner.max_stale).then(|| (e.response.clone(), age))
+                (age <= self.inner.limits.max_stale).then(|| (e.response.clone(), age))
             })
         };
         match found {
@@ -369,7 +369,7 @@ where
     fn succeeded(&self, kept: Option<K>, response: &Res) {
         let Some(key) = kept else { return };
         let bytes = (self.inner.size)(response);
-        if bytes > self.inner.max_entry_bytes {
+        if bytes > self.inner.limits.max_entry_bytes {
             self.inner.too_large.fetch_add(1, Ordering::Relaxed);
             self.inner.remove(&key);
             return;
