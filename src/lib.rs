@@ -65,6 +65,8 @@ pub mod classify;
 pub mod error;
 pub mod events;
 pub mod fallback;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod policy;
 mod sync;
 pub mod timeout;

@@ -62,7 +62,7 @@ use std::time::Duration;
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service, ServiceBuilder, layer::util::Stack};
 
-use crate::bulkhead::{self, Bulkhead, BulkheadConfig, BulkheadLayer};
+use crate::bulkhead::{self, Bulkhead, BulkheadConfig, BulkheadLayer, UntilResponse};
 use crate::circuit_breaker::{self, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
 use crate::classify::DefaultClassifier;
 use crate::error::ConfigError;
@@ -147,21 +147,50 @@ impl Policy {
             kinds: Kinds::ALL,
             classifier: DefaultClassifier,
             listeners: Listeners::default(),
+            adapter: Bare,
+            hold: UntilResponse,
         }
+    }
+}
+
+/// What a policy puts right on the client, under its timeout: nothing ([`Bare`]), or for
+/// HTTP and gRPC a [`TrackLayer`](crate::http::TrackLayer).
+pub trait Adapter: Clone {
+    /// The adapter, completed from the policy's configuration.
+    fn finish(&self, config: &PolicyConfig) -> Result<Self, ConfigError>;
+}
+
+/// No adapter: the policy wraps the client as it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Bare;
+
+impl<S> Layer<S> for Bare {
+    type Service = S;
+
+    fn layer(&self, inner: S) -> S {
+        inner
+    }
+}
+
+impl Adapter for Bare {
+    fn finish(&self, _: &PolicyConfig) -> Result<Self, ConfigError> {
+        Ok(*self)
     }
 }
 
 /// Builds a [`PolicyLayer`].
 #[derive(Debug, Clone)]
-pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier> {
+pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier, A = Bare, H = UntilResponse> {
     config: PolicyConfig,
     fallback: Option<R>,
     kinds: Kinds,
     classifier: C,
     listeners: Listeners,
+    adapter: A,
+    hold: H,
 }
 
-impl<R, C> PolicyBuilder<R, C> {
+impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// Starts from a configuration (for example one deserialized from a file).
     pub fn config(mut self, config: PolicyConfig) -> Self {
         self.config = config;
@@ -196,13 +225,15 @@ impl<R, C> PolicyBuilder<R, C> {
     }
 
     /// A fallback, recovering the failures selected by [`fallback_kinds`](Self::fallback_kinds).
-    pub fn fallback<R2>(self, recover: R2) -> PolicyBuilder<R2, C> {
+    pub fn fallback<R2>(self, recover: R2) -> PolicyBuilder<R2, C, A, H> {
         PolicyBuilder {
             config: self.config,
             fallback: Some(recover),
             kinds: self.kinds,
             classifier: self.classifier,
             listeners: self.listeners,
+            adapter: self.adapter,
+            hold: self.hold,
         }
     }
 
@@ -213,13 +244,72 @@ impl<R, C> PolicyBuilder<R, C> {
     }
 
     /// The classifier for the breaker and the fallback.
-    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<R, C2> {
+    pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<R, C2, A, H> {
         PolicyBuilder {
             config: self.config,
             fallback: self.fallback,
             kinds: self.kinds,
             classifier,
             listeners: self.listeners,
+            adapter: self.adapter,
+            hold: self.hold,
+        }
+    }
+
+    /// For HTTP clients (`Service<http::Request<_>, Response = http::Response<_>>`: hyper,
+    /// or anything speaking `http` types): classifies with
+    /// [`HttpClassifier`](crate::classify::http::HttpClassifier), tracks each response body
+    /// ([`TrackLayer`](crate::http::TrackLayer)) so that a body that breaks is a failure, and
+    /// holds the bulkhead permit until the body ends. The responses' bodies become
+    /// [`Tracked`](crate::http::Tracked).
+    #[cfg(feature = "http")]
+    pub fn http(
+        self,
+    ) -> PolicyBuilder<
+        R,
+        crate::classify::http::HttpClassifier,
+        crate::http::TrackLayer,
+        crate::http::UntilBodyEnd,
+    > {
+        self.adapt(
+            crate::classify::http::HttpClassifier::default(),
+            crate::http::TrackLayer::new(),
+        )
+    }
+
+    /// For gRPC clients (a tonic `Channel`, or any `Service<http::Request<_>>` speaking gRPC):
+    /// as [`http`](Self::http), classifying with
+    /// [`GrpcClassifier`](crate::classify::grpc::GrpcClassifier) (the status in the head or the
+    /// trailers), and sending the timeout downstream as `grpc-timeout`.
+    #[cfg(feature = "grpc")]
+    pub fn grpc(
+        self,
+    ) -> PolicyBuilder<
+        R,
+        crate::classify::grpc::GrpcClassifier,
+        crate::http::TrackLayer,
+        crate::http::UntilBodyEnd,
+    > {
+        self.adapt(
+            crate::classify::grpc::GrpcClassifier::default(),
+            crate::http::TrackLayer::new().propagating_grpc_timeout(),
+        )
+    }
+
+    #[cfg(feature = "http")]
+    fn adapt<C2, A2>(
+        self,
+        classifier: C2,
+        adapter: A2,
+    ) -> PolicyBuilder<R, C2, A2, crate::http::UntilBodyEnd> {
+        PolicyBuilder {
+            config: self.config,
+            fallback: self.fallback,
+            kinds: self.kinds,
+            classifier,
+            listeners: self.listeners,
+            adapter,
+            hold: crate::http::UntilBodyEnd,
         }
     }
 
@@ -230,11 +320,13 @@ impl<R, C> PolicyBuilder<R, C> {
     }
 
     /// Validates everything and builds the layer. The error names the field with its section.
-    pub fn build(self) -> Result<PolicyLayer<R, C>, ConfigError>
+    pub fn build(self) -> Result<PolicyLayer<R, C, A, H>, ConfigError>
     where
         C: Clone,
+        A: Adapter,
     {
         self.config.validate()?;
+        let adapter = self.adapter.finish(&self.config)?;
         let name = &self.config.name;
         let listeners = self.listeners.named(name.clone());
         let timeout = match &self.config.timeout {
@@ -252,7 +344,7 @@ impl<R, C> PolicyBuilder<R, C> {
                 let built = bulkhead::Builder::from_config(b)
                     .listeners(listeners.clone())
                     .build();
-                Some(built.map_err(|e| e.within("bulkhead"))?)
+                Some(built.map_err(|e| e.within("bulkhead"))?.hold(self.hold))
             }
             None => None,
         };
@@ -283,21 +375,34 @@ impl<R, C> PolicyBuilder<R, C> {
             circuit_breaker,
             bulkhead,
             timeout,
+            adapter,
         })
+    }
+}
+
+#[cfg(feature = "http")]
+impl<R, C> PolicyBuilder<R, C, crate::http::TrackLayer, crate::http::UntilBodyEnd> {
+    /// A deadline for the whole response, head and body (HTTP and gRPC policies): a body still
+    /// streaming at the deadline ends with an error, never as a truncated success. See
+    /// [`TrackLayer::deadline`](crate::http::TrackLayer::deadline).
+    pub fn response_deadline(mut self, deadline: Duration) -> Self {
+        self.adapter = self.adapter.response_deadline(deadline);
+        self
     }
 }
 
 /// The recommended stack as one layer. Made by [`PolicyBuilder::build`].
 #[derive(Debug, Clone)]
-pub struct PolicyLayer<R = NoFallback, C = DefaultClassifier> {
+pub struct PolicyLayer<R = NoFallback, C = DefaultClassifier, A = Bare, H = UntilResponse> {
     name: String,
     fallback: Option<FallbackLayer<R, C>>,
     circuit_breaker: Option<CircuitBreakerLayer<C>>,
-    bulkhead: Option<BulkheadLayer>,
+    bulkhead: Option<BulkheadLayer<H>>,
     timeout: Option<TimeoutLayer>,
+    adapter: A,
 }
 
-impl<R, C> PolicyLayer<R, C> {
+impl<R, C, A, H> PolicyLayer<R, C, A, H> {
     /// The policy's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -324,12 +429,13 @@ impl<R, C> PolicyLayer<R, C> {
 /// `S` with an optional timeout.
 pub type Timed<S> = Optional<Timeout<S>, S>;
 /// `S` with an optional timeout and bulkhead.
-pub type Limited<S> = Optional<Bulkhead<Timed<S>>, Timed<S>>;
+pub type Limited<S, H = UntilResponse> = Optional<Bulkhead<Timed<S>, H>, Timed<S>>;
 /// `S` with an optional timeout, bulkhead and circuit breaker.
-pub type Guarded<S, C> = Optional<CircuitBreaker<Limited<S>, C>, Limited<S>>;
-/// The service a [`PolicyLayer`] makes.
-pub type PolicyService<S, R = NoFallback, C = DefaultClassifier> =
-    Optional<Fallback<Guarded<S, C>, R, C>, Guarded<S, C>>;
+pub type Guarded<S, C, H = UntilResponse> =
+    Optional<CircuitBreaker<Limited<S, H>, C>, Limited<S, H>>;
+/// The service a [`PolicyLayer`] makes; `S` is the client under the adapter.
+pub type PolicyService<S, R = NoFallback, C = DefaultClassifier, H = UntilResponse> =
+    Optional<Fallback<Guarded<S, C, H>, R, C>, Guarded<S, C, H>>;
 
 /// A part of the stack that is there (`On`, wrapping the rest) or not (`Off`). Errors of both
 /// become [`BoxError`].
@@ -409,11 +515,11 @@ where
     }
 }
 
-impl<S, R: Clone, C: Clone> Layer<S> for PolicyLayer<R, C> {
-    type Service = PolicyService<S, R, C>;
+impl<S, R: Clone, C: Clone, A: Layer<S>, H: Clone> Layer<S> for PolicyLayer<R, C, A, H> {
+    type Service = PolicyService<A::Service, R, C, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        let timed = wrap(&self.timeout, inner);
+        let timed = wrap(&self.timeout, self.adapter.layer(inner));
         let limited = wrap(&self.bulkhead, timed);
         let guarded = wrap(&self.circuit_breaker, limited);
         wrap(&self.fallback, guarded)
@@ -454,7 +560,7 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
         layer: CircuitBreakerLayer<C>,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
     /// Adds a bulkhead.
-    fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>>;
+    fn bulkhead<H>(self, layer: BulkheadLayer<H>) -> ServiceBuilder<Stack<BulkheadLayer<H>, L>>;
     /// Adds a timeout. With tower's own `timeout` feature on, `ServiceBuilder` has an inherent
     /// `timeout(Duration)` that takes precedence (passing a `TimeoutLayer` to it does not
     /// compile): use [`call_timeout`](Self::call_timeout) then.
@@ -477,7 +583,7 @@ impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
         self.layer(layer)
     }
 
-    fn bulkhead(self, layer: BulkheadLayer) -> ServiceBuilder<Stack<BulkheadLayer, L>> {
+    fn bulkhead<H>(self, layer: BulkheadLayer<H>) -> ServiceBuilder<Stack<BulkheadLayer<H>, L>> {
         self.layer(layer)
     }
 

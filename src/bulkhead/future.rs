@@ -8,11 +8,31 @@ use pin_project_lite::pin_project;
 use tokio::time::Sleep;
 use tower::{BoxError, Service};
 
+use crate::classify::Hooks;
 use crate::error::BulkheadFull;
 
 use super::handle::Shared;
 use super::semaphore::Ticket;
 use crate::sync::CloneRef;
+
+/// When a call's permit comes back: with the response (the default, [`UntilResponse`]), or, for
+/// a response whose body streams, when the body ends (`palisade::http::UntilBodyEnd`).
+pub trait Hold<Res> {
+    /// The hooks of `response`'s body, to hold the permit until the body ends; `None` gives it
+    /// back now.
+    fn hooks<'a>(&self, response: &'a mut Res) -> Option<&'a mut Hooks>;
+}
+
+/// The permit comes back as soon as the response (or error) does.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UntilResponse;
+
+impl<Res> Hold<Res> for UntilResponse {
+    #[inline]
+    fn hooks<'a>(&self, _: &'a mut Res) -> Option<&'a mut Hooks> {
+        None
+    }
+}
 
 /// A permit taken. Dropping it gives it back (to the first waiter, if any).
 pub(crate) struct Permit {
@@ -125,10 +145,11 @@ pin_project! {
     ///
     /// Holds the call's permit (or its place in the queue) and gives it back when the call
     /// completes or the future is dropped.
-    pub struct ResponseFuture<F, S, Req> {
+    pub struct ResponseFuture<F, S, Req, H = UntilResponse> {
         #[pin]
         kind: Kind<F, S, Req>,
         max_concurrent: usize,
+        hold: H,
     }
 }
 
@@ -141,35 +162,38 @@ pin_project! {
     }
 }
 
-impl<F, S, Req> ResponseFuture<F, S, Req> {
-    pub(crate) fn called(fut: F, permit: Permit, max_concurrent: usize) -> Self {
+impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
+    pub(crate) fn called(fut: F, permit: Permit, max_concurrent: usize, hold: H) -> Self {
         Self {
             kind: Kind::Called {
                 fut,
                 permit: Some(permit),
             },
             max_concurrent,
+            hold,
         }
     }
 
-    pub(crate) fn waiting(waiting: Waiting<S, Req>, max_concurrent: usize) -> Self {
+    pub(crate) fn waiting(waiting: Waiting<S, Req>, max_concurrent: usize, hold: H) -> Self {
         Self {
             kind: Kind::Waiting {
                 waiting: Box::pin(waiting),
             },
             max_concurrent,
+            hold,
         }
     }
 
-    pub(crate) fn rejected(max_concurrent: usize) -> Self {
+    pub(crate) fn rejected(max_concurrent: usize, hold: H) -> Self {
         Self {
             kind: Kind::Rejected,
             max_concurrent,
+            hold,
         }
     }
 }
 
-impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
+impl<F, S, Req, H> fmt::Debug for ResponseFuture<F, S, Req, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.kind {
             Kind::Called { .. } => "called",
@@ -182,11 +206,12 @@ impl<F, S, Req> fmt::Debug for ResponseFuture<F, S, Req> {
     }
 }
 
-impl<F, S, Req, T, E> Future for ResponseFuture<F, S, Req>
+impl<F, S, Req, H, T, E> Future for ResponseFuture<F, S, Req, H>
 where
     F: Future<Output = Result<T, E>>,
     S: Service<Req, Response = T, Error = E, Future = F>,
     E: Into<BoxError>,
+    H: Hold<T>,
 {
     type Output = Result<T, BoxError>;
 
@@ -195,8 +220,13 @@ where
         loop {
             match this.kind.as_mut().project() {
                 KindProj::Called { fut, permit } => {
-                    let result = std::task::ready!(fut.poll(cx));
-                    drop(permit.take()); // back now, not when the future is dropped
+                    let mut result = std::task::ready!(fut.poll(cx));
+                    if let Some(permit) = permit.take() {
+                        // Back now (not when the future is dropped), or when the body ends.
+                        if let Some(hooks) = result.as_mut().ok().and_then(|r| this.hold.hooks(r)) {
+                            hooks.hold(permit);
+                        }
+                    }
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 KindProj::Waiting { waiting } => match waiting.as_mut().poll_permit(cx) {

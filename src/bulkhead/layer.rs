@@ -7,6 +7,7 @@ use crate::error::ConfigError;
 use crate::events::Listeners;
 
 use super::config::BulkheadConfig;
+use super::future::UntilResponse;
 use super::handle::{Handle, Shared};
 use super::service::Bulkhead;
 
@@ -15,8 +16,9 @@ use super::service::Bulkhead;
 ///
 /// Build a separate layer for each dependency that should have its own limit.
 #[derive(Debug, Clone)]
-pub struct BulkheadLayer {
+pub struct BulkheadLayer<H = UntilResponse> {
     shared: Arc<Shared>,
+    hold: H,
 }
 
 impl BulkheadLayer {
@@ -36,7 +38,19 @@ impl BulkheadLayer {
     fn with_listeners(config: &BulkheadConfig, listeners: Listeners) -> Result<Self, ConfigError> {
         Ok(Self {
             shared: Arc::new(Shared::new(config, listeners)?),
+            hold: UntilResponse,
         })
+    }
+}
+
+impl<H> BulkheadLayer<H> {
+    /// The same bulkhead (clones share its permits), giving permits back when `hold` says:
+    /// for HTTP, `palisade::http::UntilBodyEnd` holds each permit until the response body ends.
+    pub fn hold<H2>(self, hold: H2) -> BulkheadLayer<H2> {
+        BulkheadLayer {
+            shared: self.shared,
+            hold,
+        }
     }
 
     /// A handle on the bulkhead: calls in flight, waiting, permits free.
@@ -45,11 +59,11 @@ impl BulkheadLayer {
     }
 }
 
-impl<S> Layer<S> for BulkheadLayer {
-    type Service = Bulkhead<S>;
+impl<S, H: Clone> Layer<S> for BulkheadLayer<H> {
+    type Service = Bulkhead<S, H>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Bulkhead::new(inner, self.shared.clone())
+        Bulkhead::new(inner, self.shared.clone(), self.hold.clone())
     }
 }
 

@@ -61,7 +61,8 @@ mod semaphore;
 mod service;
 
 pub use config::{BulkheadConfig, MAX_CONCURRENT, MAX_QUEUED, MAX_WAIT};
-pub use future::ResponseFuture;
+pub(crate) use future::Permit;
+pub use future::{Hold, ResponseFuture, UntilResponse};
 pub use handle::Handle;
 pub use layer::{Builder, BulkheadLayer};
 pub use service::Bulkhead;

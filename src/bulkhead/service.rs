@@ -4,7 +4,7 @@ use std::task::{Context, Poll};
 use tokio::time::Instant;
 use tower::{BoxError, Service};
 
-use super::future::{Permit, Queued, ResponseFuture, Waiting};
+use super::future::{Hold, Permit, Queued, ResponseFuture, UntilResponse, Waiting};
 use super::handle::{Handle, Shared};
 use super::semaphore::Enqueued;
 use crate::sync::CloneRef;
@@ -77,22 +77,28 @@ use crate::sync::CloneRef;
 /// [`BulkheadLayer`]: super::BulkheadLayer
 /// [`BulkheadFull`]: crate::error::BulkheadFull
 #[derive(Debug)]
-pub struct Bulkhead<S> {
+pub struct Bulkhead<S, H = UntilResponse> {
     inner: S,
     shared: Arc<CloneRef<Shared>>,
+    hold: H,
 }
 
-impl<S: Clone> Clone for Bulkhead<S> {
+impl<S: Clone, H: Clone> Clone for Bulkhead<S, H> {
     fn clone(&self) -> Self {
-        Self::new(self.inner.clone(), Arc::clone(&self.shared.0))
+        Self::new(
+            self.inner.clone(),
+            Arc::clone(&self.shared.0),
+            self.hold.clone(),
+        )
     }
 }
 
-impl<S> Bulkhead<S> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>) -> Self {
+impl<S, H> Bulkhead<S, H> {
+    pub(crate) fn new(inner: S, shared: Arc<Shared>, hold: H) -> Self {
         Self {
             inner,
             shared: Arc::new(CloneRef(shared)),
+            hold,
         }
     }
 
@@ -104,33 +110,38 @@ impl<S> Bulkhead<S> {
     inner_accessors!();
 }
 
-impl<S: Clone> Bulkhead<S> {
+impl<S: Clone, H: Clone> Bulkhead<S, H> {
     /// The inner service, called with a permit just taken.
-    fn send<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req>
+    fn send<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req, H>
     where
         S: Service<Req>,
     {
         // The guard exists before the inner service runs: a panic in `call` releases it.
         let permit = Permit::taken(Arc::clone(&self.shared));
-        ResponseFuture::called(self.inner.call(req), permit, self.shared.max_concurrent)
+        ResponseFuture::called(
+            self.inner.call(req),
+            permit,
+            self.shared.max_concurrent,
+            self.hold.clone(),
+        )
     }
 
     /// Every permit taken: wait for one, or fail.
     #[cold]
-    fn call_full<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req>
+    fn call_full<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req, H>
     where
         S: Service<Req>,
     {
         let max = self.shared.max_concurrent;
         let Some(max_wait) = self.shared.max_wait else {
             self.shared.rejected();
-            return ResponseFuture::rejected(max);
+            return ResponseFuture::rejected(max, self.hold.clone());
         };
         match self.shared.sem.enqueue() {
             Enqueued::Acquired => self.send(req),
             Enqueued::Full => {
                 self.shared.rejected();
-                ResponseFuture::rejected(max)
+                ResponseFuture::rejected(max, self.hold.clone())
             }
             Enqueued::Queued(ticket) => {
                 let queued = Queued::new(Arc::clone(&self.shared), ticket);
@@ -140,20 +151,25 @@ impl<S: Clone> Bulkhead<S> {
                 // The instance made ready goes with the request; a clone takes its place.
                 let fresh = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, fresh);
-                ResponseFuture::waiting(Waiting::new(sleep, queued, ready, req), max)
+                ResponseFuture::waiting(
+                    Waiting::new(sleep, queued, ready, req),
+                    max,
+                    self.hold.clone(),
+                )
             }
         }
     }
 }
 
-impl<S, Req> Service<Req> for Bulkhead<S>
+impl<S, H, Req> Service<Req> for Bulkhead<S, H>
 where
     S: Service<Req> + Clone,
     S::Error: Into<BoxError>,
+    H: Hold<S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, S, Req>;
+    type Future = ResponseFuture<S::Future, S, Req, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)

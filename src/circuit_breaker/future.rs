@@ -51,7 +51,7 @@ impl Guard {
     }
 
     /// The call is suspended: start timing it if it needs timing.
-    fn suspended(&mut self) {
+    pub(crate) fn suspended(&mut self) {
         if let Timing::Unsuspended = self.timing {
             self.timing = Timing::Since(Instant::now());
         }
@@ -137,9 +137,18 @@ where
                         return Poll::Pending;
                     }
                 };
+                let mut result = result;
                 if let Some(guard) = guard.take() {
                     let outcome = classifier.classify(result.as_ref());
-                    guard.finish(outcome);
+                    // A response whose body decides the outcome takes the guard along.
+                    match result
+                        .as_mut()
+                        .ok()
+                        .and_then(|res| classifier.end_of_body(res, &outcome))
+                    {
+                        Some(hooks) => hooks.defer(guard, outcome),
+                        None => guard.finish(outcome),
+                    }
                 }
                 Poll::Ready(result)
             }

@@ -69,6 +69,7 @@ pub use config::{
     Backoff, CircuitBreakerConfig, MAX_HALF_OPEN_WAIT, MAX_PROBES, MAX_WINDOW_CALLS,
     MAX_WINDOW_TIME, MIN_WINDOW_TIME, SlidingWindow,
 };
+pub(crate) use future::Guard;
 pub use future::ResponseFuture;
 pub use handle::{CallError, Handle};
 pub use layer::{Builder, CircuitBreakerLayer};

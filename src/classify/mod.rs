@@ -26,6 +26,15 @@ use tower::BoxError;
 
 use crate::error::error_kind;
 
+mod body;
+#[cfg(feature = "grpc")]
+pub mod grpc;
+#[cfg(feature = "http")]
+pub mod http;
+
+pub use body::Hooks;
+pub(crate) use body::{End, EndRule};
+
 /// What a call's result means for the dependency's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OutcomeKind {
@@ -126,6 +135,17 @@ impl Outcome {
 pub trait Classify<Res> {
     /// Classifies one result. Must not block; called once per completed call.
     fn classify(&self, result: Result<&Res, &BoxError>) -> Outcome;
+
+    /// For a response whose outcome is only known when its body ends (a gRPC status in the
+    /// trailers, an HTTP body that may break half-way): the [`Hooks`] of its body, where the
+    /// circuit breaker leaves the call's pending outcome instead of recording `head` now.
+    ///
+    /// `None` (the default) records `head` at once. Return `None` too when the head already
+    /// decides (a failure status, a trailers-only gRPC response, an empty body).
+    fn end_of_body<'a>(&self, response: &'a mut Res, head: &Outcome) -> Option<&'a mut Hooks> {
+        let _ = (response, head);
+        None
+    }
 }
 
 impl<F, Res> Classify<Res> for F

@@ -1,0 +1,112 @@
+//! What a response carries until its body ends.
+//!
+//! The outcome of a streamed call is only known when its body ends: a gRPC status usually comes
+//! in the trailers, and an HTTP body can break half-way. Layers that must wait for the end hand
+//! what they hold to the response body as [`Hooks`]: the circuit breaker its pending outcome
+//! (with the probe slot it may hold), the bulkhead its permit. The body settles them when it
+//! ends, fails, or is dropped unfinished. With the `http` feature, `palisade::http::Tracked` is
+//! such a body.
+
+use std::fmt;
+
+use super::Outcome;
+use crate::bulkhead::Permit;
+use crate::circuit_breaker::Guard;
+
+/// How the end of a body decides a deferred call's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum EndRule {
+    /// The body's clean end confirms the head's outcome; a body error is a failure.
+    #[default]
+    Body,
+    /// The `grpc-status` in the trailers decides; an end without one is a failure.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    Grpc {
+        /// Bit `n` set: code `n` is a failure.
+        failures: u32,
+        /// Bit `n` set: code `n` is ignored.
+        ignored: u32,
+        /// The cap on `grpc-retry-pushback-ms`.
+        max_pushback: std::time::Duration,
+    },
+}
+
+/// How a tracked body ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+pub(crate) enum End {
+    /// Cleanly, with this outcome (the end rule already applied).
+    Complete(Outcome),
+    /// With an error (a reset, a broken body, the whole-response deadline).
+    Failed,
+}
+
+/// What the layers of a call hand to its response body, to be settled when the body ends.
+///
+/// Dropping the hooks unsettled (the body dropped unfinished) gives everything back and records
+/// the call as ignored: a caller that stops reading says nothing about the dependency.
+#[derive(Default)]
+pub struct Hooks {
+    deferred: Option<(Guard, Outcome)>,
+    permit: Option<Permit>,
+    rule: EndRule,
+}
+
+impl fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Hooks")
+            .field("outcome_pending", &self.deferred.is_some())
+            .field("holds_permit", &self.permit.is_some())
+            .finish()
+    }
+}
+
+impl Hooks {
+    /// Takes the circuit breaker's pending outcome; `head` is the outcome the response head gave.
+    pub(crate) fn defer(&mut self, mut guard: Guard, head: Outcome) {
+        guard.suspended();
+        // A second breaker over the same body would replace the first: settle it now.
+        if let Some((earlier, outcome)) = self.deferred.replace((guard, head)) {
+            earlier.finish(outcome);
+        }
+    }
+
+    /// Holds a bulkhead permit until the body ends.
+    pub(crate) fn hold(&mut self, permit: Permit) {
+        self.permit = Some(permit);
+    }
+
+    /// Sets how the body's end decides the outcome.
+    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    pub(crate) fn set_rule(&mut self, rule: EndRule) {
+        self.rule = rule;
+    }
+
+    pub(crate) fn rule(&self) -> EndRule {
+        self.rule
+    }
+
+    /// The head's outcome, if an outcome is pending.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn head(&self) -> Option<Outcome> {
+        self.deferred.as_ref().map(|(_, outcome)| *outcome)
+    }
+
+    /// Settles everything: records the outcome, then gives the permit back.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn settle(&mut self, end: End) {
+        if let Some((guard, head)) = self.deferred.take() {
+            let outcome = match end {
+                End::Complete(outcome) => outcome,
+                End::Failed => Outcome::failure(),
+            };
+            // A pushback the head asked for still holds.
+            let outcome = match (outcome.pushback(), head.pushback()) {
+                (None, Some(pushback)) => outcome.with_pushback(pushback),
+                _ => outcome,
+            };
+            guard.finish(outcome);
+        }
+        self.permit = None;
+    }
+}

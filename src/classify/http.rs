@@ -1,0 +1,196 @@
+//! HTTP classification (feature `http`): a failure status, a dependency's pushback.
+//!
+//! By default 5xx (except 501 Not Implemented and 505 HTTP Version Not Supported), 429 Too Many
+//! Requests and 408 Request Timeout are failures; every other status is a success. A 429 or
+//! 503 with `Retry-After` asks the breaker to stay open at least that long (up to
+//! [`max_pushback`](Builder::max_pushback)).
+//!
+//! ```
+//! use http::StatusCode;
+//! use palisade::classify::http::HttpClassifier;
+//!
+//! let classifier = HttpClassifier::builder()
+//!     .failure(StatusCode::CONFLICT)           // 409 counts against the dependency
+//!     .success(StatusCode::SERVICE_UNAVAILABLE) // and 503 does not
+//!     .build()
+//!     .unwrap();
+//! let headers = http::HeaderMap::new();
+//! assert!(classifier.classify_head(StatusCode::CONFLICT, &headers).is_failure());
+//! assert!(classifier.classify_head(StatusCode::SERVICE_UNAVAILABLE, &headers).is_success());
+//! assert!(classifier.classify_head(StatusCode::BAD_GATEWAY, &headers).is_failure());
+//! ```
+
+use std::time::Duration;
+
+use http::header::{DATE, RETRY_AFTER};
+use http::{HeaderMap, Response, StatusCode};
+use http_body::Body;
+use tower::BoxError;
+
+use super::{Classify, Hooks, Outcome, classify_error};
+use crate::error::ConfigError;
+use crate::http::{Tracked, parse_retry_after};
+
+/// The default cap on a `Retry-After`: 5 minutes, like the breaker's own.
+pub const DEFAULT_MAX_PUSHBACK: Duration = Duration::from_secs(300);
+
+/// Classifies HTTP responses by status; see the [module docs](self).
+///
+/// On `http::Response<Tracked<B>>` (a client under [`TrackLayer`](crate::http::TrackLayer)) a
+/// successful head defers the outcome to the end of the body: a body that breaks half-way is a
+/// failure, one dropped unread is ignored. On `reqwest::Response` (feature `reqwest`) the head
+/// decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpClassifier {
+    /// Bit `s - 100` set: status `s` is a failure (statuses 100 to 999).
+    failures: [u64; 15],
+    max_pushback: Duration,
+}
+
+impl Default for HttpClassifier {
+    fn default() -> Self {
+        let mut failures = [0u64; 15];
+        for status in (500..600).chain([408, 429]) {
+            if status != 501 && status != 505 {
+                set(&mut failures, status, true);
+            }
+        }
+        Self {
+            failures,
+            max_pushback: DEFAULT_MAX_PUSHBACK,
+        }
+    }
+}
+
+fn set(bits: &mut [u64; 15], status: u16, on: bool) {
+    let i = usize::from(status.saturating_sub(100));
+    if let Some(word) = bits.get_mut(i / 64) {
+        if on {
+            *word |= 1 << (i % 64);
+        } else {
+            *word &= !(1 << (i % 64));
+        }
+    }
+}
+
+impl HttpClassifier {
+    /// The defaults, to change.
+    pub fn builder() -> Builder {
+        Builder {
+            classifier: Self::default(),
+            error: None,
+        }
+    }
+
+    /// Whether `status` is a failure.
+    pub fn is_failure(&self, status: StatusCode) -> bool {
+        let i = usize::from(status.as_u16().saturating_sub(100));
+        self.failures
+            .get(i / 64)
+            .is_some_and(|word| word & (1 << (i % 64)) != 0)
+    }
+
+    /// The outcome of a response head: its status, and for 429 and 503 the `Retry-After`
+    /// pushback (measured from the `Date` header when it is a date).
+    pub fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
+        if !self.is_failure(status) {
+            return Outcome::success();
+        }
+        let outcome = Outcome::failure();
+        if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
+            return outcome;
+        }
+        let pushback = headers.get(RETRY_AFTER).and_then(|value| {
+            let date = headers.get(DATE).map(|d| d.as_bytes());
+            parse_retry_after(value.as_bytes(), date, self.max_pushback)
+        });
+        match pushback {
+            Some(pushback) => outcome.with_pushback(pushback),
+            None => outcome,
+        }
+    }
+}
+
+impl<B: Body> Classify<Response<Tracked<B>>> for HttpClassifier {
+    fn classify(&self, result: Result<&Response<Tracked<B>>, &BoxError>) -> Outcome {
+        match result {
+            Ok(res) => self.classify_head(res.status(), res.headers()),
+            Err(err) => classify_error(err),
+        }
+    }
+
+    fn end_of_body<'a>(
+        &self,
+        response: &'a mut Response<Tracked<B>>,
+        head: &Outcome,
+    ) -> Option<&'a mut Hooks> {
+        if head.is_success() {
+            response.body_mut().hooks_if_streaming()
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl Classify<reqwest::Response> for HttpClassifier {
+    fn classify(&self, result: Result<&reqwest::Response, &BoxError>) -> Outcome {
+        match result {
+            Ok(res) => self.classify_head(res.status(), res.headers()),
+            Err(err) => classify_error(err),
+        }
+    }
+}
+
+/// A status: a `StatusCode`, or a `u16` checked to be from 100 to 999.
+pub trait StatusLike: TryInto<StatusCode> + Copy + std::fmt::Debug {}
+
+impl<T: TryInto<StatusCode> + Copy + std::fmt::Debug> StatusLike for T {}
+
+/// Builds an [`HttpClassifier`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    classifier: HttpClassifier,
+    error: Option<ConfigError>,
+}
+
+impl Builder {
+    fn mark<S: StatusLike>(mut self, field: &'static str, status: S, on: bool) -> Self {
+        match status.try_into() {
+            Ok(code) => set(&mut self.classifier.failures, code.as_u16(), on),
+            Err(_) => {
+                self.error.get_or_insert(ConfigError::new(
+                    field,
+                    "must be a status from 100 to 999",
+                    status,
+                ));
+            }
+        }
+        self
+    }
+
+    /// Counts `status` as a failure (a `StatusCode`, or a `u16` from 100 to 999).
+    pub fn failure(self, status: impl StatusLike) -> Self {
+        self.mark("failure", status, true)
+    }
+
+    /// Counts `status` as a success.
+    pub fn success(self, status: impl StatusLike) -> Self {
+        self.mark("success", status, false)
+    }
+
+    /// The cap on a `Retry-After` pushback (default 5 minutes); zero ignores pushback.
+    pub fn max_pushback(mut self, cap: Duration) -> Self {
+        self.classifier.max_pushback = cap;
+        self
+    }
+
+    /// The classifier; a [`ConfigError`] naming `failure` or `success` if a status was out of
+    /// range.
+    pub fn build(&self) -> Result<HttpClassifier, ConfigError> {
+        match &self.error {
+            Some(err) => Err(err.clone()),
+            None => Ok(self.classifier),
+        }
+    }
+}

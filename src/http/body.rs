@@ -1,0 +1,240 @@
+use std::fmt;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use tokio::time::{Instant, Sleep};
+use tower::BoxError;
+
+use crate::classify::{End, EndRule, Hooks, Outcome};
+use crate::error::Elapsed;
+
+/// The deadline of a whole response, shared by its head and its body.
+#[derive(Debug)]
+pub(crate) struct Deadline {
+    at: Instant,
+    after: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+}
+
+impl Deadline {
+    pub(crate) fn new(start: Instant, after: Duration) -> Self {
+        Self {
+            at: start.checked_add(after).unwrap_or(start),
+            after,
+            sleep: None,
+        }
+    }
+
+    /// `Ready(Elapsed)` once the deadline has passed. The timer is made on the first poll.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Elapsed> {
+        let at = self.at;
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+        sleep.as_mut().poll(cx).map(|()| Elapsed::new(self.after))
+    }
+}
+
+pin_project! {
+    /// A response body that settles what the protections handed it ([`Hooks`]) when it ends.
+    ///
+    /// Made by [`TrackLayer`](super::TrackLayer) around the client's body (and by the stale
+    /// cache around a replayed one). It reads like the body it wraps, frame for frame, and:
+    ///
+    /// * at its clean end, records the call's outcome with the circuit breaker: for HTTP the
+    ///   head's outcome; for gRPC the `grpc-status` of the trailers (an end without one is a
+    ///   failure);
+    /// * on a body error (a reset connection, a broken stream), records a failure;
+    /// * at the whole-response deadline, if one is set, ends with an [`Elapsed`] error (never a
+    ///   truncated success) and records a failure;
+    /// * dropped unfinished, records nothing (the call is ignored);
+    ///
+    /// and in every case gives back the bulkhead permit it holds.
+    pub struct Tracked<B> {
+        #[pin]
+        inner: Source<B>,
+        hooks: Hooks,
+        deadline: Option<Deadline>,
+        ended: bool,
+    }
+}
+
+pin_project! {
+    #[project = SourceProj]
+    enum Source<B> {
+        Live { #[pin] body: B },
+        Replay { data: Option<Bytes> },
+    }
+}
+
+impl<B> fmt::Debug for Tracked<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tracked")
+            .field("hooks", &self.hooks)
+            .field("ended", &self.ended)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<B> Tracked<B> {
+    /// Wraps `body`; nothing is held until a layer hands it something.
+    pub fn new(body: B) -> Self {
+        Self::with_deadline(body, None)
+    }
+
+    pub(crate) fn with_deadline(body: B, deadline: Option<Deadline>) -> Self {
+        Self {
+            inner: Source::Live { body },
+            hooks: Hooks::default(),
+            deadline,
+            ended: false,
+        }
+    }
+
+    /// A body that replays `data` (a response served from the stale cache).
+    pub fn replay(data: Bytes) -> Self {
+        Self {
+            inner: Source::Replay {
+                data: (!data.is_empty()).then_some(data),
+            },
+            hooks: Hooks::default(),
+            deadline: None,
+            ended: false,
+        }
+    }
+
+    /// The wrapped body, unless this one replays cached data.
+    pub fn get_ref(&self) -> Option<&B> {
+        match &self.inner {
+            Source::Live { body } => Some(body),
+            Source::Replay { .. } => None,
+        }
+    }
+
+    /// Whether nothing is left to read.
+    pub(crate) fn is_drained(&self) -> bool
+    where
+        B: Body,
+    {
+        self.ended
+            || match &self.inner {
+                Source::Live { body } => body.is_end_stream(),
+                Source::Replay { data } => data.is_none(),
+            }
+    }
+
+    /// The hooks, to hand something to, or `None` when nothing will wait for this body's end
+    /// (it has already ended, or has nothing left to read).
+    pub(crate) fn hooks_if_streaming(&mut self) -> Option<&mut Hooks>
+    where
+        B: Body,
+    {
+        (!self.is_drained()).then_some(&mut self.hooks)
+    }
+}
+
+/// The outcome a clean end gives, under `rule`.
+fn end_outcome(rule: EndRule, head: Outcome, trailers: Option<&HeaderMap>) -> Outcome {
+    match rule {
+        EndRule::Body => head,
+        #[cfg(feature = "grpc")]
+        EndRule::Grpc { .. } => crate::classify::grpc::outcome_of_trailers(trailers, rule),
+        #[cfg(not(feature = "grpc"))]
+        EndRule::Grpc { .. } => {
+            let _ = trailers;
+            head
+        }
+    }
+}
+
+impl<B> Body for Tracked<B>
+where
+    B: Body,
+    B::Data: From<Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        let body = match this.inner.project() {
+            SourceProj::Replay { data } => {
+                return Poll::Ready(match data.take() {
+                    Some(data) => Some(Ok(Frame::data(B::Data::from(data)))),
+                    None => {
+                        *this.ended = true;
+                        this.hooks.settle(End::Complete(Outcome::success()));
+                        None
+                    }
+                });
+            }
+            SourceProj::Live { body } => body,
+        };
+        let mut body = body;
+        let polled = body.as_mut().poll_frame(cx);
+        let frame = match polled {
+            Poll::Pending => {
+                if let Some(deadline) = this.deadline.as_mut()
+                    && let Poll::Ready(elapsed) = deadline.poll(cx)
+                {
+                    *this.ended = true;
+                    this.hooks.settle(End::Failed);
+                    return Poll::Ready(Some(Err(Box::new(elapsed))));
+                }
+                return Poll::Pending;
+            }
+            Poll::Ready(frame) => frame,
+        };
+        let head = this.hooks.head().unwrap_or_else(Outcome::success);
+        match frame {
+            None => {
+                *this.ended = true;
+                let outcome = end_outcome(this.hooks.rule(), head, None);
+                this.hooks.settle(End::Complete(outcome));
+                Poll::Ready(None)
+            }
+            Some(Err(err)) => {
+                *this.ended = true;
+                this.hooks.settle(End::Failed);
+                Poll::Ready(Some(Err(err.into())))
+            }
+            Some(Ok(frame)) => {
+                if let Some(trailers) = frame.trailers_ref() {
+                    // Trailers are the last frame.
+                    *this.ended = true;
+                    let outcome = end_outcome(this.hooks.rule(), head, Some(trailers));
+                    this.hooks.settle(End::Complete(outcome));
+                } else if body.is_end_stream() {
+                    let outcome = end_outcome(this.hooks.rule(), head, None);
+                    this.hooks.settle(End::Complete(outcome));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.is_drained()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Source::Live { body } => body.size_hint(),
+            Source::Replay { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+        }
+    }
+}

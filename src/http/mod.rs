@@ -1,0 +1,77 @@
+//! HTTP and gRPC: body-aware outcomes and permits, deadlines, pushback (feature `http`).
+//!
+//! An HTTP call is not over when its head arrives: the body may still break, and a gRPC status
+//! usually comes in the trailers. [`TrackLayer`], put innermost on the client, wraps each
+//! response body in [`Tracked`]; the layers above hand it what must last until the body ends:
+//!
+//! * the circuit breaker, with [`HttpClassifier`](crate::classify::http::HttpClassifier) or
+//!   [`GrpcClassifier`](crate::classify::grpc::GrpcClassifier), its pending outcome (and the
+//!   half-open probe slot it may hold);
+//! * the bulkhead, with [`UntilBodyEnd`], its permit.
+//!
+//! The body settles them at its end (success, or the trailers' gRPC status), on a body error
+//! (failure) or when dropped unfinished (ignored).
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use bytes::Bytes;
+//! use http_body_util::{BodyExt, Full};
+//! use palisade::bulkhead::BulkheadLayer;
+//! use palisade::circuit_breaker::CircuitBreakerLayer;
+//! use palisade::classify::http::HttpClassifier;
+//! use palisade::http::{TrackLayer, UntilBodyEnd};
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//!
+//! // Any `Service<http::Request<_>, Response = http::Response<_>>`: a hyper client, tonic's
+//! // `Channel`, or this stand-in.
+//! let client = tower::service_fn(|_req: http::Request<()>| async {
+//!     Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from("hello"))))
+//! });
+//! let bulkhead = BulkheadLayer::builder().max_concurrent(8).build().unwrap().hold(UntilBodyEnd);
+//! let permits = bulkhead.handle();
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(CircuitBreakerLayer::builder().build().unwrap().with_classifier(HttpClassifier::default()))
+//!     .layer(bulkhead)
+//!     .layer(TrackLayer::new().deadline(Duration::from_secs(10)).unwrap())
+//!     .service(client);
+//!
+//! let res = svc.ready().await.unwrap().call(http::Request::new(())).await.unwrap();
+//! assert_eq!(permits.in_flight(), 1); // held until the body ends
+//! let body = res.into_body().collect().await.unwrap().to_bytes();
+//! assert_eq!(body, "hello");
+//! assert_eq!(permits.in_flight(), 0);
+//! # }
+//! ```
+
+mod body;
+mod headers;
+mod track;
+
+use http::Response;
+use http_body::Body;
+
+pub use body::Tracked;
+pub use headers::{
+    format_grpc_timeout, parse_grpc_pushback, parse_grpc_timeout, parse_retry_after,
+};
+pub use track::{ResponseFuture, Track, TrackLayer};
+
+pub(crate) use headers::parse_grpc_status;
+
+use crate::bulkhead::Hold;
+use crate::classify::Hooks;
+
+/// Holds each bulkhead permit until the response body ends (or fails, or is dropped), so a
+/// slowly streamed response counts against the limit for as long as it occupies the
+/// dependency. Needs [`TrackLayer`] below the bulkhead. See
+/// [`BulkheadLayer::hold`](crate::bulkhead::BulkheadLayer::hold).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UntilBodyEnd;
+
+impl<B: Body> Hold<Response<Tracked<B>>> for UntilBodyEnd {
+    fn hooks<'a>(&self, response: &'a mut Response<Tracked<B>>) -> Option<&'a mut Hooks> {
+        response.body_mut().hooks_if_streaming()
+    }
+}

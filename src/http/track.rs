@@ -1,0 +1,222 @@
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::{HeaderValue, Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service};
+
+use super::body::{Deadline, Tracked};
+use crate::error::ConfigError;
+
+/// Wraps each response body in [`Tracked`], so that the layers above it can hold the call's
+/// outcome and permit until the body ends. Put it innermost, right on the client; the
+/// [`Policy`](crate::policy::Policy) does so when built with `.http()` or `.grpc()`.
+///
+/// Optionally:
+/// * a whole-response deadline ([`deadline`](Self::deadline)), counted from `call`, covering
+///   the head and the body: a body still streaming at the deadline ends with
+///   [`Elapsed`](crate::error::Elapsed), never as a truncated success;
+/// * `grpc-timeout` propagation ([`grpc_timeout`](Self::grpc_timeout)): the time left is sent
+///   to the server (at most 8 digits, rounded up), lowering any larger value the caller set.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::http::TrackLayer;
+///
+/// let layer = TrackLayer::new().deadline(Duration::from_secs(5)).unwrap();
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TrackLayer {
+    deadline: Option<Duration>,
+    grpc_timeout: Option<Duration>,
+    /// Set by a gRPC policy: `grpc_timeout` comes from the policy's timeout at build time.
+    from_policy_timeout: bool,
+    /// Set by a policy: a deadline checked at build time.
+    policy_deadline: Option<Duration>,
+}
+
+impl TrackLayer {
+    /// Tracks bodies; no deadline, no `grpc-timeout`.
+    pub const fn new() -> Self {
+        Self {
+            deadline: None,
+            grpc_timeout: None,
+            from_policy_timeout: false,
+            policy_deadline: None,
+        }
+    }
+
+    pub(crate) fn propagating_grpc_timeout(mut self) -> Self {
+        self.from_policy_timeout = true;
+        self
+    }
+
+    pub(crate) fn response_deadline(mut self, deadline: Duration) -> Self {
+        self.policy_deadline = Some(deadline);
+        self
+    }
+
+    /// A deadline for the whole response, head and body, counted from `call`.
+    /// `Duration::MAX` means none; zero is a [`ConfigError`] on field `deadline`.
+    pub fn deadline(mut self, deadline: Duration) -> Result<Self, ConfigError> {
+        if deadline.is_zero() {
+            return Err(ConfigError::new(
+                "deadline",
+                "must be more than zero",
+                deadline,
+            ));
+        }
+        self.deadline = (deadline != Duration::MAX).then_some(deadline);
+        Ok(self)
+    }
+
+    /// Sends `grpc-timeout` with each request: `timeout` (the call's deadline), or the
+    /// caller's own `grpc-timeout` when that is lower. `Duration::MAX` sends nothing; zero is a
+    /// [`ConfigError`] on field `grpc_timeout`.
+    pub fn grpc_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
+        if timeout.is_zero() {
+            return Err(ConfigError::new(
+                "grpc_timeout",
+                "must be more than zero",
+                timeout,
+            ));
+        }
+        self.grpc_timeout = (timeout != Duration::MAX).then_some(timeout);
+        Ok(self)
+    }
+}
+
+impl crate::policy::Adapter for TrackLayer {
+    fn finish(&self, config: &crate::policy::PolicyConfig) -> Result<Self, ConfigError> {
+        let mut layer = *self;
+        if let Some(deadline) = self.policy_deadline {
+            layer = layer.deadline(deadline).map_err(|e| e.within("response"))?;
+        }
+        if self.from_policy_timeout
+            && let Some(timeout) = &config.timeout
+        {
+            layer = layer.grpc_timeout(timeout.timeout)?;
+        }
+        Ok(layer)
+    }
+}
+
+impl<S> Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            layer: *self,
+        }
+    }
+}
+
+/// The service of [`TrackLayer`].
+///
+/// # Readiness
+/// Ready when the inner service is.
+///
+/// # Clone
+/// Clones share nothing.
+///
+/// # Cancellation
+/// Dropping the future drops the inner future; a dropped [`Tracked`] body gives back what it
+/// holds.
+#[derive(Debug, Clone)]
+pub struct Track<S> {
+    inner: S,
+    layer: TrackLayer,
+}
+
+impl<S> Track<S> {
+    inner_accessors!();
+}
+
+/// The name of gRPC's timeout header.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+impl<S, ReqB, ResB> Service<Request<ReqB>> for Track<S>
+where
+    S: Service<Request<ReqB>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<Tracked<ResB>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<ReqB>) -> Self::Future {
+        if let Some(timeout) = self.layer.grpc_timeout {
+            lower_grpc_timeout(req.headers_mut(), timeout);
+        }
+        let deadline = self
+            .layer
+            .deadline
+            .map(|after| Deadline::new(Instant::now(), after));
+        ResponseFuture {
+            fut: self.inner.call(req),
+            deadline,
+        }
+    }
+}
+
+/// Sets `grpc-timeout` to `timeout`, unless the caller asked for less.
+fn lower_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
+    let callers = headers
+        .get(GRPC_TIMEOUT)
+        .and_then(|v| super::parse_grpc_timeout(v.as_bytes()));
+    if callers.is_some_and(|c| c <= timeout) {
+        return;
+    }
+    let value = super::format_grpc_timeout(timeout);
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(GRPC_TIMEOUT, value);
+    }
+}
+
+pin_project! {
+    /// Response future of [`Track`].
+    #[derive(Debug)]
+    pub struct ResponseFuture<F> {
+        #[pin]
+        fut: F,
+        deadline: Option<Deadline>,
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Tracked<B>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.fut.poll(cx) {
+            Poll::Ready(Ok(res)) => {
+                let deadline = this.deadline.take();
+                Poll::Ready(Ok(res.map(|body| Tracked::with_deadline(body, deadline))))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Pending => {
+                if let Some(deadline) = this.deadline.as_mut()
+                    && let Poll::Ready(elapsed) = deadline.poll(cx)
+                {
+                    return Poll::Ready(Err(Box::new(elapsed)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}

@@ -1,0 +1,630 @@
+//! HTTP and gRPC over scripted in-process services (paused time): body-aware outcomes and
+//! permits, the whole-response deadline, pushback, `grpc-timeout`, and the header parsers.
+#![cfg(feature = "grpc")]
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use palisade::bulkhead::BulkheadConfig;
+use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow, State};
+use palisade::classify::grpc::{Code, GrpcClassifier};
+use palisade::classify::http::HttpClassifier;
+use palisade::classify::{Classify, Outcome};
+use palisade::error::{ErrorKind, error_kind};
+use palisade::http::{
+    Tracked, format_grpc_timeout, parse_grpc_pushback, parse_grpc_timeout, parse_retry_after,
+};
+use palisade::policy::Policy;
+use proptest::prelude::*;
+use tokio::sync::mpsc;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+/// A response body fed from a channel, frame by frame, so a test decides when it ends.
+struct Pipe {
+    rx: mpsc::UnboundedReceiver<Result<Frame<Bytes>, BoxError>>,
+}
+
+impl Body for Pipe {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+type Feed = mpsc::UnboundedSender<Result<Frame<Bytes>, BoxError>>;
+
+/// What the scripted dependency answers: a head, and a body the test feeds.
+#[derive(Clone, Default)]
+struct Script {
+    heads: Arc<Mutex<Vec<(StatusCode, HeaderMap)>>>,
+    feeds: Arc<Mutex<Vec<Option<Feed>>>>,
+    seen: Arc<Mutex<Vec<HeaderMap>>>,
+}
+
+impl Script {
+    fn answer(&self, status: u16, headers: &[(&'static str, &str)]) {
+        let mut map = HeaderMap::new();
+        for (k, v) in headers {
+            map.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        self.heads
+            .lock()
+            .unwrap()
+            .push((StatusCode::from_u16(status).unwrap(), map));
+    }
+
+    /// The feed of the `n`th body served (taken: dropping it ends that body).
+    fn feed(&self, n: usize) -> Feed {
+        self.feeds.lock().unwrap()[n]
+            .take()
+            .expect("each feed is taken once")
+    }
+
+    fn service(
+        &self,
+    ) -> impl Service<
+        Request<()>,
+        Response = Response<Pipe>,
+        Error = Infallible,
+        Future = impl std::future::Future<Output = Result<Response<Pipe>, Infallible>> + Send,
+    > + Clone
+    + Send {
+        let script = self.clone();
+        tower::service_fn(move |req: Request<()>| {
+            let script = script.clone();
+            async move {
+                script.seen.lock().unwrap().push(req.headers().clone());
+                let (status, headers) = {
+                    let mut heads = script.heads.lock().unwrap();
+                    if heads.is_empty() {
+                        (StatusCode::OK, HeaderMap::new())
+                    } else {
+                        heads.remove(0)
+                    }
+                };
+                let (tx, rx) = mpsc::unbounded_channel();
+                script.feeds.lock().unwrap().push(Some(tx));
+                let mut res = Response::new(Pipe { rx });
+                *res.status_mut() = status;
+                *res.headers_mut() = headers;
+                Ok::<_, Infallible>(res)
+            }
+        })
+    }
+}
+
+fn data(text: &'static str) -> Result<Frame<Bytes>, BoxError> {
+    Ok(Frame::data(Bytes::from(text)))
+}
+
+fn trailers(pairs: &[(&'static str, &str)]) -> Result<Frame<Bytes>, BoxError> {
+    let mut map = HeaderMap::new();
+    for (k, v) in pairs {
+        map.insert(*k, HeaderValue::from_str(v).unwrap());
+    }
+    Ok(Frame::trailers(map))
+}
+
+fn breaker(minimum_calls: u32) -> CircuitBreakerConfig {
+    let mut config = CircuitBreakerConfig::default();
+    config.window = SlidingWindow::Count(minimum_calls.max(10));
+    config.minimum_calls = minimum_calls;
+    config.failure_rate = 0.5;
+    config.open_duration = Duration::from_secs(10);
+    config.permitted_probes = 1;
+    config
+}
+
+fn bulkhead(max: usize) -> BulkheadConfig {
+    let mut config = BulkheadConfig::default();
+    config.max_concurrent = max;
+    config
+}
+
+async fn call<S>(svc: &mut S) -> Result<S::Response, BoxError>
+where
+    S: Service<Request<()>, Error = BoxError>,
+{
+    svc.ready().await?.call(Request::new(())).await
+}
+
+async fn read_all<B>(body: B) -> Result<Bytes, BoxError>
+where
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    Ok(body.collect().await?.to_bytes())
+}
+
+#[tokio::test(start_paused = true)]
+async fn http_outcome_waits_for_the_body_and_the_permit_is_held_until_then() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(4))
+        .build()
+        .unwrap();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let mut svc = policy.layer(script.service());
+
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        permits.in_flight(),
+        1,
+        "the permit is held while the body streams"
+    );
+    assert_eq!(
+        cb.snapshot().calls,
+        0,
+        "nothing is recorded before the body ends"
+    );
+
+    let feed = script.feed(0);
+    feed.send(data("hel")).unwrap();
+    feed.send(data("lo")).unwrap();
+    drop(feed);
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "hello");
+    assert_eq!(permits.in_flight(), 0);
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn http_body_error_is_a_failure_and_a_dropped_body_is_ignored() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(4))
+        .build()
+        .unwrap();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let mut svc = policy.layer(script.service());
+
+    // Reset mid-body: a typed error to the reader, a failure to the breaker.
+    let res = call(&mut svc).await.unwrap();
+    let feed = script.feed(0);
+    feed.send(data("partial")).unwrap();
+    feed.send(Err("connection reset".into())).unwrap();
+    assert!(read_all(res.into_body()).await.is_err());
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 1));
+    assert_eq!(permits.in_flight(), 0);
+
+    // Dropped unread: says nothing about the dependency.
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(permits.in_flight(), 1);
+    drop(res);
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 1));
+    assert_eq!(permits.in_flight(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failure_status_is_recorded_at_the_head_and_a_success_status_is_not() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let mut svc = policy.layer(script.service());
+    for status in [500, 502, 503, 504, 429, 408] {
+        script.answer(status, &[]);
+        let res = call(&mut svc).await.unwrap();
+        assert_eq!(res.status().as_u16(), status);
+    }
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (6, 6));
+    for status in [501, 505, 404, 400, 200, 201, 302] {
+        script.answer(status, &[]);
+        let res = call(&mut svc).await.unwrap();
+        let last = script.feeds.lock().unwrap().len() - 1;
+        drop(script.feed(last));
+        read_all(res.into_body()).await.unwrap();
+    }
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (13, 6));
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_response_deadline_ends_a_slow_body_with_an_error_never_a_truncated_success() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .http()
+        .response_deadline(Duration::from_secs(2))
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(1))
+        .build()
+        .unwrap();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let mut svc = policy.layer(script.service());
+
+    let res = call(&mut svc).await.unwrap();
+    let feed = script.feed(0);
+    feed.send(data("first bytes")).unwrap();
+    let started = tokio::time::Instant::now();
+    let err = read_all(res.into_body()).await.unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)),
+        "{err}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_secs(2));
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 1));
+    assert_eq!(permits.in_flight(), 0);
+    drop(feed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_keeps_the_breaker_open_and_a_hostile_value_is_capped() {
+    let script = Script::default();
+    let mut config = breaker(1);
+    config.open_duration = Duration::from_secs(1);
+    config.max_pushback = Duration::from_secs(600);
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(config)
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let mut svc = policy.layer(script.service());
+
+    script.answer(503, &[("retry-after", "120")]);
+    call(&mut svc).await.unwrap();
+    assert_eq!(cb.state(), State::Open);
+    assert_eq!(cb.snapshot().retry_after, Some(Duration::from_secs(120)));
+
+    cb.reset();
+    script.answer(429, &[("retry-after", "99999999999999999999")]);
+    call(&mut svc).await.unwrap();
+    // The classifier's cap (5 minutes) applies before the breaker's (10 minutes).
+    assert_eq!(cb.snapshot().retry_after, Some(Duration::from_secs(300)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_open_probe_slot_is_held_until_the_body_ends() {
+    let script = Script::default();
+    let mut config = breaker(1);
+    config.open_duration = Duration::from_secs(1);
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(config)
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let mut svc = policy.layer(script.service());
+    script.answer(500, &[]);
+    call(&mut svc).await.unwrap();
+    assert_eq!(cb.state(), State::Open);
+    tokio::time::advance(Duration::from_secs(1)).await;
+
+    let probe = call(&mut svc).await.unwrap();
+    assert_eq!(cb.state(), State::HalfOpen);
+    let err = call(&mut svc).await.unwrap_err();
+    assert!(matches!(
+        error_kind(err.as_ref()),
+        ErrorKind::CircuitOpen(_)
+    ));
+    drop(script.feed(1));
+    read_all(probe.into_body()).await.unwrap();
+    assert_eq!(cb.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_status_in_trailers_is_counted_and_a_head_only_check_would_miss_it() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .grpc()
+        .circuit_breaker(breaker(100))
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let mut svc = policy.layer(script.service());
+
+    script.answer(200, &[("content-type", "application/grpc")]);
+    let res = call(&mut svc).await.unwrap();
+    // What a classifier that looks only at the head sees: a 200, no grpc-status.
+    let head_only = |res: &Response<Tracked<Pipe>>| {
+        if res.headers().contains_key("grpc-status") {
+            Outcome::failure()
+        } else {
+            Outcome::success()
+        }
+    };
+    assert!(head_only(&res).is_success());
+    let feed = script.feed(0);
+    feed.send(data("\0\0\0\0\0")).unwrap();
+    feed.send(trailers(&[("grpc-status", "14"), ("grpc-message", "down")]))
+        .unwrap();
+    drop(feed);
+    read_all(res.into_body()).await.unwrap();
+    let snap = cb.snapshot();
+    assert_eq!(
+        (snap.calls, snap.failures),
+        (1, 1),
+        "UNAVAILABLE in trailers fails"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_outcomes_for_each_way_a_status_arrives() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .grpc()
+        .circuit_breaker(breaker(100))
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let mut svc = policy.layer(script.service());
+    let counts = |cb: &palisade::circuit_breaker::Handle| {
+        let s = cb.snapshot();
+        (s.calls, s.failures)
+    };
+
+    // Trailers-only: decided at the head.
+    script.answer(200, &[("grpc-status", "14")]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(counts(&cb), (1, 1));
+    drop(res);
+
+    // OK in trailers.
+    let res = call(&mut svc).await.unwrap();
+    let feed = script.feed(1);
+    feed.send(trailers(&[("grpc-status", "0")])).unwrap();
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(counts(&cb), (2, 1));
+
+    // A body that ends with no grpc-status: a failure, never a silent success.
+    let res = call(&mut svc).await.unwrap();
+    drop(script.feed(2));
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(counts(&cb), (3, 2));
+
+    // CANCELLED is ignored; NOT_FOUND is the caller's problem, a success.
+    let res = call(&mut svc).await.unwrap();
+    script
+        .feed(3)
+        .send(trailers(&[("grpc-status", "1")]))
+        .unwrap();
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(counts(&cb), (3, 2));
+    let res = call(&mut svc).await.unwrap();
+    script
+        .feed(4)
+        .send(trailers(&[("grpc-status", "5")]))
+        .unwrap();
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(counts(&cb), (4, 2));
+
+    // A malformed status is UNKNOWN (a failure); an HTTP 503 head is UNAVAILABLE.
+    let res = call(&mut svc).await.unwrap();
+    script
+        .feed(5)
+        .send(trailers(&[("grpc-status", "boom")]))
+        .unwrap();
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(counts(&cb), (5, 3));
+    script.answer(503, &[]);
+    drop(call(&mut svc).await.unwrap());
+    assert_eq!(counts(&cb), (6, 4));
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_pushback_in_trailers_keeps_the_breaker_open() {
+    let script = Script::default();
+    let mut config = breaker(1);
+    config.open_duration = Duration::from_secs(1);
+    let policy = Policy::builder()
+        .grpc()
+        .circuit_breaker(config)
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let mut svc = policy.layer(script.service());
+    let res = call(&mut svc).await.unwrap();
+    script
+        .feed(0)
+        .send(trailers(&[
+            ("grpc-status", "8"),
+            ("grpc-retry-pushback-ms", "45000"),
+        ]))
+        .unwrap();
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(cb.state(), State::Open);
+    assert_eq!(cb.snapshot().retry_after, Some(Duration::from_secs(45)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_timeout_is_sent_and_lowers_a_larger_callers_value_but_keeps_a_smaller_one() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .grpc()
+        .timeout(Duration::from_millis(1500))
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+    let mut send = async |callers: Option<&'static str>| {
+        let mut req = Request::new(());
+        if let Some(v) = callers {
+            req.headers_mut()
+                .insert("grpc-timeout", HeaderValue::from_static(v));
+        }
+        drop(svc.ready().await.unwrap().call(req).await.unwrap());
+        let seen = script.seen.lock().unwrap();
+        let last = seen.last().unwrap();
+        last.get("grpc-timeout")
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    assert_eq!(send(None).await, "1500000u");
+    assert_eq!(send(Some("10S")).await, "1500000u");
+    assert_eq!(send(Some("20m")).await, "20m");
+}
+
+#[test]
+fn classifiers_reject_out_of_range_settings_naming_the_field() {
+    let err = HttpClassifier::builder()
+        .failure(1000u16)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "failure");
+    let err = HttpClassifier::builder()
+        .success(42u16)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "success");
+    let err = GrpcClassifier::builder()
+        .failure(Code(17))
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "failure");
+    let err = GrpcClassifier::builder().ignore(-1).build().unwrap_err();
+    assert_eq!(err.field(), "ignore");
+    let err = Policy::builder()
+        .http()
+        .response_deadline(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "response.deadline");
+    let c = HttpClassifier::builder().failure(418u16).build().unwrap();
+    assert!(c.is_failure(StatusCode::IM_A_TEAPOT));
+}
+
+#[test]
+fn retry_after_forms() {
+    let cap = Duration::from_secs(300);
+    let date = Some(&b"Sun, 06 Nov 1994 08:49:37 GMT"[..]);
+    assert_eq!(
+        parse_retry_after(b" 2 ", None, cap),
+        Some(Duration::from_secs(2))
+    );
+    assert_eq!(parse_retry_after(b"0", None, cap), Some(Duration::ZERO));
+    assert_eq!(parse_retry_after(b"301", None, cap), Some(cap));
+    assert_eq!(parse_retry_after(b"-5", None, cap), None);
+    assert_eq!(parse_retry_after(b"1.5", None, cap), None);
+    assert_eq!(parse_retry_after(b"", None, cap), None);
+    // The three HTTP-date formats, measured from the Date header.
+    for later in [
+        &b"Sun, 06 Nov 1994 08:51:37 GMT"[..],
+        b"Sunday, 06-Nov-94 08:51:37 GMT",
+        b"Sun Nov  6 08:51:37 1994",
+    ] {
+        assert_eq!(
+            parse_retry_after(later, date, cap),
+            Some(Duration::from_secs(120))
+        );
+    }
+    assert_eq!(
+        parse_retry_after(b"Sun, 06 Nov 1994 08:00:00 GMT", date, cap),
+        Some(Duration::ZERO),
+        "a date in the past is now"
+    );
+    assert_eq!(
+        parse_retry_after(b"Fri, 31 Dec 9999 23:59:59 GMT", date, cap),
+        Some(cap),
+        "a far date is capped, not absent"
+    );
+    assert_eq!(
+        parse_retry_after(b"Sun, 06 Nov 1994 08:51:37 GMT", None, cap),
+        None
+    );
+}
+
+#[test]
+fn grpc_timeout_round_trips_rounded_up_within_eight_digits() {
+    assert_eq!(parse_grpc_timeout(b"1H"), Some(Duration::from_secs(3600)));
+    assert_eq!(parse_grpc_timeout(b"2M"), Some(Duration::from_secs(120)));
+    assert_eq!(
+        parse_grpc_timeout(b"99999999n"),
+        Some(Duration::from_nanos(99_999_999))
+    );
+    for bad in [
+        &b""[..],
+        b"S",
+        b"10",
+        b"10s",
+        b"-1S",
+        b"123456789m",
+        b"1.5S",
+        b"\xff",
+    ] {
+        assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+    }
+    assert_eq!(format_grpc_timeout(Duration::MAX), "99999999H");
+    assert_eq!(format_grpc_timeout(Duration::ZERO), "0n");
+    assert_eq!(parse_grpc_pushback(b"", Duration::MAX), None);
+}
+
+proptest! {
+    #[test]
+    fn header_parsers_never_panic_and_respect_the_cap(bytes in proptest::collection::vec(any::<u8>(), 0..40), cap_ms in 0u64..1_000_000) {
+        let cap = Duration::from_millis(cap_ms);
+        if let Some(d) = parse_retry_after(&bytes, Some(&bytes), cap) {
+            prop_assert!(d <= cap);
+        }
+        if let Some(d) = parse_grpc_pushback(&bytes, cap) {
+            prop_assert!(d <= cap);
+        }
+        let _ = parse_grpc_timeout(&bytes);
+        if let Ok(value) = HeaderValue::from_bytes(&bytes) {
+            let mut headers = HeaderMap::new();
+            headers.insert("retry-after", value.clone());
+            headers.insert("date", value.clone());
+            headers.insert("grpc-status", value.clone());
+            headers.insert("grpc-retry-pushback-ms", value);
+            let _ = HttpClassifier::default().classify_head(StatusCode::SERVICE_UNAVAILABLE, &headers);
+            let _ = GrpcClassifier::default().classify_head(StatusCode::OK, &headers);
+        }
+    }
+
+    #[test]
+    fn grpc_timeout_format_is_short_rounded_up_and_parses_back(nanos in any::<u64>(), secs in any::<u64>()) {
+        for d in [Duration::from_nanos(nanos), Duration::new(secs, (nanos % 1_000_000_000) as u32)] {
+            let text = format_grpc_timeout(d);
+            prop_assert!(text.len() <= 9, "{}", text);
+            let back = parse_grpc_timeout(text.as_bytes()).unwrap();
+            prop_assert!(back >= d || text == "99999999H", "{:?} -> {} -> {:?}", d, text, back);
+        }
+    }
+}
+
+#[test]
+fn default_http_classifier_on_a_tracked_response() {
+    let c = HttpClassifier::default();
+    let res = Response::builder()
+        .status(503)
+        .body(Tracked::new(http_body_util::Empty::<Bytes>::new()))
+        .unwrap();
+    assert!(c.classify(Ok(&res)).is_failure());
+    let err: BoxError = "refused".into();
+    assert!(
+        Classify::<Response<Tracked<http_body_util::Empty<Bytes>>>>::classify(&c, Err(&err))
+            .is_failure()
+    );
+}
