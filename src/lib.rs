@@ -67,6 +67,8 @@ pub mod events;
 pub mod fallback;
 pub mod policy;
 mod sync;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod timeout;
 
 pub use error::{ConfigError, ErrorKind, error_kind};
