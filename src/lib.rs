@@ -69,6 +69,8 @@ pub mod fallback;
 pub mod http;
 pub mod policy;
 mod sync;
+#[cfg(feature = "testkit")]
+pub mod testkit;
 pub mod timeout;
 
 pub use error::{ConfigError, ErrorKind, error_kind};

@@ -1,0 +1,271 @@
+use std::time::Duration;
+
+use crate::testkit::rng;
+
+/// Where a gRPC status goes in the response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrpcStatusIn {
+    /// In the response head, with no body and no trailers (a "trailers-only" response, as
+    /// servers send when they fail before any message).
+    TrailersOnly,
+    /// In the trailers, after a `200` head and one reply message.
+    Trailers,
+}
+
+/// What the server answers to one request (after any latency of its [`Fault`]).
+///
+/// Each reply is defined for HTTP and for gRPC requests (content type `application/grpc...`);
+/// the differences are listed per variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Reply {
+    /// HTTP: `200 OK`, `text/plain`, the request's path as the body. gRPC: the
+    /// `palisade.testkit.Echo/Say` reply echoing the request (`grpc-status: 0` in the
+    /// trailers); another method is `UNIMPLEMENTED`, a malformed or compressed request
+    /// `INTERNAL` or `UNIMPLEMENTED`, trailers-only.
+    Healthy,
+    /// This HTTP status with a short `text/plain` body. gRPC requests get the same status
+    /// with no body and no `grpc-status`, as a proxy in front of a gRPC server may answer;
+    /// clients map it to a gRPC code (`503`, `429`, `502`, `504` to `UNAVAILABLE`). A code
+    /// outside `100..=999` is sent as `500`.
+    Status(u16),
+    /// This HTTP status (typically `503` or `429`) with a `Retry-After` header of this value,
+    /// sent as given so that tests can send hostile values; bytes a header cannot hold
+    /// (control characters) are left out.
+    RetryAfter {
+        /// The HTTP status.
+        status: u16,
+        /// The `Retry-After` value, verbatim.
+        value: String,
+    },
+    /// Read the request, never answer. The request stays in flight until the client goes
+    /// away (or the server shuts down).
+    Hang,
+    /// Send a `200` head and this many bytes of the body (for gRPC, the first bytes of a reply
+    /// message), then abort the connection with a TCP reset so the client sees an error, not
+    /// a clean end. Every request on that connection (HTTP/2 multiplexes several) fails.
+    ResetAfter {
+        /// Bytes of body sent before the reset.
+        bytes: usize,
+    },
+    /// A `200` whose body of `bytes` bytes (HTTP: `content-length` set; gRPC: one reply
+    /// message of about that size, then `grpc-status: 0`) is sent at `bytes_per_sec`, in
+    /// about twenty chunks per second. The body ends no sooner than `bytes / bytes_per_sec`
+    /// seconds after its first byte is due. A rate of zero sends the head and never the body.
+    SlowBody {
+        /// Size of the body.
+        bytes: usize,
+        /// Rate at which it is sent.
+        bytes_per_sec: u64,
+    },
+    /// A gRPC status (HTTP `200`, `application/grpc`), with an optional
+    /// `grpc-retry-pushback-ms` beside it, for HTTP requests too.
+    GrpcStatus {
+        /// The status code (`grpc-status`).
+        code: tonic::Code,
+        /// The status message (`grpc-message`, percent-encoded as gRPC requires; left out
+        /// when empty).
+        message: String,
+        /// In the head (trailers-only) or in the trailers after one reply message.
+        placement: GrpcStatusIn,
+        /// A `grpc-retry-pushback-ms` value sent beside the status, verbatim (bytes a header
+        /// cannot hold are left out).
+        pushback_ms: Option<String>,
+    },
+    /// A gRPC reply (`200`, `application/grpc`, one message) whose body ends with no trailers
+    /// and so no `grpc-status`: a broken server or a proxy that dropped the trailers.
+    GrpcNoStatus,
+}
+
+/// What the [`FlakyServer`](super::FlakyServer) does with each request: an optional latency
+/// before the response head, a [`Reply`], and optionally another reply at a given rate.
+///
+/// Random choices (which requests get the occasional reply, how long a random latency is)
+/// come from a SplitMix64 sequence started from [`seed`](Self::seed) each time the fault
+/// is [`set`](super::FlakyServer::set): requests made one after another see the same
+/// sequence on every run. Each request draws two numbers, whatever the fault, so the
+/// latency of one request never shifts the choices of the next.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::testkit::{Fault, Reply};
+///
+/// // 30 % of requests get a 503, each after 10 to 50 ms; the rest a healthy 200.
+/// let flaky = Fault::error_rate(503, 0.3)
+///     .latency_between(Duration::from_millis(10), Duration::from_millis(50))
+///     .seed(42);
+/// // Healthy, but one request in ten hangs.
+/// let hangs = Fault::healthy().sometimes(0.1, Reply::Hang);
+/// # let _ = (flaky, hangs);
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fault {
+    pub(crate) reply: Reply,
+    pub(crate) latency: (Duration, Duration),
+    pub(crate) sometimes: Option<(f64, Reply)>,
+    pub(crate) seed: u64,
+}
+
+/// The seed of a fault that is given none.
+const DEFAULT_SEED: u64 = 0x5EED_F1A4;
+
+impl Default for Fault {
+    fn default() -> Self {
+        Self::healthy()
+    }
+}
+
+impl Fault {
+    /// Always answer with `reply`, at once.
+    pub fn reply(reply: Reply) -> Self {
+        Self {
+            reply,
+            latency: (Duration::ZERO, Duration::ZERO),
+            sometimes: None,
+            seed: DEFAULT_SEED,
+        }
+    }
+
+    /// Healthy: `200` (HTTP) or an OK reply (gRPC), at once. See [`Reply::Healthy`].
+    pub fn healthy() -> Self {
+        Self::reply(Reply::Healthy)
+    }
+
+    /// Always this HTTP status. See [`Reply::Status`].
+    pub fn status(status: u16) -> Self {
+        Self::reply(Reply::Status(status))
+    }
+
+    /// This HTTP status with probability `rate`, healthy otherwise (`rate` at or above 1:
+    /// always; at or below 0, or NaN: never).
+    pub fn error_rate(status: u16, rate: f64) -> Self {
+        Self::healthy().sometimes(rate, Reply::Status(status))
+    }
+
+    /// Read each request and never answer. See [`Reply::Hang`].
+    pub fn hang() -> Self {
+        Self::reply(Reply::Hang)
+    }
+
+    /// Send a `200` head and `bytes` bytes of body, then reset the connection. See
+    /// [`Reply::ResetAfter`].
+    pub fn reset_after(bytes: usize) -> Self {
+        Self::reply(Reply::ResetAfter { bytes })
+    }
+
+    /// A `200` whose body of `bytes` bytes is sent at `bytes_per_sec`. See
+    /// [`Reply::SlowBody`].
+    pub fn slow_body(bytes: usize, bytes_per_sec: u64) -> Self {
+        Self::reply(Reply::SlowBody {
+            bytes,
+            bytes_per_sec,
+        })
+    }
+
+    /// This status (`503`, `429`...) with `Retry-After: value`, verbatim. See
+    /// [`Reply::RetryAfter`].
+    pub fn retry_after(status: u16, value: impl Into<String>) -> Self {
+        Self::reply(Reply::RetryAfter {
+            status,
+            value: value.into(),
+        })
+    }
+
+    /// This gRPC status, in the head or in the trailers. See [`Reply::GrpcStatus`]; add a
+    /// `grpc-retry-pushback-ms` with [`pushback_ms`](Self::pushback_ms).
+    pub fn grpc_status(
+        code: tonic::Code,
+        message: impl Into<String>,
+        placement: GrpcStatusIn,
+    ) -> Self {
+        Self::reply(Reply::GrpcStatus {
+            code,
+            message: message.into(),
+            placement,
+            pushback_ms: None,
+        })
+    }
+
+    /// A gRPC reply whose body ends without a `grpc-status`. See [`Reply::GrpcNoStatus`].
+    pub fn grpc_no_status() -> Self {
+        Self::reply(Reply::GrpcNoStatus)
+    }
+
+    /// The same fault, answering `reply` instead with probability `rate` (at or above 1:
+    /// always; at or below 0, or NaN: never). Replaces an earlier `sometimes` or
+    /// `error_rate`.
+    #[must_use]
+    pub fn sometimes(mut self, rate: f64, reply: Reply) -> Self {
+        self.sometimes = Some((rate, reply));
+        self
+    }
+
+    /// The same fault, each response head delayed by `latency`.
+    #[must_use]
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = (latency, latency);
+        self
+    }
+
+    /// The same fault, each response head delayed by a latency drawn uniformly from
+    /// `min..=max` (`min` if `max` is smaller).
+    #[must_use]
+    pub fn latency_between(mut self, min: Duration, max: Duration) -> Self {
+        self.latency = (min, max.max(min));
+        self
+    }
+
+    /// The same fault, with `grpc-retry-pushback-ms: value` (verbatim) beside every gRPC status
+    /// it sends (its [`Reply::GrpcStatus`] replies, the usual and the occasional one).
+    #[must_use]
+    pub fn pushback_ms(mut self, value: impl Into<String>) -> Self {
+        let value = value.into();
+        for reply in [
+            Some(&mut self.reply),
+            self.sometimes.as_mut().map(|(_, r)| r),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if let Reply::GrpcStatus { pushback_ms, .. } = reply {
+                *pushback_ms = Some(value.clone());
+            }
+        }
+        self
+    }
+
+    /// The same fault, its random choices drawn from a sequence started at `seed`.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// The usual reply.
+    pub fn usual_reply(&self) -> &Reply {
+        &self.reply
+    }
+
+    /// The occasional reply and its rate, if any.
+    pub fn occasional_reply(&self) -> Option<(f64, &Reply)> {
+        self.sometimes.as_ref().map(|(rate, reply)| (*rate, reply))
+    }
+
+    /// The latency range (`(d, d)` for a fixed latency).
+    pub fn latency_range(&self) -> (Duration, Duration) {
+        self.latency
+    }
+
+    /// The reply for a request whose draw for the reply is `r`.
+    pub(crate) fn pick(&self, r: u64) -> &Reply {
+        match &self.sometimes {
+            Some((rate, reply)) if rng::chance(r, *rate) => reply,
+            _ => &self.reply,
+        }
+    }
+
+    /// The latency for a request whose draw for the latency is `r`.
+    pub(crate) fn latency_for(&self, r: u64) -> Duration {
+        rng::between(r, self.latency.0, self.latency.1)
+    }
+}

@@ -1,0 +1,247 @@
+//! One request: count it, wait out the fault's latency, answer its reply.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use tokio::sync::watch;
+
+use super::body::{End, ResponseBody};
+use super::conn::ConnCtl;
+use super::fault::{GrpcStatusIn, Reply};
+use super::{InFlight, Shared};
+use crate::testkit::grpc::{self, BadRequest, EchoReply};
+
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
+const GRPC_PUSHBACK: HeaderName = HeaderName::from_static("grpc-retry-pushback-ms");
+const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
+const GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
+
+/// Whether a request is gRPC, by its content type.
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A header value holding `value` without the bytes no header can hold.
+fn lenient_header(value: &str) -> HeaderValue {
+    let bytes: Vec<u8> = value
+        .bytes()
+        .filter(|&b| b == b'\t' || (0x20..0x7F).contains(&b) || b >= 0x80)
+        .collect();
+    HeaderValue::from_bytes(&bytes).unwrap_or(HeaderValue::from_static(""))
+}
+
+fn status_code(code: u16) -> StatusCode {
+    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+fn response(
+    status: StatusCode,
+    content_type: HeaderValue,
+    body: ResponseBody,
+) -> Response<ResponseBody> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, content_type);
+    response
+}
+
+/// `n` bytes of filler.
+fn filler(n: usize) -> Bytes {
+    Bytes::from(vec![b'x'; n])
+}
+
+/// The headers carrying a gRPC status.
+fn grpc_status_headers(code: tonic::Code, message: &str, pushback_ms: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(GRPC_STATUS, HeaderValue::from(i32::from(code)));
+    if !message.is_empty() {
+        headers.insert(GRPC_MESSAGE, lenient_header(&grpc::percent_encode(message)));
+    }
+    if let Some(pushback) = pushback_ms {
+        headers.insert(GRPC_PUSHBACK, lenient_header(pushback));
+    }
+    headers
+}
+
+/// A trailers-only gRPC response.
+fn grpc_trailers_only(
+    code: tonic::Code,
+    message: &str,
+    pushback_ms: Option<&str>,
+    guard: InFlight,
+) -> Response<ResponseBody> {
+    let mut response = response(StatusCode::OK, GRPC, ResponseBody::empty(guard));
+    response
+        .headers_mut()
+        .extend(grpc_status_headers(code, message, pushback_ms));
+    response
+}
+
+/// A gRPC response: one message, then the status in the trailers (or no trailers at all).
+fn grpc_reply(message: &EchoReply, trailers: Option<HeaderMap>, guard: InFlight) -> ResponseBody {
+    let end = match trailers {
+        Some(trailers) => End::Trailers(Some(trailers)),
+        None => End::Clean,
+    };
+    ResponseBody::new(grpc::frame(message), end, guard)
+}
+
+/// An HTTP error status: a short text body, or for gRPC requests no body at all, so that a
+/// gRPC client maps the HTTP status to a code (`503` to `UNAVAILABLE`) instead of failing to
+/// decode the text as a message.
+fn error_status(code: u16, grpc: bool, guard: InFlight) -> Response<ResponseBody> {
+    let body = if grpc {
+        Bytes::new()
+    } else {
+        Bytes::from(format!("testkit: injected {code}\n"))
+    };
+    response(
+        status_code(code),
+        TEXT,
+        ResponseBody::new(body, End::Clean, guard),
+    )
+}
+
+fn ok_trailers() -> HeaderMap {
+    grpc_status_headers(tonic::Code::Ok, "", None)
+}
+
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    ctl: Arc<ConnCtl>,
+    mut shutdown: watch::Receiver<bool>,
+    request: Request<Incoming>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let grpc = is_grpc(request.headers());
+    let guard = InFlight::enter(&shared, grpc);
+    let (fault, draw) = shared.begin();
+
+    let (parts, body) = request.into_parts();
+    // A body that fails to arrive means the client went away: nothing sent will arrive either.
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+
+    let latency = fault.latency_for(draw.first);
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+
+    let path = parts.uri.path();
+    let echo = || EchoReply {
+        message: grpc::decode_request(&body)
+            .map(|r| r.message)
+            .unwrap_or_default(),
+    };
+    let content_type = if grpc { GRPC } else { TEXT };
+    let response = match fault.pick(draw.second) {
+        Reply::Healthy if grpc => {
+            if path != grpc::SAY_PATH {
+                grpc_trailers_only(tonic::Code::Unimplemented, "unknown method", None, guard)
+            } else {
+                match grpc::decode_request(&body) {
+                    Ok(req) => {
+                        let reply = EchoReply {
+                            message: req.message,
+                        };
+                        response(
+                            StatusCode::OK,
+                            GRPC,
+                            grpc_reply(&reply, Some(ok_trailers()), guard),
+                        )
+                    }
+                    Err(BadRequest::Compressed) => grpc_trailers_only(
+                        tonic::Code::Unimplemented,
+                        "compression is not supported",
+                        None,
+                        guard,
+                    ),
+                    Err(BadRequest::Malformed) => {
+                        grpc_trailers_only(tonic::Code::Internal, "malformed request", None, guard)
+                    }
+                }
+            }
+        }
+        Reply::Healthy => {
+            let body = Bytes::copy_from_slice(path.as_bytes());
+            response(
+                StatusCode::OK,
+                TEXT,
+                ResponseBody::new(body, End::Clean, guard),
+            )
+        }
+        Reply::Status(code) => error_status(*code, grpc, guard),
+        Reply::RetryAfter { status, value } => {
+            let mut response = error_status(*status, grpc, guard);
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, lenient_header(value));
+            response
+        }
+        Reply::Hang => {
+            // Until the client goes away (hyper drops this future with the connection or the
+            // stream) or the server shuts down (then the connection is reset).
+            crate::testkit::stopped(&mut shutdown).await;
+            ctl.kill();
+            return std::future::pending().await;
+        }
+        Reply::ResetAfter { bytes } => {
+            let data = if grpc {
+                let mut frame = grpc::frame(&EchoReply {
+                    message: String::from_utf8_lossy(&filler(*bytes)).into_owned(),
+                });
+                frame.truncate(*bytes);
+                frame
+            } else {
+                filler(*bytes)
+            };
+            let body = ResponseBody::new(data, End::Abort(Arc::clone(&ctl)), guard);
+            response(StatusCode::OK, content_type, body)
+        }
+        Reply::SlowBody {
+            bytes,
+            bytes_per_sec,
+        } => {
+            let body = if grpc {
+                let reply = EchoReply {
+                    message: String::from_utf8_lossy(&filler(*bytes)).into_owned(),
+                };
+                grpc_reply(&reply, Some(ok_trailers()), guard)
+            } else {
+                ResponseBody::new(filler(*bytes), End::Clean, guard)
+            };
+            response(StatusCode::OK, content_type, body.paced(*bytes_per_sec))
+        }
+        Reply::GrpcStatus {
+            code,
+            message,
+            placement: GrpcStatusIn::TrailersOnly,
+            pushback_ms,
+        } => grpc_trailers_only(*code, message, pushback_ms.as_deref(), guard),
+        Reply::GrpcStatus {
+            code,
+            message,
+            placement: GrpcStatusIn::Trailers,
+            pushback_ms,
+        } => {
+            let trailers = grpc_status_headers(*code, message, pushback_ms.as_deref());
+            response(
+                StatusCode::OK,
+                GRPC,
+                grpc_reply(&echo(), Some(trailers), guard),
+            )
+        }
+        Reply::GrpcNoStatus => response(StatusCode::OK, GRPC, grpc_reply(&echo(), None, guard)),
+    };
+    Ok(response)
+}

@@ -1,0 +1,440 @@
+//! The flaky server: HTTP/1.1, HTTP/2 and gRPC on one loopback port, with a switchable fault.
+
+mod body;
+mod conn;
+mod fault;
+mod handler;
+
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use fault::{Fault, GrpcStatusIn, Reply};
+
+use crate::testkit::rng::{Draw, SharedRng};
+use crate::testkit::stopped;
+use conn::{ConnCtl, ConnIo};
+
+/// How long open connections get to finish their responses after the server is dropped,
+/// before they are reset.
+const GRACE: Duration = Duration::from_secs(1);
+
+/// What the server has experienced, as counted when [`stats`](FlakyServer::stats) was called.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServerStats {
+    /// Requests received, HTTP and gRPC.
+    pub requests: u64,
+    /// Requests that were not gRPC.
+    pub http_requests: u64,
+    /// gRPC requests (content type `application/grpc...`).
+    pub grpc_requests: u64,
+    /// Requests in flight now: received, and their response not yet fully sent (a slowly
+    /// streamed body counts until its last byte) nor abandoned with their connection or
+    /// stream.
+    pub in_flight: usize,
+    /// The most requests in flight at once since the start (or the last
+    /// [`reset_max_in_flight`](FlakyServer::reset_max_in_flight)).
+    pub max_in_flight: usize,
+    /// TCP connections accepted since the start.
+    pub connections_accepted: u64,
+    /// TCP connections open now (until the server has closed its socket).
+    pub connections_open: usize,
+}
+
+/// State shared by the accept loop, the connections and the handle.
+pub(crate) struct Shared {
+    fault: Mutex<Arc<Fault>>,
+    rng: SharedRng,
+    requests: AtomicU64,
+    http_requests: AtomicU64,
+    grpc_requests: AtomicU64,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
+    connections_accepted: AtomicU64,
+    connections_open: AtomicUsize,
+    changed: Notify,
+}
+
+impl Shared {
+    fn new(fault: Fault) -> Self {
+        Self {
+            rng: SharedRng::new(fault.seed),
+            fault: Mutex::new(Arc::new(fault)),
+            requests: AtomicU64::new(0),
+            http_requests: AtomicU64::new(0),
+            grpc_requests: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
+            connections_accepted: AtomicU64::new(0),
+            connections_open: AtomicUsize::new(0),
+            changed: Notify::new(),
+        }
+    }
+
+    /// The fault for a new request and the two random numbers it draws, taken together so
+    /// that a request never pairs one fault with the sequence of another.
+    fn begin(&self) -> (Arc<Fault>, Draw) {
+        let fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        (Arc::clone(&fault), self.rng.next_pair())
+    }
+
+    fn set(&self, fault: Fault) {
+        let mut current = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        self.rng.reseed(fault.seed);
+        *current = Arc::new(fault);
+    }
+
+    fn fault(&self) -> Fault {
+        Fault::clone(&self.fault.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn stats(&self) -> ServerStats {
+        ServerStats {
+            requests: self.requests.load(Ordering::SeqCst),
+            http_requests: self.http_requests.load(Ordering::SeqCst),
+            grpc_requests: self.grpc_requests.load(Ordering::SeqCst),
+            in_flight: self.in_flight.load(Ordering::SeqCst),
+            max_in_flight: self.max_in_flight.load(Ordering::SeqCst),
+            connections_accepted: self.connections_accepted.load(Ordering::SeqCst),
+            connections_open: self.connections_open.load(Ordering::SeqCst),
+        }
+    }
+
+    fn connection_accepted(&self) {
+        self.connections_accepted.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn connection_opened(&self) {
+        self.connections_open.fetch_add(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    pub(crate) fn connection_closed(&self) {
+        self.connections_open.fetch_sub(1, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+}
+
+/// One request in flight, counted until dropped (the response body holds it until its last
+/// frame).
+pub(crate) struct InFlight {
+    shared: Arc<Shared>,
+}
+
+impl InFlight {
+    pub(crate) fn enter(shared: &Arc<Shared>, grpc: bool) -> Self {
+        shared.requests.fetch_add(1, Ordering::SeqCst);
+        if grpc {
+            shared.grpc_requests.fetch_add(1, Ordering::SeqCst);
+        } else {
+            shared.http_requests.fetch_add(1, Ordering::SeqCst);
+        }
+        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        shared.changed.notify_waiters();
+        Self {
+            shared: Arc::clone(shared),
+        }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.shared.changed.notify_waiters();
+    }
+}
+
+/// A test server on `127.0.0.1` that misbehaves on demand: HTTP/1.1, HTTP/2 (cleartext, prior
+/// knowledge) and gRPC on one port, answering every request as its current [`Fault`] says.
+///
+/// One server, one port: hyper-util's automatic connection builder tells HTTP/1.1 from HTTP/2
+/// by the connection preface, and a request whose content type is `application/grpc...` is
+/// answered as gRPC (the `palisade.testkit.Echo/Say` method of [`grpc`](crate::testkit::grpc)),
+/// so a tonic `Channel` and a hyper client can share it. Any path works for HTTP.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use http_body_util::{BodyExt, Empty};
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use palisade::testkit::{Fault, FlakyServer};
+///
+/// let server = FlakyServer::start().await?;
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<bytes::Bytes>>();
+/// let uri: hyper::Uri = format!("{}/inventory", server.url()).parse()?;
+///
+/// let response = client.get(uri.clone()).await?;
+/// assert_eq!(response.status(), 200);
+/// assert_eq!(response.into_body().collect().await?.to_bytes(), "/inventory");
+///
+/// server.set(Fault::retry_after(503, "120"));
+/// let response = client.get(uri.clone()).await?;
+/// assert_eq!(response.status(), 503);
+/// assert_eq!(response.headers()["retry-after"], "120");
+///
+/// // A client timeout against a hanging server: the server sees the request, then sees the
+/// // connection closed.
+/// server.set(Fault::hang());
+/// let call = tokio::time::timeout(Duration::from_millis(100), client.get(uri)).await;
+/// assert!(call.is_err());
+/// let stats = server
+///     .wait_for(Duration::from_secs(5), |s| s.in_flight == 0 && s.connections_open == 0)
+///     .await
+///     .expect("the dropped request closed its connection");
+/// assert_eq!(stats.requests, 3);
+/// # Ok(())
+/// # }
+/// ```
+///
+/// # Faults
+///
+/// [`set`](Self::set) changes the fault for requests that arrive after it; requests already
+/// being answered finish under the fault they started with. Random choices are seeded
+/// ([`Fault::seed`]), so a sequence of requests made one after another sees the same replies
+/// on every run.
+///
+/// # Counters
+///
+/// [`stats`](Self::stats) tells what the server experienced: requests (HTTP and gRPC), in
+/// flight now and at most, connections accepted and open. [`wait_for`](Self::wait_for) waits
+/// until they satisfy a condition, woken by every change rather than polling.
+///
+/// # Shutdown
+///
+/// Dropping the server (or [`shutdown`](Self::shutdown)) stops accepting at once, asks open
+/// connections to finish (HTTP/2 `GOAWAY`, HTTP/1.1 closes after the current response) and
+/// resets hanging requests; whatever is still open a second later is reset. No task outlives
+/// that. The server needs a tokio runtime (with the time driver) and must not outlive it.
+pub struct FlakyServer {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl fmt::Debug for FlakyServer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FlakyServer")
+            .field("addr", &self.addr)
+            .field("fault", &self.shared.fault())
+            .field("stats", &self.shared.stats())
+            .finish()
+    }
+}
+
+/// Starts a [`FlakyServer`] on a chosen port or with a first fault.
+#[derive(Debug, Clone, Default)]
+pub struct FlakyServerBuilder {
+    port: u16,
+    fault: Fault,
+}
+
+impl FlakyServerBuilder {
+    /// The port on `127.0.0.1` (default 0: any free port).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// The fault from the first request on (default [`Fault::healthy`]).
+    pub fn fault(mut self, fault: Fault) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// Binds `127.0.0.1:port` and starts serving in a background task.
+    ///
+    /// # Errors
+    ///
+    /// The port could not be bound.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub async fn start(self) -> io::Result<FlakyServer> {
+        let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], self.port))).await?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared::new(self.fault));
+        let (shutdown, stop) = watch::channel(false);
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&shared), stop));
+        Ok(FlakyServer {
+            addr,
+            shared,
+            shutdown,
+            task: Some(task),
+        })
+    }
+}
+
+impl FlakyServer {
+    /// Starts a healthy server on `127.0.0.1`, on a free port.
+    ///
+    /// # Errors
+    ///
+    /// No port could be bound.
+    ///
+    /// # Panics
+    ///
+    /// When called outside a tokio runtime.
+    pub async fn start() -> io::Result<Self> {
+        Self::builder().start().await
+    }
+
+    /// A builder, to choose the port or the first fault.
+    pub fn builder() -> FlakyServerBuilder {
+        FlakyServerBuilder::default()
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its base URL, `http://127.0.0.1:port`, with no trailing slash.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Answers requests that arrive from now on as `fault` says, and starts its random
+    /// sequence again from its seed.
+    pub fn set(&self, fault: Fault) {
+        self.shared.set(fault);
+    }
+
+    /// The fault in force.
+    pub fn fault(&self) -> Fault {
+        self.shared.fault()
+    }
+
+    /// The counters now.
+    pub fn stats(&self) -> ServerStats {
+        self.shared.stats()
+    }
+
+    /// Starts counting the maximum in flight again from the requests in flight now.
+    pub fn reset_max_in_flight(&self) {
+        let now = self.shared.in_flight.load(Ordering::SeqCst);
+        self.shared.max_in_flight.store(now, Ordering::SeqCst);
+    }
+
+    /// Waits until the counters satisfy `until`, for at most `timeout` (tokio time). Woken by
+    /// every change to them, so it neither polls nor sleeps.
+    ///
+    /// # Errors
+    ///
+    /// The last counters seen, if `until` was still false when the time ran out.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        until: impl FnMut(&ServerStats) -> bool,
+    ) -> Result<ServerStats, ServerStats> {
+        wait_for(&self.shared.changed, || self.shared.stats(), timeout, until).await
+    }
+
+    /// Shuts down as dropping does, and waits until every connection is closed.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for FlakyServer {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Waits until `read()` satisfies `until`, re-checking whenever `changed` is notified.
+pub(crate) async fn wait_for<T>(
+    changed: &Notify,
+    read: impl Fn() -> T,
+    timeout: Duration,
+    mut until: impl FnMut(&T) -> bool,
+) -> Result<T, T> {
+    let deadline = tokio::time::Instant::now()
+        .checked_add(timeout)
+        .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
+    loop {
+        let notified = changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let now = read();
+        if until(&now) {
+            return Ok(now);
+        }
+        if tokio::time::timeout_at(deadline, notified).await.is_err() {
+            let now = read();
+            return if until(&now) { Ok(now) } else { Err(now) };
+        }
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut connections = JoinSet::new();
+    let for_connections = stop.clone();
+    loop {
+        tokio::select! {
+            biased;
+            () = stopped(&mut stop) => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    shared.connection_accepted();
+                    let stop = for_connections.clone();
+                    connections.spawn(serve_connection(stream, Arc::clone(&shared), stop));
+                }
+                // Out of file descriptors, or a connection that failed before it was accepted:
+                // try again shortly rather than spin.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+    let drain = async { while connections.join_next().await.is_some() {} };
+    let _ = tokio::time::timeout(GRACE, drain).await;
+    // Dropping the set aborts the connections still open; their sockets close with them.
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let _ = stream.set_nodelay(true);
+    let ctl = Arc::new(ConnCtl::default());
+    let io = TokioIo::new(ConnIo::new(stream, Arc::clone(&ctl), Arc::clone(&shared)));
+    let service = {
+        let (ctl, stop) = (Arc::clone(&ctl), stop.clone());
+        hyper::service::service_fn(move |request| {
+            handler::handle(Arc::clone(&shared), Arc::clone(&ctl), stop.clone(), request)
+        })
+    };
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let connection = builder.serve_connection(io, service);
+    tokio::pin!(connection);
+    let mut draining = false;
+    loop {
+        tokio::select! {
+            _ = connection.as_mut() => break,
+            () = ctl.killed() => break,
+            () = stopped(&mut stop), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    }
+}
