@@ -153,11 +153,18 @@ impl Policy {
     }
 }
 
-/// What a policy puts right on the client, under its timeout: nothing ([`Bare`]), or for
-/// HTTP and gRPC a [`TrackLayer`](crate::http::TrackLayer).
+/// What a policy puts right on the client, under its timeout, and around the whole stack:
+/// nothing ([`Bare`]); for HTTP and gRPC a [`TrackLayer`](crate::http::TrackLayer) on the
+/// client; for reqwest a conversion to `http` types on the client and back around the stack.
 pub trait Adapter: Clone {
+    /// What wraps the whole stack.
+    type Outer<S>;
+
     /// The adapter, completed from the policy's configuration.
     fn finish(&self, config: &PolicyConfig) -> Result<Self, ConfigError>;
+
+    /// Wraps the whole stack.
+    fn outer<S>(&self, stack: S) -> Self::Outer<S>;
 }
 
 /// No adapter: the policy wraps the client as it is.
@@ -173,8 +180,14 @@ impl<S> Layer<S> for Bare {
 }
 
 impl Adapter for Bare {
+    type Outer<S> = S;
+
     fn finish(&self, _: &PolicyConfig) -> Result<Self, ConfigError> {
         Ok(*self)
+    }
+
+    fn outer<S>(&self, stack: S) -> S {
+        stack
     }
 }
 
@@ -296,6 +309,24 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         )
     }
 
+    /// For a `reqwest::Client`: as [`http`](Self::http), converting each response to
+    /// `http::Response<Tracked<reqwest::Body>>` on the client and back to a `reqwest::Response`
+    /// around the stack, so the caller keeps reqwest's types while the body is tracked.
+    #[cfg(feature = "reqwest")]
+    pub fn reqwest(
+        self,
+    ) -> PolicyBuilder<
+        R,
+        crate::classify::http::HttpClassifier,
+        crate::http::reqwest::ReqwestAdapter,
+        crate::http::UntilBodyEnd,
+    > {
+        self.adapt(
+            crate::classify::http::HttpClassifier::default(),
+            crate::http::reqwest::ReqwestAdapter::default(),
+        )
+    }
+
     #[cfg(feature = "http")]
     fn adapt<C2, A2>(
         self,
@@ -385,6 +416,16 @@ impl<R, C> PolicyBuilder<R, C, crate::http::TrackLayer, crate::http::UntilBodyEn
     /// A deadline for the whole response, head and body (HTTP and gRPC policies): a body still
     /// streaming at the deadline ends with an error, never as a truncated success. See
     /// [`TrackLayer::deadline`](crate::http::TrackLayer::deadline).
+    pub fn response_deadline(mut self, deadline: Duration) -> Self {
+        self.adapter = self.adapter.response_deadline(deadline);
+        self
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl<R, C> PolicyBuilder<R, C, crate::http::reqwest::ReqwestAdapter, crate::http::UntilBodyEnd> {
+    /// A deadline for the whole response, head and body: a body still streaming at the
+    /// deadline ends with an error, never as a truncated success.
     pub fn response_deadline(mut self, deadline: Duration) -> Self {
         self.adapter = self.adapter.response_deadline(deadline);
         self
@@ -515,14 +556,14 @@ where
     }
 }
 
-impl<S, R: Clone, C: Clone, A: Layer<S>, H: Clone> Layer<S> for PolicyLayer<R, C, A, H> {
-    type Service = PolicyService<A::Service, R, C, H>;
+impl<S, R: Clone, C: Clone, A: Layer<S> + Adapter, H: Clone> Layer<S> for PolicyLayer<R, C, A, H> {
+    type Service = A::Outer<PolicyService<A::Service, R, C, H>>;
 
     fn layer(&self, inner: S) -> Self::Service {
         let timed = wrap(&self.timeout, self.adapter.layer(inner));
         let limited = wrap(&self.bulkhead, timed);
         let guarded = wrap(&self.circuit_breaker, limited);
-        wrap(&self.fallback, guarded)
+        self.adapter.outer(wrap(&self.fallback, guarded))
     }
 }
 

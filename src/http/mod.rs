@@ -47,6 +47,8 @@
 
 mod body;
 mod headers;
+#[cfg(feature = "reqwest")]
+pub mod reqwest;
 mod track;
 
 use http::Response;

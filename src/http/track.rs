@@ -93,6 +93,12 @@ impl TrackLayer {
 }
 
 impl crate::policy::Adapter for TrackLayer {
+    type Outer<S> = S;
+
+    fn outer<S>(&self, stack: S) -> S {
+        stack
+    }
+
     fn finish(&self, config: &crate::policy::PolicyConfig) -> Result<Self, ConfigError> {
         let mut layer = *self;
         if let Some(deadline) = self.policy_deadline {

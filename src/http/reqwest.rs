@@ -1,0 +1,219 @@
+//! `reqwest::Client` behind palisade (feature `reqwest`).
+//!
+//! `reqwest::Client` is a `Service<reqwest::Request>`. A policy built with
+//! [`PolicyBuilder::reqwest`](crate::policy::PolicyBuilder::reqwest) converts each response to
+//! `http::Response<Tracked<reqwest::Body>>` right on the client (so the body is tracked like
+//! any other HTTP body), and back to a `reqwest::Response`, URL included, around the whole
+//! stack: the caller sends and receives reqwest's own types.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Response;
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower::{BoxError, Layer, Service};
+
+use super::body::{Deadline, Tracked};
+use crate::error::ConfigError;
+use crate::policy::{Adapter, PolicyConfig};
+
+impl<B> From<Tracked<B>> for reqwest::Body
+where
+    B: http_body::Body + Send + Sync + 'static,
+    B::Data: From<bytes::Bytes> + Into<bytes::Bytes>,
+    B::Error: Into<BoxError>,
+{
+    fn from(body: Tracked<B>) -> Self {
+        reqwest::Body::wrap(body)
+    }
+}
+
+/// The reqwest adapter of a policy: [`ReqwestTrack`] on the client, [`IntoReqwest`] around the
+/// stack. Made by [`PolicyBuilder::reqwest`](crate::policy::PolicyBuilder::reqwest).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReqwestAdapter {
+    deadline: Option<Duration>,
+}
+
+impl ReqwestAdapter {
+    pub(crate) fn response_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+}
+
+impl Adapter for ReqwestAdapter {
+    type Outer<S> = IntoReqwest<S>;
+
+    fn finish(&self, _: &PolicyConfig) -> Result<Self, ConfigError> {
+        if let Some(deadline) = self.deadline
+            && deadline.is_zero()
+        {
+            return Err(
+                ConfigError::new("deadline", "must be more than zero", deadline).within("response"),
+            );
+        }
+        Ok(*self)
+    }
+
+    fn outer<S>(&self, stack: S) -> IntoReqwest<S> {
+        IntoReqwest { inner: stack }
+    }
+}
+
+impl<S> Layer<S> for ReqwestAdapter {
+    type Service = ReqwestTrack<S>;
+
+    fn layer(&self, inner: S) -> ReqwestTrack<S> {
+        ReqwestTrack {
+            inner,
+            deadline: self.deadline.filter(|d| *d != Duration::MAX),
+        }
+    }
+}
+
+/// Converts a `reqwest::Client`'s responses to `http::Response<Tracked<reqwest::Body>>`, with
+/// an optional whole-response deadline (see [`TrackLayer`](super::TrackLayer)).
+///
+/// # Readiness
+/// Ready when the client is.
+///
+/// # Clone
+/// Clones share nothing but the client.
+///
+/// # Cancellation
+/// Dropping the future drops the client's.
+#[derive(Debug, Clone)]
+pub struct ReqwestTrack<S> {
+    inner: S,
+    deadline: Option<Duration>,
+}
+
+impl<S> ReqwestTrack<S> {
+    inner_accessors!();
+}
+
+impl<S> Service<reqwest::Request> for ReqwestTrack<S>
+where
+    S: Service<reqwest::Request, Response = reqwest::Response>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<Tracked<reqwest::Body>>;
+    type Error = BoxError;
+    type Future = TrackFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: reqwest::Request) -> Self::Future {
+        let deadline = self.deadline.map(|d| Deadline::new(Instant::now(), d));
+        TrackFuture {
+            fut: self.inner.call(req),
+            deadline,
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`ReqwestTrack`].
+    #[derive(Debug)]
+    pub struct TrackFuture<F> {
+        #[pin]
+        fut: F,
+        deadline: Option<Deadline>,
+    }
+}
+
+impl<F, E> Future for TrackFuture<F>
+where
+    F: Future<Output = Result<reqwest::Response, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<Tracked<reqwest::Body>>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        match this.fut.poll(cx) {
+            Poll::Ready(Ok(res)) => {
+                let url = res.url().clone();
+                let res = Response::<reqwest::Body>::from(res);
+                let (mut parts, body) = res.into_parts();
+                // reqwest keeps the URL in a private extension; its builder can set it.
+                use reqwest::ResponseBuilderExt;
+                if let Ok(carrier) = http::Response::builder().url(url).body(()) {
+                    parts.extensions.extend(carrier.into_parts().0.extensions);
+                }
+                let body = Tracked::with_deadline(body, this.deadline.take());
+                Poll::Ready(Ok(Response::from_parts(parts, body)))
+            }
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Pending => {
+                if let Some(deadline) = this.deadline.as_mut()
+                    && let Poll::Ready(elapsed) = deadline.poll(cx)
+                {
+                    return Poll::Ready(Err(Box::new(elapsed)));
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Turns the stack's `http::Response<Tracked<reqwest::Body>>` back into a `reqwest::Response`
+/// (with its URL), the type a reqwest caller expects. The body stays tracked inside.
+#[derive(Debug, Clone)]
+pub struct IntoReqwest<S> {
+    inner: S,
+}
+
+impl<S> IntoReqwest<S> {
+    inner_accessors!();
+}
+
+impl<S> Service<reqwest::Request> for IntoReqwest<S>
+where
+    S: Service<reqwest::Request, Response = Response<Tracked<reqwest::Body>>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = reqwest::Response;
+    type Error = BoxError;
+    type Future = IntoReqwestFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: reqwest::Request) -> Self::Future {
+        IntoReqwestFuture {
+            fut: self.inner.call(req),
+        }
+    }
+}
+
+pin_project! {
+    /// Response future of [`IntoReqwest`].
+    #[derive(Debug)]
+    pub struct IntoReqwestFuture<F> {
+        #[pin]
+        fut: F,
+    }
+}
+
+impl<F, E> Future for IntoReqwestFuture<F>
+where
+    F: Future<Output = Result<Response<Tracked<reqwest::Body>>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<reqwest::Response, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.project()
+            .fut
+            .poll(cx)
+            .map(|res| res.map(reqwest::Response::from).map_err(Into::into))
+    }
+}
