@@ -106,6 +106,7 @@ impl<S> Bulkhead<S> {
 
 impl<S: Clone> Bulkhead<S> {
     /// The inner service, called with a permit just taken.
+    #[inline]
     fn send<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req>
     where
         S: Service<Req>,
@@ -159,6 +160,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if self.shared.sem.try_acquire() {
             self.send(req)
