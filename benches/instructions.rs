@@ -9,7 +9,8 @@
 //! valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/instructions-* tower_concurrency_limit
 //! ```
 //!
-//! `cargo bench --bench instructions` alone runs every case once, quickly (a smoke test).
+//! `cargo bench --bench instructions` alone runs every case once, quickly (a smoke test). The
+//! `breaker_metrics` case needs `--features metrics`.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use palisade::bulkhead::BulkheadLayer;
 use palisade::circuit_breaker::CircuitBreakerLayer;
+use palisade::events::{Event, Listeners};
 use palisade::timeout::TimeoutLayer;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -65,6 +67,27 @@ fn run(case: &str, calls: u64) -> bool {
                 let layer = CircuitBreakerLayer::builder().build().unwrap();
                 drive(layer.layer(bare), calls).await
             }
+            "breaker_noop_listener" => {
+                let listeners = Listeners::new("inventory").with(|_: &Event<'_>| {});
+                let layer = CircuitBreakerLayer::builder()
+                    .listeners(listeners)
+                    .build()
+                    .unwrap();
+                drive(layer.layer(bare), calls).await
+            }
+            #[cfg(feature = "metrics")]
+            "breaker_metrics" => {
+                // A Prometheus recorder, as a service would install it (its upkeep is not run:
+                // 1 000 000 samples stay in memory).
+                let _ = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder();
+                let listeners =
+                    Listeners::new("inventory").with(palisade::observe::MetricsListener::new());
+                let layer = CircuitBreakerLayer::builder()
+                    .listeners(listeners)
+                    .build()
+                    .unwrap();
+                drive(layer.layer(bare), calls).await
+            }
             _ => return false,
         }
         true
@@ -79,6 +102,9 @@ fn main() {
         "timeout",
         "tower_timeout",
         "breaker_closed",
+        "breaker_noop_listener",
+        #[cfg(feature = "metrics")]
+        "breaker_metrics",
     ];
     match std::env::args().nth(1).filter(|a| !a.starts_with('-')) {
         Some(case) => assert!(run(&case, CALLS), "unknown case {case}; one of {cases:?}"),

@@ -1,9 +1,12 @@
 //! Events: what the protections decide, for logs, metrics and dashboards.
 //!
 //! Every layer can be given [`Listeners`]; each decision worth seeing (a state transition, a
-//! rejection, a timeout, a fallback served) reaches every listener as a borrowed [`Event`],
-//! synchronously, on the task that made the decision. With no listener installed, emitting is a
-//! single branch: nothing is built, nothing is allocated.
+//! rejection, a timeout, a fallback served, a call's recorded outcome, a bulkhead permit taken
+//! or given back) reaches every listener as a borrowed [`Event`], synchronously, on the task that
+//! made the decision. With no listener installed, emitting is a single branch: nothing is built,
+//! nothing is allocated, no clock is read.
+//!
+//! Ready-made listeners for the `tracing` and `metrics` facades are in [`crate::observe`].
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -32,7 +35,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::circuit_breaker::{RejectReason, Transition};
-use crate::fallback::FailureKind;
+use crate::classify::Outcome;
+use crate::fallback::{FailureKind, Served};
 
 /// Why a call was rejected without reaching the dependency.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -76,13 +80,79 @@ pub enum Event<'a> {
         name: &'a str,
         /// The kind of failure it recovered.
         kind: FailureKind,
+        /// How the response was made: fresh, or a stored response served stale (with its age).
+        served: Served,
     },
+    /// A call the circuit breaker admitted has completed, and the breaker recorded its outcome.
+    ///
+    /// Emitted from the one place where the breaker records outcomes, for every admitted call
+    /// that ends (however its end is detected); not for calls the breaker rejected (those are
+    /// [`Rejected`](Event::Rejected)) nor for cancelled ones (dropped before they ended).
+    CallRecorded {
+        /// The name of the breaker (or policy).
+        name: &'a str,
+        /// The classified outcome (its [`duration`](Outcome::duration) is the one below, or
+        /// zero).
+        outcome: &'a Outcome,
+        /// How long the call took, timed from its first suspension (for a future guarded by
+        /// [`Handle::call`](crate::circuit_breaker::Handle::call), from its start). `None` for
+        /// a call that completed on its first poll: it waited on nothing, and no clock was read
+        /// for it.
+        duration: Option<Duration>,
+    },
+    /// A bulkhead permit was taken (only built while someone listens).
+    BulkheadAcquired {
+        /// The name of the bulkhead (or policy).
+        name: &'a str,
+        /// Permits taken now, this one included.
+        in_flight: usize,
+    },
+    /// A bulkhead permit was given back (only built while someone listens).
+    BulkheadReleased {
+        /// The name of the bulkhead (or policy).
+        name: &'a str,
+        /// Permits taken now, this one no longer counted.
+        in_flight: usize,
+    },
+    /// A successful response was offered to the fallback's stale cache (stored, replaced, or
+    /// refused as too large).
+    StaleCacheUpdated {
+        /// The name of the fallback (or policy).
+        name: &'a str,
+        /// Responses the cache holds now.
+        entries: usize,
+    },
+}
+
+impl Event<'_> {
+    /// The name of the layer (or policy) the event is about.
+    pub fn name(&self) -> &str {
+        match *self {
+            Event::StateTransition { name, .. }
+            | Event::Rejected { name, .. }
+            | Event::TimedOut { name, .. }
+            | Event::FallbackServed { name, .. }
+            | Event::CallRecorded { name, .. }
+            | Event::BulkheadAcquired { name, .. }
+            | Event::BulkheadReleased { name, .. }
+            | Event::StaleCacheUpdated { name, .. } => name,
+        }
+    }
 }
 
 /// Receives events. Implemented for every `Fn(&Event<'_>) + Send + Sync`.
 pub trait Listener: Send + Sync {
     /// Called once per event, on the task that made the decision. Must not block.
     fn on_event(&self, event: &Event<'_>);
+
+    /// Called when the listener is added to [`Listeners`] under a name, and again whenever the
+    /// listeners are renamed (a policy names them after itself). Return a listener made for that
+    /// name (one holding metric handles registered once for it, say) to receive the name's
+    /// events in place of this one; `None`, the default, keeps this one.
+    fn bind(&self, name: &str) -> Option<Arc<dyn Listener>> {
+        let _ = name;
+        None
+    }
 }
 
 impl<F> Listener for F
@@ -96,7 +166,27 @@ where
 
 struct Inner {
     name: String,
+    /// What each listener was given as; rebound when the name changes.
+    given: Vec<Arc<dyn Listener>>,
+    /// What receives the events: each given listener, or what it bound itself to for `name`.
     list: Vec<Arc<dyn Listener>>,
+}
+
+impl Inner {
+    fn bound(name: String, given: Vec<Arc<dyn Listener>>) -> Self {
+        let list = given
+            .iter()
+            .map(|l| bind(l, &name).unwrap_or_else(|| Arc::clone(l)))
+            .collect();
+        Self { name, given, list }
+    }
+}
+
+/// `listener.bind(name)`; a panic there keeps the listener as it is.
+fn bind(listener: &Arc<dyn Listener>, name: &str) -> Option<Arc<dyn Listener>> {
+    catch_unwind(AssertUnwindSafe(|| listener.bind(name)))
+        .ok()
+        .flatten()
 }
 
 /// A name and the listeners to tell about a layer's decisions. Cheap to clone; empty by
@@ -125,39 +215,55 @@ impl Listeners {
         Self {
             inner: Some(Arc::new(Inner {
                 name: name.into(),
+                given: Vec::new(),
                 list: Vec::new(),
             })),
         }
     }
 
-    /// The same listeners and one more.
+    /// The same listeners and one more (bound to the name, see [`Listener::bind`]).
     #[must_use]
     pub fn with(self, listener: impl Listener + 'static) -> Self {
-        let (name, mut list) = match self.inner {
-            Some(inner) => (inner.name.clone(), inner.list.clone()),
-            None => ("default".to_owned(), Vec::new()),
+        let listener: Arc<dyn Listener> = Arc::new(listener);
+        let (name, mut given, mut list) = match self.inner {
+            Some(inner) => (inner.name.clone(), inner.given.clone(), inner.list.clone()),
+            None => ("default".to_owned(), Vec::new(), Vec::new()),
         };
-        list.push(Arc::new(listener));
+        list.push(bind(&listener, &name).unwrap_or_else(|| Arc::clone(&listener)));
+        given.push(listener);
         Self {
-            inner: Some(Arc::new(Inner { name, list })),
+            inner: Some(Arc::new(Inner { name, given, list })),
         }
     }
 
-    /// The same listeners under another name.
+    /// The same listeners under another name (rebound to it, see [`Listener::bind`]).
     #[must_use]
     pub fn named(self, name: impl Into<String>) -> Self {
+        let name = name.into();
         match self.inner {
-            Some(inner) => Self {
-                inner: Some(Arc::new(Inner {
-                    name: name.into(),
-                    list: inner.list.clone(),
-                })),
+            Some(inner) if inner.name != name => Self {
+                inner: Some(Arc::new(Inner::bound(name, inner.given.clone()))),
             },
-            None => self,
+            _ => self,
+        }
+    }
+
+    /// The name events carry (`None` when no name was given and nobody listens).
+    pub fn name(&self) -> Option<&str> {
+        self.inner.as_ref().map(|i| i.name.as_str())
+    }
+
+    /// As [`emit`](Self::emit), inlined: for a caller already off its hot path (behind its own
+    /// "is anyone listening" flag, in a cold function).
+    #[inline(always)]
+    pub(crate) fn emit_inline<'s>(&'s self, make: impl FnOnce(&'s str) -> Event<'s>) {
+        if let Some(inner) = &self.inner {
+            tell(inner, make);
         }
     }
 
     /// Whether nobody listens.
+    #[inline]
     pub fn is_empty(&self) -> bool {
         self.inner.as_ref().is_none_or(|i| i.list.is_empty())
     }
@@ -176,6 +282,11 @@ impl Listeners {
 
 #[cold]
 fn emit_slow<'s>(inner: &'s Inner, make: impl FnOnce(&'s str) -> Event<'s>) {
+    tell(inner, make);
+}
+
+#[inline(always)]
+fn tell<'s>(inner: &'s Inner, make: impl FnOnce(&'s str) -> Event<'s>) {
     let event = make(&inner.name);
     for listener in &inner.list {
         let _ = catch_unwind(AssertUnwindSafe(|| listener.on_event(&event)));

@@ -15,6 +15,8 @@
 //!   good response (stale-if-error).
 //!
 //! * [`events`]: what they decide (transitions, rejections, timeouts, fallbacks), for listeners.
+//! * [`observe`]: `tracing` and `metrics` listeners (features `tracing`, `metrics`), and a
+//!   [`Registry`](observe::Registry) of breakers and bulkheads for health and admin endpoints.
 //! * [`policy`]: all of them in the recommended order, from one validated configuration.
 //!
 //! Every layer classifies outcomes the same way ([`classify`]) and fails with small typed
@@ -67,6 +69,7 @@ pub mod events;
 pub mod fallback;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod observe;
 pub mod policy;
 mod sync;
 #[cfg(feature = "testkit")]

@@ -41,14 +41,18 @@ pub(crate) struct Permit {
 
 impl Permit {
     /// Wraps a permit the caller has just taken from `shared`'s semaphore.
+    #[inline]
     pub(crate) fn taken(shared: Arc<CloneRef<Shared>>) -> Self {
+        shared.acquired();
         Self { shared }
     }
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.shared.sem.release();
+        let shared: &Shared = &self.shared;
+        shared.sem.release();
+        shared.released();
     }
 }
 

@@ -17,6 +17,8 @@ pub(crate) struct Shared {
     max_queued: usize,
     name: String,
     listeners: Listeners,
+    /// Whether anyone listens: the per-permit events cost one branch when nobody does.
+    listening: bool,
 }
 
 impl Shared {
@@ -28,6 +30,37 @@ impl Shared {
         });
     }
 
+    /// Tells the listeners, if any, that a permit was taken.
+    #[inline]
+    pub(crate) fn acquired(&self) {
+        if self.listening {
+            self.tell(true);
+        }
+    }
+
+    /// Tells the listeners, if any, that a permit was given back.
+    #[inline]
+    pub(crate) fn released(&self) {
+        if self.listening {
+            self.tell(false);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tell(&self, acquired: bool) {
+        let in_flight = self.in_flight();
+        self.listeners.emit_inline(|name| match acquired {
+            true => Event::BulkheadAcquired { name, in_flight },
+            false => Event::BulkheadReleased { name, in_flight },
+        });
+    }
+
+    fn in_flight(&self) -> usize {
+        // At most max_concurrent, which is a usize.
+        usize::try_from(self.sem.in_flight()).unwrap_or(usize::MAX)
+    }
+
     pub(crate) fn new(config: &BulkheadConfig, listeners: Listeners) -> Result<Self, ConfigError> {
         config.validate()?;
         let max_queued = config.queue_len();
@@ -37,6 +70,7 @@ impl Shared {
             max_wait: config.max_wait,
             max_queued,
             name: config.name.clone(),
+            listening: !listeners.is_empty(),
             listeners: listeners.named(config.name.clone()),
         })
     }
@@ -100,8 +134,7 @@ impl Handle {
 
     /// Permits taken: calls in flight, plus calls handed a permit and about to be sent.
     pub fn in_flight(&self) -> usize {
-        // At most max_concurrent, which is a usize.
-        usize::try_from(self.shared.sem.in_flight()).unwrap_or(usize::MAX)
+        self.shared.in_flight()
     }
 
     /// Permits free: `max_concurrent - in_flight`.

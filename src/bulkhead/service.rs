@@ -112,6 +112,7 @@ impl<S, H> Bulkhead<S, H> {
 
 impl<S: Clone, H: Clone> Bulkhead<S, H> {
     /// The inner service, called with a permit just taken.
+    #[inline]
     fn send<Req>(&mut self, req: Req) -> ResponseFuture<S::Future, S, Req, H>
     where
         S: Service<Req>,
@@ -175,6 +176,7 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         if self.shared.sem.try_acquire() {
             self.send(req)

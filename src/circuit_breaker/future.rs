@@ -38,7 +38,7 @@ pub(crate) struct Guard {
 
 impl Guard {
     pub(crate) fn new(breaker: Arc<CloneRef<Breaker>>, permit: Permit) -> Self {
-        let timing = if breaker.machine.needs_duration() {
+        let timing = if breaker.times_calls() {
             Timing::Unsuspended
         } else {
             Timing::Off

@@ -22,6 +22,10 @@ pub(crate) struct Breaker {
     origin: Instant,
     name: String,
     pub(crate) listeners: Listeners,
+    /// Whether calls are timed: for the slow-call rule, or for listeners' durations.
+    timed: bool,
+    /// Whether anyone listens: recording an outcome costs one branch when nobody does.
+    listening: bool,
     /// The timer that ends the current open state, so that rejections need no clock read.
     open_timer: std::sync::Mutex<Option<Pin<Box<Sleep>>>>,
 }
@@ -46,6 +50,7 @@ impl Breaker {
         listeners: Listeners,
     ) -> Result<Arc<Self>, ConfigError> {
         let machine = StateMachine::new(config)?;
+        let machine_times = machine.needs_duration();
         let listeners = listeners.named(config.name.clone());
         Ok(Arc::new_cyclic(|weak: &Weak<Breaker>| {
             let weak = weak.clone();
@@ -64,10 +69,37 @@ impl Breaker {
                 }),
                 origin: Instant::now(),
                 name: config.name.clone(),
+                timed: machine_times || !listeners.is_empty(),
+                listening: !listeners.is_empty(),
                 listeners,
                 open_timer: std::sync::Mutex::new(None),
             }
         }))
+    }
+
+    /// Whether admitted calls must be timed: the slow-call rule needs durations, and so do
+    /// listeners (for [`Event::CallRecorded`]).
+    #[inline]
+    pub(crate) fn times_calls(&self) -> bool {
+        self.timed
+    }
+
+    /// Tells the listeners, if any, about a recorded outcome.
+    #[inline]
+    fn recorded(&self, outcome: Outcome, timed: bool) {
+        if self.listening {
+            self.tell_recorded(outcome, timed);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn tell_recorded(&self, outcome: Outcome, timed: bool) {
+        self.listeners.emit_inline(|name| Event::CallRecorded {
+            name,
+            outcome: &outcome,
+            duration: timed.then(|| outcome.duration()),
+        });
     }
 
     /// Tells the listeners about a rejection.
@@ -284,7 +316,7 @@ impl Handle {
             breaker,
             permit: Some(permit),
         };
-        let start = breaker.machine.needs_duration().then(Instant::now);
+        let start = breaker.times_calls().then(Instant::now);
         let result = fut.await;
         let outcome = classify(result.as_ref());
         if let Some(permit) = held.permit.take() {
@@ -294,17 +326,23 @@ impl Handle {
     }
 }
 
-/// Records an outcome, timing it when the breaker needs durations.
+/// Records an outcome, timing it when the breaker times calls. Every admitted call that ends
+/// is recorded here, whoever detects its end, so this is where listeners hear of it
+/// ([`Event::CallRecorded`], before any transition the outcome causes).
 #[inline]
 pub(crate) fn record(breaker: &Breaker, permit: Permit, outcome: Outcome, start: Option<Instant>) {
     match start {
         Some(start) => {
             let end = Instant::now();
             let outcome = outcome.with_duration(end.saturating_duration_since(start));
+            breaker.recorded(outcome, true);
             breaker
                 .machine
                 .record(permit, outcome, breaker.since_origin(end));
         }
-        None => breaker.machine.record(permit, outcome, breaker.clock()),
+        None => {
+            breaker.recorded(outcome, false);
+            breaker.machine.record(permit, outcome, breaker.clock());
+        }
     }
 }

@@ -1,7 +1,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use crate::error::ConfigError;
 
-use super::recover::{Failure, Recover};
+use super::recover::{Failure, Recover, Served};
 
 /// Marks a response served from the stale cache: how old it was. The HTTP integration puts
 /// it in the response's extensions (and an `Age` header).
@@ -120,6 +120,8 @@ struct CacheInner<Req, Res, K> {
     size: SizeFn<Res>,
     limits: Limits,
     store: Mutex<Store<K, Res>>,
+    /// `store.map.len()`, readable without the lock (for the entries gauge).
+    entries: AtomicUsize,
     stored: AtomicU64,
     served: AtomicU64,
     too_large: AtomicU64,
@@ -242,6 +244,7 @@ where
                 .order
                 .retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
         }
+        self.entries.store(store.map.len(), Ordering::Relaxed);
     }
 
     fn remove(&self, key: &K) {
@@ -249,6 +252,7 @@ where
         if let Some(old) = store.map.remove(key) {
             store.bytes -= old.bytes;
         }
+        self.entries.store(store.map.len(), Ordering::Relaxed);
     }
 }
 
@@ -326,6 +330,7 @@ where
                     bytes: 0,
                     seq: 0,
                 }),
+                entries: AtomicUsize::new(0),
                 stored: AtomicU64::new(0),
                 served: AtomicU64::new(0),
                 too_large: AtomicU64::new(0),
@@ -346,6 +351,15 @@ where
     }
 
     fn recover(&self, kept: Option<K>, failure: Failure<Res>) -> Result<Res, Failure<Res>> {
+        self.recover_served(kept, failure)
+            .map(|(response, _)| response)
+    }
+
+    fn recover_served(
+        &self,
+        kept: Option<K>,
+        failure: Failure<Res>,
+    ) -> Result<(Res, Served), Failure<Res>> {
         let Some(key) = kept else {
             return Err(failure);
         };
@@ -360,7 +374,7 @@ where
             Some((mut response, age)) => {
                 (self.inner.mark)(&mut response, Stale { age });
                 self.inner.served.fetch_add(1, Ordering::Relaxed);
-                Ok(response)
+                Ok((response, Served::Stale(Stale { age })))
             }
             None => Err(failure),
         }
@@ -376,5 +390,9 @@ where
         }
         self.inner.insert(key, response.clone(), bytes);
         self.inner.stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn cached_entries(&self) -> Option<usize> {
+        Some(self.inner.entries.load(Ordering::Relaxed))
     }
 }

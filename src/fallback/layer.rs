@@ -180,6 +180,9 @@ where
                     Failure::Response(response)
                 } else {
                     this.recover.succeeded(kept, &response);
+                    if !this.listeners.is_empty() {
+                        cache_updated(&*this.recover, this.listeners);
+                    }
                     return Poll::Ready(Ok(response));
                 }
             }
@@ -189,13 +192,21 @@ where
         if !this.kinds.contains(kind) {
             return Poll::Ready(failure.into_result());
         }
-        Poll::Ready(match this.recover.recover(kept, failure) {
-            Ok(response) => {
+        Poll::Ready(match this.recover.recover_served(kept, failure) {
+            Ok((response, served)) => {
                 this.listeners
-                    .emit(|name| Event::FallbackServed { name, kind });
+                    .emit(|name| Event::FallbackServed { name, kind, served });
                 Ok(response)
             }
             Err(failure) => failure.into_result(),
         })
+    }
+}
+
+/// Tells the listeners how many responses a caching recovery holds now.
+#[cold]
+fn cache_updated<R: Recover<Req, Res> + ?Sized, Req, Res>(recover: &R, listeners: &Listeners) {
+    if let Some(entries) = recover.cached_entries() {
+        listeners.emit(|name| Event::StaleCacheUpdated { name, entries });
     }
 }

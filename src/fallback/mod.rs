@@ -59,5 +59,6 @@ mod recover;
 pub use cache::{CacheStats, Stale, StaleCache, StaleCacheBuilder};
 pub use layer::{Fallback, FallbackLayer, ResponseFuture};
 pub use recover::{
-    Failure, FailureKind, FromFn, Kinds, Recover, Value, WithRequest, from_fn, value, with_request,
+    Failure, FailureKind, FromFn, Kinds, Recover, Served, Value, WithRequest, from_fn, value,
+    with_request,
 };

@@ -1,8 +1,11 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tower::BoxError;
+
+use super::cache::Stale;
 
 use crate::error::{ErrorKind, error_kind};
 
@@ -35,6 +38,35 @@ impl FailureKind {
             FailureKind::TimedOut => "timed_out",
             FailureKind::InnerError => "inner_error",
             FailureKind::FailureResponse => "failure_response",
+        }
+    }
+}
+
+/// How a fallback response was made, as [`Event::FallbackServed`](crate::events::Event)
+/// reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Served {
+    /// Made for this failure: a fixed value, or a function's answer.
+    Fresh,
+    /// A response stored earlier, served stale: this old.
+    Stale(Stale),
+}
+
+impl Served {
+    /// `"fresh"` or `"stale"`, for logs and metrics labels.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Served::Fresh => "fresh",
+            Served::Stale(_) => "stale",
+        }
+    }
+
+    /// The age of a stale response; `None` for a fresh one.
+    pub const fn age(self) -> Option<Duration> {
+        match self {
+            Served::Fresh => None,
+            Served::Stale(stale) => Some(stale.age),
         }
     }
 }
@@ -148,6 +180,24 @@ pub trait Recover<Req, Res> {
     /// Sees a successful response. Does nothing by default.
     fn succeeded(&self, kept: Self::Kept, response: &Res) {
         let _ = (kept, response);
+    }
+
+    /// Like [`recover`](Self::recover), and also says how the response was made, for events
+    /// and metrics. The fallback layer calls this one. The default calls `recover` and reports
+    /// [`Served::Fresh`]; a recovery that serves stored responses overrides it.
+    fn recover_served(
+        &self,
+        kept: Self::Kept,
+        failure: Failure<Res>,
+    ) -> Result<(Res, Served), Failure<Res>> {
+        self.recover(kept, failure).map(|r| (r, Served::Fresh))
+    }
+
+    /// How many responses this recovery keeps, for the stale-cache gauge; `None` (the default)
+    /// for a recovery that keeps none. Asked after [`succeeded`](Self::succeeded), and only
+    /// while someone listens: keep it cheap.
+    fn cached_entries(&self) -> Option<usize> {
+        None
     }
 }
 

@@ -1,0 +1,388 @@
+//! A registry of named breakers, bulkheads and stale caches, for health and admin endpoints.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use crate::bulkhead;
+use crate::circuit_breaker::{self, State};
+use crate::fallback::{CacheStats, StaleCache};
+use crate::policy::PolicyLayer;
+
+type StatsFn = Arc<dyn Fn() -> CacheStats + Send + Sync>;
+
+#[derive(Default)]
+struct Entries {
+    breakers: Vec<circuit_breaker::Handle>,
+    bulkheads: Vec<bulkhead::Handle>,
+    caches: Vec<(String, StatsFn)>,
+}
+
+/// Where named policies (or single layers) register their handles, so that a service can list
+/// every breaker, bulkhead and stale cache with its state and figures.
+///
+/// Cheap to clone: clones share one list. Registering under a name that is already registered
+/// (for the same kind of part) replaces the older entry, so a policy rebuilt under its name
+/// stays listed once. The registry holds the handles (and so keeps the breakers and bulkheads
+/// alive) until [`remove`](Self::remove).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, State};
+/// use palisade::observe::Registry;
+/// use palisade::policy::Policy;
+///
+/// let registry = Registry::new();
+/// for name in ["inventory", "pricing"] {
+///     let policy = Policy::builder()
+///         .name(name)
+///         .circuit_breaker(CircuitBreakerConfig::default())
+///         .build()
+///         .unwrap();
+///     registry.register(&policy);
+/// }
+/// registry.circuit_breaker("pricing").unwrap().force_open();
+///
+/// let report = registry.snapshot();
+/// let states: Vec<_> = report.circuit_breakers.iter().map(|b| (b.name.as_str(), b.state)).collect();
+/// assert_eq!(states, [("inventory", State::Closed), ("pricing", State::ForcedOpen)]);
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct Registry {
+    entries: Arc<Mutex<Entries>>,
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let entries = self.lock();
+        f.debug_struct("Registry")
+            .field(
+                "circuit_breakers",
+                &entries
+                    .breakers
+                    .iter()
+                    .map(|h| h.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "bulkheads",
+                &entries
+                    .bulkheads
+                    .iter()
+                    .map(|h| h.name())
+                    .collect::<Vec<_>>(),
+            )
+            .field(
+                "stale_caches",
+                &entries.caches.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
+        // No user code runs under this lock: a poisoned list is still consistent.
+        self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a policy's circuit breaker and bulkhead (those it has), under the policy's
+    /// name. A stale cache used as the policy's fallback is registered with
+    /// [`register_stale_cache`](Self::register_stale_cache).
+    pub fn register<R, C, A, H>(&self, policy: &PolicyLayer<R, C, A, H>) -> &Self {
+        if let Some(breaker) = policy.circuit_breaker() {
+            self.register_circuit_breaker(breaker);
+        }
+        if let Some(bulkhead) = policy.bulkhead() {
+            self.register_bulkhead(bulkhead);
+        }
+        self
+    }
+
+    /// Registers a circuit breaker under its name.
+    pub fn register_circuit_breaker(&self, handle: circuit_breaker::Handle) -> &Self {
+        let mut entries = self.lock();
+        match entries
+            .breakers
+            .iter_mut()
+            .find(|h| h.name() == handle.name())
+        {
+            Some(slot) => *slot = handle,
+            None => entries.breakers.push(handle),
+        }
+        drop(entries);
+        self
+    }
+
+    /// Registers a bulkhead under its name.
+    pub fn register_bulkhead(&self, handle: bulkhead::Handle) -> &Self {
+        let mut entries = self.lock();
+        match entries
+            .bulkheads
+            .iter_mut()
+            .find(|h| h.name() == handle.name())
+        {
+            Some(slot) => *slot = handle,
+            None => entries.bulkheads.push(handle),
+        }
+        drop(entries);
+        self
+    }
+
+    /// Registers a stale cache under `name` (a cache has no name of its own: use the policy's).
+    pub fn register_stale_cache<Req, Res, K>(
+        &self,
+        name: impl Into<String>,
+        cache: &StaleCache<Req, Res, K>,
+    ) -> &Self
+    where
+        StaleCache<Req, Res, K>: Send + Sync + 'static,
+        K: std::hash::Hash + Eq + Clone,
+    {
+        let name = name.into();
+        let cache = cache.clone();
+        let stats: StatsFn = Arc::new(move || cache.stats());
+        let mut entries = self.lock();
+        match entries.caches.iter_mut().find(|(n, _)| *n == name) {
+            Some(slot) => slot.1 = stats,
+            None => entries.caches.push((name, stats)),
+        }
+        drop(entries);
+        self
+    }
+
+    /// Forgets every part registered under `name`.
+    pub fn remove(&self, name: &str) {
+        let mut entries = self.lock();
+        entries.breakers.retain(|h| h.name() != name);
+        entries.bulkheads.retain(|h| h.name() != name);
+        entries.caches.retain(|(n, _)| n != name);
+    }
+
+    /// The circuit breaker registered under `name`, to read or to operate (force open, reset).
+    pub fn circuit_breaker(&self, name: &str) -> Option<circuit_breaker::Handle> {
+        self.lock()
+            .breakers
+            .iter()
+            .find(|h| h.name() == name)
+            .cloned()
+    }
+
+    /// The bulkhead registered under `name`.
+    pub fn bulkhead(&self, name: &str) -> Option<bulkhead::Handle> {
+        self.lock()
+            .bulkheads
+            .iter()
+            .find(|h| h.name() == name)
+            .cloned()
+    }
+
+    /// Every registered circuit breaker, in registration order.
+    pub fn circuit_breakers(&self) -> Vec<circuit_breaker::Handle> {
+        self.lock().breakers.clone()
+    }
+
+    /// Every registered bulkhead, in registration order.
+    pub fn bulkheads(&self) -> Vec<bulkhead::Handle> {
+        self.lock().bulkheads.clone()
+    }
+
+    /// The state and figures of everything registered, read now (in registration order).
+    pub fn snapshot(&self) -> RegistrySnapshot {
+        // Read outside the lock: a snapshot may end an overdue half-open trial, which tells
+        // listeners, which are user code.
+        let (breakers, bulkheads, caches) = {
+            let entries = self.lock();
+            (
+                entries.breakers.clone(),
+                entries.bulkheads.clone(),
+                entries.caches.clone(),
+            )
+        };
+        RegistrySnapshot {
+            circuit_breakers: breakers.iter().map(BreakerReport::of).collect(),
+            bulkheads: bulkheads.iter().map(BulkheadReport::of).collect(),
+            stale_caches: caches
+                .into_iter()
+                .map(|(name, stats)| CacheReport {
+                    name,
+                    stats: stats(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Everything a [`Registry`] holds, read at one time. With feature `serde` it serializes to
+/// JSON as:
+///
+/// ```json
+/// {
+///   "circuit_breakers": [
+///     { "name": "inventory", "state": "open", "calls": 0, "failures": 0, "slow_calls": 0,
+///       "failure_rate": 0.0, "slow_call_rate": 0.0, "rejected": 3, "probes_in_flight": 0,
+///       "probe_successes": 0, "probe_failures": 0, "consecutive_trips": 1,
+///       "retry_after_seconds": 9.5 }
+///   ],
+///   "bulkheads": [
+///     { "name": "inventory", "max_concurrent": 25, "in_flight": 2, "available": 23,
+///       "queued": 0, "max_queued": 0 }
+///   ],
+///   "stale_caches": [
+///     { "name": "inventory", "entries": 12, "bytes": 3400, "stored": 40, "served": 3,
+///       "too_large": 0 }
+///   ]
+/// }
+/// ```
+///
+/// `state` is one of `closed`, `open`, `half_open`, `forced_open`, `disabled`,
+/// `metrics_only`; `retry_after_seconds` is `null` unless the breaker is open.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct RegistrySnapshot {
+    /// Every registered circuit breaker.
+    pub circuit_breakers: Vec<BreakerReport>,
+    /// Every registered bulkhead.
+    pub bulkheads: Vec<BulkheadReport>,
+    /// Every registered stale cache.
+    pub stale_caches: Vec<CacheReport>,
+}
+
+/// One circuit breaker's state and window figures.
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct BreakerReport {
+    /// The breaker's (policy's) name.
+    pub name: String,
+    /// Its state (serialized as its label, `half_open`).
+    #[cfg_attr(feature = "serde", serde(serialize_with = "ser::state"))]
+    pub state: State,
+    /// Outcomes in the window (closed, disabled and metrics-only states; 0 otherwise).
+    pub calls: u32,
+    /// Failures in the window.
+    pub failures: u32,
+    /// Slow calls in the window.
+    pub slow_calls: u32,
+    /// `failures / calls` (0 for an empty window).
+    pub failure_rate: f64,
+    /// `slow_calls / calls` (0 for an empty window).
+    pub slow_call_rate: f64,
+    /// Calls rejected since the breaker was built.
+    pub rejected: u64,
+    /// Probes in flight (half-open).
+    pub probes_in_flight: u32,
+    /// Probes that succeeded in this half-open trial.
+    pub probe_successes: u32,
+    /// Probes that failed in this half-open trial.
+    pub probe_failures: u32,
+    /// Trips without a close in between.
+    pub consecutive_trips: u32,
+    /// Time until the next probe is admitted (open); serialized as `retry_after_seconds`.
+    #[cfg_attr(
+        feature = "serde",
+        serde(rename = "retry_after_seconds", serialize_with = "ser::seconds")
+    )]
+    pub retry_after: Option<Duration>,
+}
+
+impl BreakerReport {
+    fn of(handle: &circuit_breaker::Handle) -> Self {
+        let s = handle.snapshot();
+        let rate = |n: u32| {
+            if s.calls == 0 {
+                0.0
+            } else {
+                f64::from(n) / f64::from(s.calls)
+            }
+        };
+        Self {
+            name: handle.name().to_owned(),
+            state: s.state,
+            calls: s.calls,
+            failures: s.failures,
+            slow_calls: s.slow_calls,
+            failure_rate: rate(s.failures),
+            slow_call_rate: rate(s.slow_calls),
+            rejected: s.rejected,
+            probes_in_flight: s.probes_in_flight,
+            probe_successes: s.probe_successes,
+            probe_failures: s.probe_failures,
+            consecutive_trips: s.consecutive_trips,
+            retry_after: s.retry_after,
+        }
+    }
+}
+
+/// One bulkhead's limits and counts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct BulkheadReport {
+    /// The bulkhead's (policy's) name.
+    pub name: String,
+    /// The limit on calls in flight.
+    pub max_concurrent: usize,
+    /// Permits taken.
+    pub in_flight: usize,
+    /// Permits free.
+    pub available: usize,
+    /// Calls waiting for a permit.
+    pub queued: usize,
+    /// The limit on waiting calls (0: calls never wait).
+    pub max_queued: usize,
+}
+
+impl BulkheadReport {
+    fn of(handle: &bulkhead::Handle) -> Self {
+        let in_flight = handle.in_flight();
+        Self {
+            name: handle.name().to_owned(),
+            max_concurrent: handle.max_concurrent(),
+            in_flight,
+            available: handle.max_concurrent().saturating_sub(in_flight),
+            queued: handle.queued(),
+            max_queued: handle.max_queued(),
+        }
+    }
+}
+
+/// One stale cache's size and counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize))]
+#[non_exhaustive]
+pub struct CacheReport {
+    /// The name it was registered under.
+    pub name: String,
+    /// Entries, bytes and counters (serialized inline).
+    #[cfg_attr(feature = "serde", serde(flatten))]
+    pub stats: CacheStats,
+}
+
+#[cfg(feature = "serde")]
+mod ser {
+    use std::time::Duration;
+
+    use serde::Serializer;
+
+    use crate::circuit_breaker::State;
+
+    pub(super) fn state<S: Serializer>(state: &State, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(super::super::label::state(*state))
+    }
+
+    pub(super) fn seconds<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => s.serialize_some(&d.as_secs_f64()),
+            None => s.serialize_none(),
+        }
+    }
+}
