@@ -289,9 +289,9 @@ fn the_stale_cache_stays_within_its_bounds_under_a_million_keys() {
         .unwrap();
     let _guard = rt.enter();
     for k in 0..1_000_000u64 {
-        let body = vec![0u8; (k % 700) as usize];
+        let mut body = vec![0u8; (k % 700) as usize];
         let kept = cache.keep(&k);
-        cache.succeeded(kept, &body);
+        cache.succeeded(kept, &mut body);
         if k % 50_000 == 0 {
             let s = cache.stats();
             assert!(s.entries <= 1_000 && s.bytes <= 64 * 1_024, "{s:?}");

@@ -628,3 +628,104 @@ fn default_http_classifier_on_a_tracked_response() {
             .is_failure()
     );
 }
+
+fn tenant_request(tenant: &str) -> Request<()> {
+    Request::builder()
+        .uri("http://inventory.local/items/7")
+        .header("x-tenant", tenant)
+        .body(())
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_cache_serves_the_last_good_body_with_its_age_and_only_to_the_same_tenant() {
+    use palisade::fallback::{FailureKind, Kinds, Stale};
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder()
+        .max_entry_bytes(64)
+        .max_bytes(1024)
+        .user_key(|head| Some(head.headers.get("x-tenant")?.to_str().ok()?.to_owned()))
+        .build()
+        .unwrap();
+    let policy = Policy::builder()
+        .http()
+        .fallback(cache.clone())
+        .fallback_kinds(Kinds::only(FailureKind::FailureResponse).with(FailureKind::InnerError))
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+    let mut send = async |req: Request<()>| svc.ready().await.unwrap().call(req).await;
+
+    // A good response, read to its end, is kept.
+    let res = send(tenant_request("a")).await.unwrap();
+    let feed = script.feed(0);
+    feed.send(data("stock: 12")).unwrap();
+    drop(feed);
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 12");
+    assert_eq!(cache.stats().entries, 1);
+
+    // The dependency fails 30 s later: tenant a gets the kept body, marked with its age.
+    tokio::time::advance(Duration::from_secs(30)).await;
+    script.answer(503, &[]);
+    let res = send(tenant_request("a")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["age"], "30");
+    assert_eq!(
+        res.extensions().get::<Stale>().unwrap().age,
+        Duration::from_secs(30)
+    );
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 12");
+
+    // Tenant b never had a good response: it gets the failure.
+    script.answer(503, &[]);
+    let res = send(tenant_request("b")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(cache.stats().served, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_cache_keeps_neither_a_broken_body_nor_one_over_the_cap() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder()
+        .max_entry_bytes(100)
+        .max_bytes(1000)
+        .build()
+        .unwrap();
+    let policy = Policy::builder()
+        .http()
+        .fallback(cache.clone())
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+    let mut send = async || svc.ready().await.unwrap().call(tenant_request("a")).await;
+
+    // Broken half-way: the caller sees the error, nothing is kept.
+    let res = send().await.unwrap();
+    let feed = script.feed(0);
+    feed.send(data("half")).unwrap();
+    feed.send(Err("reset".into())).unwrap();
+    assert!(read_all(res.into_body()).await.is_err());
+    assert_eq!(cache.stats().entries, 0);
+
+    // Over the cap: passed through whole, uncached.
+    let res = send().await.unwrap();
+    let feed = script.feed(1);
+    let big: &'static str = Box::leak("x".repeat(200).into_boxed_str());
+    feed.send(data(big)).unwrap();
+    drop(feed);
+    assert_eq!(read_all(res.into_body()).await.unwrap().len(), 200);
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.too_large), (0, 1));
+
+    // Small and whole: kept.
+    let res = send().await.unwrap();
+    let feed = script.feed(2);
+    feed.send(data("ok")).unwrap();
+    drop(feed);
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(cache.stats().entries, 1);
+}

@@ -339,6 +339,50 @@ where
     }
 }
 
+impl<Req, Res, K> StaleCache<Req, Res, K>
+where
+    Res: Clone,
+    K: Hash + Eq + Clone,
+{
+    /// The response kept for `key`, with its age, if not older than `max_stale`; counted as
+    /// served.
+    pub(crate) fn lookup(&self, key: &K) -> Option<(Res, Duration)> {
+        let found = {
+            let store = self.inner.lock();
+            store.map.get(key).and_then(|e| {
+                let age = e.at.elapsed();
+                (age <= self.inner.limits.max_stale).then(|| (e.response.clone(), age))
+            })
+        };
+        if found.is_some() {
+            self.inner.served.fetch_add(1, Ordering::Relaxed);
+        }
+        found
+    }
+
+    /// Keeps `response` for `key`, unless it is over the per-entry cap: then the key's older
+    /// entry goes too (it no longer stands for what the dependency answers).
+    pub(crate) fn store(&self, key: K, response: Res, bytes: usize) {
+        if bytes > self.inner.limits.max_entry_bytes {
+            self.too_large(&key);
+            return;
+        }
+        self.inner.insert(key, response, bytes);
+        self.inner.stored.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A response for `key` was too large to keep.
+    pub(crate) fn too_large(&self, key: &K) {
+        self.inner.too_large.fetch_add(1, Ordering::Relaxed);
+        self.inner.remove(key);
+    }
+
+    /// The per-entry cap in bytes.
+    pub(crate) fn max_entry_bytes(&self) -> usize {
+        self.inner.limits.max_entry_bytes
+    }
+}
+
 impl<Req, Res, K> Recover<Req, Res> for StaleCache<Req, Res, K>
 where
     Res: Clone,
@@ -363,33 +407,19 @@ where
         let Some(key) = kept else {
             return Err(failure);
         };
-        let found = {
-            let store = self.inner.lock();
-            store.map.get(&key).and_then(|e| {
-                let age = e.at.elapsed();
-                (age <= self.inner.limits.max_stale).then(|| (e.response.clone(), age))
-            })
-        };
-        match found {
+        match self.lookup(&key) {
             Some((mut response, age)) => {
                 (self.inner.mark)(&mut response, Stale { age });
-                self.inner.served.fetch_add(1, Ordering::Relaxed);
                 Ok((response, Served::Stale(Stale { age })))
             }
             None => Err(failure),
         }
     }
 
-    fn succeeded(&self, kept: Option<K>, response: &Res) {
+    fn succeeded(&self, kept: Option<K>, response: &mut Res) {
         let Some(key) = kept else { return };
         let bytes = (self.inner.size)(response);
-        if bytes > self.inner.limits.max_entry_bytes {
-            self.inner.too_large.fetch_add(1, Ordering::Relaxed);
-            self.inner.remove(&key);
-            return;
-        }
-        self.inner.insert(key, response.clone(), bytes);
-        self.inner.stored.fetch_add(1, Ordering::Relaxed);
+        self.store(key, response.clone(), bytes);
     }
 
     fn cached_entries(&self) -> Option<usize> {

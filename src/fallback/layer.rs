@@ -175,11 +175,11 @@ where
             return Poll::Ready(result);
         };
         let failure = match result {
-            Ok(response) => {
+            Ok(mut response) => {
                 if this.classifier.classify(Ok(&response)).is_failure() {
                     Failure::Response(response)
                 } else {
-                    this.recover.succeeded(kept, &response);
+                    this.recover.succeeded(kept, &mut response);
                     if !this.listeners.is_empty() {
                         cache_updated(&*this.recover, this.listeners);
                     }

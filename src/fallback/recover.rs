@@ -177,8 +177,9 @@ pub trait Recover<Req, Res> {
     /// Makes a response for a failed call, or gives the failure back.
     fn recover(&self, kept: Self::Kept, failure: Failure<Res>) -> Result<Res, Failure<Res>>;
 
-    /// Sees a successful response. Does nothing by default.
-    fn succeeded(&self, kept: Self::Kept, response: &Res) {
+    /// Sees a successful response, and may adjust it (the HTTP stale cache copies the body as
+    /// it streams by). Does nothing by default.
+    fn succeeded(&self, kept: Self::Kept, response: &mut Res) {
         let _ = (kept, response);
     }
 

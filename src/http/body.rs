@@ -60,6 +60,7 @@ pin_project! {
         inner: Source<B>,
         hooks: Hooks,
         deadline: Option<Deadline>,
+        tee: Option<Box<Tee>>,
         ended: bool,
     }
 }
@@ -92,6 +93,7 @@ impl<B> Tracked<B> {
             inner: Source::Live { body },
             hooks: Hooks::default(),
             deadline,
+            tee: None,
             ended: false,
         }
     }
@@ -104,6 +106,7 @@ impl<B> Tracked<B> {
             },
             hooks: Hooks::default(),
             deadline: None,
+            tee: None,
             ended: false,
         }
     }
@@ -128,6 +131,11 @@ impl<B> Tracked<B> {
             }
     }
 
+    /// Copies the body, as it streams by, for the stale cache.
+    pub(crate) fn set_tee(&mut self, tee: Tee) {
+        self.tee = Some(Box::new(tee));
+    }
+
     /// The hooks, to hand something to, or `None` when nothing will wait for this body's end
     /// (it has already ended, or has nothing left to read).
     pub(crate) fn hooks_if_streaming(&mut self) -> Option<&mut Hooks>
@@ -135,6 +143,80 @@ impl<B> Tracked<B> {
         B: Body,
     {
         (!self.is_drained()).then_some(&mut self.hooks)
+    }
+}
+
+/// How a copied body ended.
+pub(crate) enum TeeEnd {
+    /// Cleanly and successfully: the whole body.
+    Whole(Bytes),
+    /// It outgrew the cap.
+    TooLarge,
+    /// It failed, or was dropped unfinished.
+    Abandoned,
+}
+
+type TeeDone = Box<dyn FnOnce(TeeEnd) + Send + Sync>;
+
+/// A copy of a body as it streams by, up to a cap, for the stale cache.
+pub(crate) struct Tee {
+    buf: Vec<u8>,
+    cap: usize,
+    done: Option<TeeDone>,
+}
+
+impl Tee {
+    pub(crate) fn new(cap: usize, done: TeeDone) -> Self {
+        Self {
+            buf: Vec::new(),
+            cap,
+            done: Some(done),
+        }
+    }
+
+    /// Copies `data`; `false` (and the tee is finished) when it cannot.
+    fn copy(&mut self, data: &impl bytes::Buf) -> bool {
+        let chunk = data.chunk();
+        if chunk.len() != data.remaining() {
+            self.end(TeeEnd::Abandoned);
+            return false;
+        }
+        if self.buf.len() + chunk.len() > self.cap {
+            self.end(TeeEnd::TooLarge);
+            return false;
+        }
+        self.buf.extend_from_slice(chunk);
+        true
+    }
+
+    fn finish(&mut self, success: bool) {
+        let end = if success {
+            TeeEnd::Whole(Bytes::from(std::mem::take(&mut self.buf)))
+        } else {
+            TeeEnd::Abandoned
+        };
+        self.end(end);
+    }
+
+    fn end(&mut self, end: TeeEnd) {
+        if let Some(done) = self.done.take() {
+            done(end);
+        }
+    }
+}
+
+impl Drop for Tee {
+    fn drop(&mut self) {
+        self.end(TeeEnd::Abandoned);
+    }
+}
+
+/// Settles the hooks and the tee as the body ends.
+fn end_with(hooks: &mut Hooks, tee: &mut Option<Box<Tee>>, end: End) {
+    let success = matches!(end, End::Complete(outcome) if outcome.is_success());
+    hooks.settle(end);
+    if let Some(mut tee) = tee.take() {
+        tee.finish(success);
     }
 }
 
@@ -155,6 +237,7 @@ fn end_outcome(rule: EndRule, head: Outcome, trailers: Option<&HeaderMap>) -> Ou
 impl<B> Body for Tracked<B>
 where
     B: Body,
+    B::Data: bytes::Buf,
     B::Data: From<Bytes>,
     B::Error: Into<BoxError>,
 {
@@ -175,7 +258,7 @@ where
                     Some(data) => Some(Ok(Frame::data(B::Data::from(data)))),
                     None => {
                         *this.ended = true;
-                        this.hooks.settle(End::Complete(Outcome::success()));
+                        end_with(this.hooks, this.tee, End::Complete(Outcome::success()));
                         None
                     }
                 });
@@ -190,7 +273,7 @@ where
                     && let Poll::Ready(elapsed) = deadline.poll(cx)
                 {
                     *this.ended = true;
-                    this.hooks.settle(End::Failed);
+                    end_with(this.hooks, this.tee, End::Failed);
                     return Poll::Ready(Some(Err(Box::new(elapsed))));
                 }
                 return Poll::Pending;
@@ -202,23 +285,28 @@ where
             None => {
                 *this.ended = true;
                 let outcome = end_outcome(this.hooks.rule(), head, None);
-                this.hooks.settle(End::Complete(outcome));
+                end_with(this.hooks, this.tee, End::Complete(outcome));
                 Poll::Ready(None)
             }
             Some(Err(err)) => {
                 *this.ended = true;
-                this.hooks.settle(End::Failed);
+                end_with(this.hooks, this.tee, End::Failed);
                 Poll::Ready(Some(Err(err.into())))
             }
             Some(Ok(frame)) => {
+                if let (Some(data), Some(tee)) = (frame.data_ref(), this.tee.as_mut())
+                    && !tee.copy(data)
+                {
+                    *this.tee = None;
+                }
                 if let Some(trailers) = frame.trailers_ref() {
                     // Trailers are the last frame.
                     *this.ended = true;
                     let outcome = end_outcome(this.hooks.rule(), head, Some(trailers));
-                    this.hooks.settle(End::Complete(outcome));
+                    end_with(this.hooks, this.tee, End::Complete(outcome));
                 } else if body.is_end_stream() {
                     let outcome = end_outcome(this.hooks.rule(), head, None);
-                    this.hooks.settle(End::Complete(outcome));
+                    end_with(this.hooks, this.tee, End::Complete(outcome));
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

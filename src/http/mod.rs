@@ -46,6 +46,7 @@
 //! ```
 
 mod body;
+mod cache;
 mod headers;
 #[cfg(feature = "reqwest")]
 pub mod reqwest;
@@ -55,6 +56,7 @@ use http::Response;
 use http_body::Body;
 
 pub use body::Tracked;
+pub use cache::{CacheKey, CachedResponse, HttpStaleCache, HttpStaleCacheBuilder, RequestHead};
 pub use headers::{
     format_grpc_timeout, parse_grpc_pushback, parse_grpc_timeout, parse_retry_after,
 };

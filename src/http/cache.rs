@@ -1,0 +1,359 @@
+//! Stale-if-error for HTTP: the last good response per request, served when the dependency
+//! fails.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::AGE;
+use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
+use http_body::Body;
+
+use super::body::{Tee, TeeEnd, Tracked};
+use crate::error::ConfigError;
+use crate::fallback::{CacheStats, Failure, Recover, Served, Stale, StaleCache};
+
+/// What the key of a request is made from: its method, URI and headers.
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct RequestHead<'a> {
+    /// The method.
+    pub method: &'a Method,
+    /// The URI, as sent.
+    pub uri: &'a str,
+    /// The headers.
+    pub headers: &'a HeaderMap,
+}
+
+/// The key a response is kept under: method, URI, and the user's part.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct CacheKey {
+    method: Method,
+    uri: String,
+    user: String,
+}
+
+/// A kept response: its head and its whole body.
+#[derive(Debug, Clone)]
+pub struct CachedResponse {
+    status: StatusCode,
+    version: Version,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl CachedResponse {
+    fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        self.body.len() + headers
+    }
+}
+
+type UserKey = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
+
+/// Stale-if-error for HTTP responses (and reqwest's, through the `reqwest` policy): a
+/// [`Recover`] for a [`FallbackLayer`](crate::fallback::FallbackLayer) or
+/// [`PolicyBuilder::fallback`](crate::policy::PolicyBuilder::fallback).
+///
+/// * Keeps the last response classified as a success per key: method + URI + the part
+///   [`user_key`](HttpStaleCacheBuilder::user_key) returns (**include the tenant or a hash of
+///   the credentials wherever responses differ per user**, or one user may be served another's
+///   response). Only GET and HEAD by default.
+/// * The body is copied as the caller reads it, up to
+///   [`max_entry_bytes`](HttpStaleCacheBuilder::max_entry_bytes); a larger body passes
+///   through uncached (and the key's older entry is dropped). A response is kept only once its
+///   body has ended cleanly.
+/// * When a call fails, serves the kept response if at most
+///   [`max_stale`](HttpStaleCacheBuilder::max_stale) old, with an `Age` header (whole seconds)
+///   and the [`Stale`] extension carrying its exact age.
+/// * Bounded in entries and bytes; the oldest go first.
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::http::HttpStaleCache;
+///
+/// let cache = HttpStaleCache::builder()
+///     .max_stale(Duration::from_secs(600))
+///     .user_key(|head| {
+///         // One entry per tenant; requests without a tenant are not cached.
+///         head.headers.get("x-tenant")?.to_str().ok().map(str::to_owned)
+///     })
+///     .build()
+///     .unwrap();
+/// # let _ = cache;
+/// ```
+#[derive(Clone)]
+pub struct HttpStaleCache {
+    store: StaleCache<(), CachedResponse, CacheKey>,
+    user: Option<Arc<UserKey>>,
+    methods: Arc<[Method]>,
+}
+
+impl fmt::Debug for HttpStaleCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpStaleCache")
+            .field("store", &self.store)
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpStaleCache {
+    /// A builder with the defaults: 5 minutes stale at most, 10 000 entries, 64 MiB, 1 MiB per
+    /// response, GET and HEAD, no user key.
+    pub fn builder() -> HttpStaleCacheBuilder {
+        HttpStaleCacheBuilder {
+            max_stale: Duration::from_secs(300),
+            max_entries: 10_000,
+            max_bytes: 64 << 20,
+            max_entry_bytes: 1 << 20,
+            user: None,
+            methods: vec![Method::GET, Method::HEAD],
+        }
+    }
+
+    /// Entries, bytes, and responses stored, served and too large.
+    pub fn stats(&self) -> CacheStats {
+        self.store.stats()
+    }
+
+    fn key(&self, head: RequestHead<'_>) -> Option<CacheKey> {
+        if !self.methods.contains(head.method) {
+            return None;
+        }
+        let user = match &self.user {
+            Some(user) => user(&head)?,
+            None => String::new(),
+        };
+        Some(CacheKey {
+            method: head.method.clone(),
+            uri: head.uri.to_owned(),
+            user,
+        })
+    }
+
+    fn watch<B: Body>(&self, key: CacheKey, response: &mut Response<Tracked<B>>) {
+        let cached = CachedResponse {
+            status: response.status(),
+            version: response.version(),
+            headers: response.headers().clone(),
+            body: Bytes::new(),
+        };
+        if response.body().is_drained() {
+            let size = cached.size();
+            self.store.store(key, cached, size);
+            return;
+        }
+        let store = self.store.clone();
+        let head_size = cached.size();
+        let cap = self.store.max_entry_bytes().saturating_sub(head_size);
+        let done = Box::new(move |end: TeeEnd| match end {
+            TeeEnd::Whole(body) => {
+                let size = head_size + body.len();
+                store.store(key, CachedResponse { body, ..cached }, size);
+            }
+            TeeEnd::TooLarge => store.too_large(&key),
+            // A body that broke or was dropped says nothing new: the older entry stays.
+            TeeEnd::Abandoned => {}
+        });
+        response.body_mut().set_tee(Tee::new(cap, done));
+    }
+
+    fn serve<B>(&self, key: &CacheKey) -> Option<(Response<Tracked<B>>, Served)> {
+        let (cached, age) = self.store.lookup(key)?;
+        let mut response = Response::new(Tracked::replay(cached.body));
+        *response.status_mut() = cached.status;
+        *response.version_mut() = cached.version;
+        *response.headers_mut() = cached.headers;
+        let secs = age.as_secs()
+            + response
+                .headers()
+                .get(AGE)
+                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+                .unwrap_or(0);
+        response.headers_mut().insert(AGE, HeaderValue::from(secs));
+        let stale = Stale { age };
+        response.extensions_mut().insert(stale);
+        Some((response, Served::Stale(stale)))
+    }
+}
+
+impl<ReqB, B: Body> Recover<http::Request<ReqB>, Response<Tracked<B>>> for HttpStaleCache {
+    type Kept = Option<CacheKey>;
+
+    fn keep(&self, req: &http::Request<ReqB>) -> Option<CacheKey> {
+        let uri = req.uri().to_string();
+        self.key(RequestHead {
+            method: req.method(),
+            uri: &uri,
+            headers: req.headers(),
+        })
+    }
+
+    fn recover(
+        &self,
+        kept: Option<CacheKey>,
+        failure: Failure<Response<Tracked<B>>>,
+    ) -> Result<Response<Tracked<B>>, Failure<Response<Tracked<B>>>> {
+        match kept.as_ref().and_then(|key| self.serve(key)) {
+            Some((res, _)) => Ok(res),
+            None => Err(failure),
+        }
+    }
+
+    fn recover_served(
+        &self,
+        kept: Option<CacheKey>,
+        failure: Failure<Response<Tracked<B>>>,
+    ) -> Result<(Response<Tracked<B>>, Served), Failure<Response<Tracked<B>>>> {
+        match kept.as_ref().and_then(|key| self.serve(key)) {
+            Some(served) => Ok(served),
+            None => Err(failure),
+        }
+    }
+
+    fn succeeded(&self, kept: Option<CacheKey>, response: &mut Response<Tracked<B>>) {
+        if let Some(key) = kept {
+            self.watch(key, response);
+        }
+    }
+
+    fn cached_entries(&self) -> Option<usize> {
+        Some(self.store.stats().entries)
+    }
+}
+
+#[cfg(feature = "reqwest")]
+impl<B: Body> Recover<reqwest::Request, Response<Tracked<B>>> for HttpStaleCache {
+    type Kept = Option<CacheKey>;
+
+    fn keep(&self, req: &reqwest::Request) -> Option<CacheKey> {
+        self.key(RequestHead {
+            method: req.method(),
+            uri: req.url().as_str(),
+            headers: req.headers(),
+        })
+    }
+
+    fn recover(
+        &self,
+        kept: Option<CacheKey>,
+        failure: Failure<Response<Tracked<B>>>,
+    ) -> Result<Response<Tracked<B>>, Failure<Response<Tracked<B>>>> {
+        match kept.as_ref().and_then(|key| self.serve(key)) {
+            Some((res, _)) => Ok(res),
+            None => Err(failure),
+        }
+    }
+
+    fn recover_served(
+        &self,
+        kept: Option<CacheKey>,
+        failure: Failure<Response<Tracked<B>>>,
+    ) -> Result<(Response<Tracked<B>>, Served), Failure<Response<Tracked<B>>>> {
+        match kept.as_ref().and_then(|key| self.serve(key)) {
+            Some(served) => Ok(served),
+            None => Err(failure),
+        }
+    }
+
+    fn succeeded(&self, kept: Option<CacheKey>, response: &mut Response<Tracked<B>>) {
+        if let Some(key) = kept {
+            self.watch(key, response);
+        }
+    }
+
+    fn cached_entries(&self) -> Option<usize> {
+        Some(self.store.stats().entries)
+    }
+}
+
+/// Builds an [`HttpStaleCache`].
+pub struct HttpStaleCacheBuilder {
+    max_stale: Duration,
+    max_entries: usize,
+    max_bytes: usize,
+    max_entry_bytes: usize,
+    user: Option<Arc<UserKey>>,
+    methods: Vec<Method>,
+}
+
+impl fmt::Debug for HttpStaleCacheBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpStaleCacheBuilder")
+            .field("max_stale", &self.max_stale)
+            .field("max_entries", &self.max_entries)
+            .field("max_bytes", &self.max_bytes)
+            .field("max_entry_bytes", &self.max_entry_bytes)
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpStaleCacheBuilder {
+    /// The oldest a response may be and still be served.
+    pub fn max_stale(mut self, max_stale: Duration) -> Self {
+        self.max_stale = max_stale;
+        self
+    }
+
+    /// At most this many responses are kept.
+    pub fn max_entries(mut self, max_entries: usize) -> Self {
+        self.max_entries = max_entries;
+        self
+    }
+
+    /// At most this many bytes (bodies and headers) are kept.
+    pub fn max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// A response larger than this (body and headers) is passed through uncached.
+    pub fn max_entry_bytes(mut self, max_entry_bytes: usize) -> Self {
+        self.max_entry_bytes = max_entry_bytes;
+        self
+    }
+
+    /// The part of the key that tells users apart (a tenant, a hash of the credentials).
+    /// `None` from it leaves that request uncached.
+    pub fn user_key(
+        mut self,
+        user_key: impl Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.user = Some(Arc::new(user_key));
+        self
+    }
+
+    /// The methods whose responses are kept (default GET and HEAD). Take care with others: a
+    /// response to a POST stands for one request, not for the resource.
+    pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
+        self.methods = methods.into_iter().collect();
+        self
+    }
+
+    /// The cache; a [`ConfigError`] names the field that is out of range.
+    pub fn build(self) -> Result<HttpStaleCache, ConfigError> {
+        if self.methods.is_empty() {
+            return Err(ConfigError::new("methods", "must not be empty", "[]"));
+        }
+        let store = StaleCache::<(), CachedResponse, CacheKey>::builder(|()| None)
+            .max_stale(self.max_stale)
+            .max_entries(self.max_entries)
+            .max_bytes(self.max_bytes)
+            .max_entry_bytes(self.max_entry_bytes)
+            .build()?;
+        Ok(HttpStaleCache {
+            store,
+            user: self.user,
+            methods: self.methods.into(),
+        })
+    }
+}
