@@ -14,6 +14,12 @@
 //! * [`fallback`]: recover from a failure with a value, a function of the request, or the last
 //!   good response (stale-if-error).
 //!
+//! * `http` (features `http`, `grpc`, `reqwest`): body-aware outcomes and permits for hyper,
+//!   tonic and reqwest clients, `Retry-After` and gRPC pushback, whole-response deadlines,
+//!   `grpc-timeout`, and a stale-if-error cache for HTTP.
+//! * `testkit` (feature `testkit`): flaky HTTP/gRPC servers, a TCP fault proxy and fault
+//!   injection, for your own tests.
+//!
 //! * [`events`]: what they decide (transitions, rejections, timeouts, fallbacks), for listeners.
 //! * [`observe`]: `tracing` and `metrics` listeners (features `tracing`, `metrics`), and a
 //!   [`Registry`](observe::Registry) of breakers and bulkheads for health and admin endpoints.
