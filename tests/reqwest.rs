@@ -65,21 +65,34 @@ async fn error_burst_opens_the_breaker_the_server_sees_only_probes_and_healing_c
     let mut rejected = 0;
     for _ in 0..20 {
         if let Err(err) = send(&mut svc, get(&server, "/a")).await {
-            assert!(matches!(error_kind(err.as_ref()), ErrorKind::CircuitOpen(_)));
+            assert!(matches!(
+                error_kind(err.as_ref()),
+                ErrorKind::CircuitOpen(_)
+            ));
             rejected += 1;
         }
     }
     let probes = server.stats().requests - before;
-    assert!(probes <= 1, "the server saw {probes} calls while the breaker was open");
+    assert!(
+        probes <= 1,
+        "the server saw {probes} calls while the breaker was open"
+    );
     assert!(rejected >= 19);
 
     server.set(Fault::healthy());
     // The breaker says when it admits a probe; that is the rule, so the test waits exactly that.
-    let retry_after = cb.snapshot().retry_after.expect("open, with a time to retry");
+    let retry_after = cb
+        .snapshot()
+        .retry_after
+        .expect("open, with a time to retry");
     assert!(retry_after <= Duration::from_millis(300));
     tokio::time::sleep(retry_after).await;
     let res = send(&mut svc, get(&server, "/a")).await.unwrap();
-    assert_eq!(res.url().path(), "/a", "the caller's response keeps its URL");
+    assert_eq!(
+        res.url().path(),
+        "/a",
+        "the caller's response keeps its URL"
+    );
     res.bytes().await.unwrap();
     assert_eq!(cb.state(), State::Closed, "one good probe closes it");
 }
@@ -99,8 +112,14 @@ async fn hanging_server_times_out_within_the_deadline_and_sees_the_call_abandone
     let started = Instant::now();
     let err = send(&mut svc, get(&server, "/hang")).await.unwrap_err();
     let took = started.elapsed();
-    assert!(matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)), "{err}");
-    assert!(took >= timeout && took < timeout + Duration::from_secs(1), "{took:?}");
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)),
+        "{err}"
+    );
+    assert!(
+        took >= timeout && took < timeout + Duration::from_secs(1),
+        "{took:?}"
+    );
     let stats = server
         .wait_for(Duration::from_secs(5), |s| s.in_flight == 0)
         .await
@@ -143,7 +162,10 @@ async fn slow_body_past_the_response_deadline_is_an_error_never_a_truncated_succ
     let res = send(&mut svc, get(&server, "/slow")).await.unwrap();
     let err = res.bytes().await.unwrap_err();
     // reqwest wraps the body's error: palisade's Elapsed is in its source chain.
-    assert!(matches!(error_kind(&err), ErrorKind::TimedOut(_)), "{err:?}");
+    assert!(
+        matches!(error_kind(&err), ErrorKind::TimedOut(_)),
+        "{err:?}"
+    );
     assert_eq!(cb.snapshot().failures, 1);
 }
 
@@ -155,7 +177,11 @@ async fn bulkhead_holds_permits_until_each_body_ends() {
     let mut config = bulkhead(max);
     config.max_wait = Some(Duration::from_secs(10));
     config.max_queued = Some(64);
-    let policy = Policy::builder().reqwest().bulkhead(config).build().unwrap();
+    let policy = Policy::builder()
+        .reqwest()
+        .bulkhead(config)
+        .build()
+        .unwrap();
     let permits = policy.bulkhead().unwrap();
     let svc = policy.layer(reqwest::Client::new());
     let mut tasks = Vec::new();
@@ -172,7 +198,11 @@ async fn bulkhead_holds_permits_until_each_body_ends() {
     }
     let stats = server.stats();
     assert_eq!(stats.requests, 4 * max as u64);
-    assert!(stats.max_in_flight <= max, "max in flight {}", stats.max_in_flight);
+    assert!(
+        stats.max_in_flight <= max,
+        "max in flight {}",
+        stats.max_in_flight
+    );
     assert_eq!(permits.in_flight(), 0);
 }
 
@@ -199,7 +229,10 @@ async fn retry_after_keeps_the_breaker_open_and_a_huge_value_is_capped() {
     server.set(Fault::retry_after(429, "99999999999"));
     send(&mut svc, get(&server, "/")).await.unwrap();
     let left = cb.snapshot().retry_after.unwrap();
-    assert!(left <= Duration::from_secs(10) && left > Duration::from_secs(9), "{left:?}");
+    assert!(
+        left <= Duration::from_secs(10) && left > Duration::from_secs(9),
+        "{left:?}"
+    );
 }
 
 #[tokio::test]

@@ -92,6 +92,12 @@ where
         match this.inner.as_mut().project() {
             InnerProj::Running { fut } => {
                 if let Poll::Ready(result) = fut.poll(cx) {
+                    // An error at or after the deadline is this timeout's doing, even when a
+                    // timer below fired first (tonic's, enforcing the `grpc-timeout` sent).
+                    if result.is_err() && this.timer.is_past() {
+                        this.inner.set(Inner::Expired);
+                        return Poll::Ready(Err(timed_out(*this.after, this.listeners)));
+                    }
                     return Poll::Ready(result.map_err(Into::into));
                 }
             }
@@ -112,6 +118,17 @@ where
                     return Poll::Ready(Err(timed_out(*this.after, this.listeners)));
                 }
             }
+        }
+    }
+}
+
+impl Timer {
+    /// Whether the deadline has passed (reads the clock; for the error path only).
+    fn is_past(&self) -> bool {
+        match self {
+            Timer::Off => false,
+            Timer::Armed { deadline } => *deadline <= Instant::now(),
+            Timer::Sleeping { sleep } => sleep.deadline() <= Instant::now(),
         }
     }
 }
