@@ -2,7 +2,9 @@
 //! real sockets, real time (no paused clock), bounded waits.
 #![cfg(all(feature = "reqwest", feature = "testkit"))]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use palisade::bulkhead::BulkheadConfig;
 use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow, State};
