@@ -266,6 +266,27 @@ async fn inner_errors_pass_through_and_are_told_apart_from_timeouts() {
     assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "ok");
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_inner_error_at_the_deadline_is_reported_as_the_timeout() {
+    // A client below enforcing the same deadline (tonic, with the `grpc-timeout` it was sent)
+    // fails at the very instant this timeout fires, and is polled first.
+    let mut svc = layer(TIMEOUT).layer(tower::service_fn(|after: Duration| async move {
+        tokio::time::sleep(after).await;
+        Err::<(), _>(Failed)
+    }));
+    let err = svc.ready().await.unwrap().call(TIMEOUT).await.unwrap_err();
+    assert_eq!(elapsed_after(&err), TIMEOUT);
+    // Before the deadline an inner error is the inner error.
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(TIMEOUT - MS)
+        .await
+        .unwrap_err();
+    assert!(matches!(error_kind(err.as_ref()), ErrorKind::Inner(_)));
+}
+
 #[test]
 fn zero_timeout_is_a_config_error_naming_timeout() {
     let err = TimeoutLayer::builder()
