@@ -16,9 +16,10 @@ use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
 
-use palisade::bulkhead::BulkheadLayer;
-use palisade::circuit_breaker::CircuitBreakerLayer;
+use palisade::bulkhead::{BulkheadConfig, BulkheadLayer};
+use palisade::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
 use palisade::events::{Event, Listeners};
+use palisade::policy::Policy;
 use palisade::timeout::TimeoutLayer;
 use tower::{Layer, Service, ServiceExt, service_fn};
 
@@ -28,6 +29,15 @@ async fn drive<S: Service<()>>(mut svc: S, calls: u64) {
     for _ in 0..calls {
         if let Ok(ready) = svc.ready().await {
             let _ = black_box(ready.call(()).await.is_ok());
+        }
+    }
+}
+
+/// Calls that fail (an open breaker's rejections).
+async fn drive_rejected<S: Service<()>>(mut svc: S, calls: u64) {
+    for _ in 0..calls {
+        if let Ok(ready) = svc.ready().await {
+            let _ = black_box(ready.call(()).await.is_err());
         }
     }
 }
@@ -75,6 +85,27 @@ fn run(case: &str, calls: u64) -> bool {
                     .unwrap();
                 drive(layer.layer(bare), calls).await
             }
+            "breaker_time_window" => {
+                let layer = CircuitBreakerLayer::builder()
+                    .window(SlidingWindow::Time(Duration::from_secs(10)))
+                    .build()
+                    .unwrap();
+                drive(layer.layer(bare), calls).await
+            }
+            "breaker_open" => {
+                let layer = CircuitBreakerLayer::builder().build().unwrap();
+                layer.handle().force_open();
+                drive_rejected(layer.layer(bare), calls).await
+            }
+            "policy" => {
+                let policy = Policy::builder()
+                    .timeout(second)
+                    .bulkhead(BulkheadConfig::default())
+                    .circuit_breaker(CircuitBreakerConfig::default())
+                    .build()
+                    .unwrap();
+                drive(policy.layer(bare), calls).await
+            }
             #[cfg(feature = "metrics")]
             "breaker_metrics" => {
                 // A Prometheus recorder, as a service would install it (its upkeep is not run:
@@ -103,6 +134,9 @@ fn main() {
         "tower_timeout",
         "breaker_closed",
         "breaker_noop_listener",
+        "breaker_time_window",
+        "breaker_open",
+        "policy",
         #[cfg(feature = "metrics")]
         "breaker_metrics",
     ];
