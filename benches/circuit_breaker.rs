@@ -1,5 +1,5 @@
-//! Circuit breaker cost per call, against a bare `service_fn`, tower's `Timeout` and
-//! tower-resilience's breaker, in one run.
+//! Circuit breaker cost per call, against a bare `service_fn`, tower's `Timeout`,
+//! tower-resilience's breaker, failsafe's and recloser's, in one run.
 //!
 //! `cargo bench --bench circuit_breaker` prints a table of medians and ratios at the end.
 
@@ -31,6 +31,10 @@ fn main() {
         "palisade_open",
         "tower_resilience_closed",
         "tower_resilience_open",
+        "failsafe_closed",
+        "failsafe_open",
+        "recloser_closed",
+        "recloser_open",
         "pending_bare",
         "pending_tower_timeout",
         "pending_palisade_closed_count",
@@ -124,6 +128,84 @@ fn main() {
             &mut allocs,
             "tower_resilience_open",
             tr_open,
+            (),
+        );
+
+        // failsafe and recloser guard futures rather than services: each is called from a
+        // `service_fn`, as the bare case is.
+        let fs = failsafe::Config::new().build();
+        let fs_closed = {
+            let fs = fs.clone();
+            service_fn(move |()| {
+                use failsafe::futures::CircuitBreaker;
+                fs.call(async { Ok::<_, Infallible>(()) })
+            })
+        };
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "failsafe_closed",
+            fs_closed,
+            (),
+        );
+        let fs_tripped = failsafe::Config::new().build();
+        support::runtime1().block_on(async {
+            use failsafe::futures::CircuitBreaker;
+            for _ in 0..10 {
+                let _ = fs_tripped
+                    .call(async { Err::<(), _>(std::io::Error::other("down")) })
+                    .await;
+            }
+        });
+        let fs_open = service_fn(move |()| {
+            use failsafe::futures::CircuitBreaker;
+            fs_tripped.call(async { Ok::<_, Infallible>(()) })
+        });
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "failsafe_open",
+            fs_open,
+            (),
+        );
+        let rc = recloser::AsyncRecloser::from(recloser::Recloser::custom().build());
+        let rc_closed = service_fn(move |()| {
+            let rc = rc.clone();
+            async move { rc.call(async { Ok::<_, Infallible>(()) }).await }
+        });
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "recloser_closed",
+            rc_closed,
+            (),
+        );
+        let rc_tripped = recloser::AsyncRecloser::from(
+            recloser::Recloser::custom()
+                .closed_len(10)
+                .open_wait(Duration::from_secs(3600))
+                .build(),
+        );
+        support::runtime1().block_on(async {
+            for _ in 0..20 {
+                let _ = rc_tripped
+                    .call(async { Err::<(), _>(std::io::Error::other("down")) })
+                    .await;
+            }
+        });
+        let rc_open = service_fn(move |()| {
+            let rc = rc_tripped.clone();
+            async move { rc.call(async { Ok::<_, Infallible>(()) }).await }
+        });
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "recloser_open",
+            rc_open,
             (),
         );
     }

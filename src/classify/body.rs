@@ -82,6 +82,7 @@ impl Hooks {
         self.rule = rule;
     }
 
+    #[cfg(feature = "http")]
     pub(crate) fn rule(&self) -> EndRule {
         self.rule
     }

@@ -33,6 +33,7 @@ pub mod grpc;
 pub mod http;
 
 pub use body::Hooks;
+#[cfg(feature = "http")]
 pub(crate) use body::{End, EndRule};
 
 /// What a call's result means for the dependency's health.

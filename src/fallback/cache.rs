@@ -378,6 +378,7 @@ where
     }
 
     /// The per-entry cap in bytes.
+    #[cfg(feature = "http")]
     pub(crate) fn max_entry_bytes(&self) -> usize {
         self.inner.limits.max_entry_bytes
     }
