@@ -21,7 +21,16 @@ use palisade::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, Slidi
 use palisade::events::{Event, Listeners};
 use palisade::policy::Policy;
 use palisade::timeout::TimeoutLayer;
-use tower::{Layer, Service, ServiceExt, service_fn};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
+use tower_resilience::bulkhead::{BulkheadLayer as TrBulkheadLayer, BulkheadServiceError};
+use tower_resilience::circuitbreaker::{
+    CircuitBreakerError, CircuitBreakerLayer as TrCircuitBreakerLayer,
+};
+use tower_resilience::fallback::FallbackLayer as TrFallbackLayer;
+use tower_resilience::timelimiter::{TimeLimiterError, TimeLimiterLayer};
+
+/// The error reaching tower-resilience's fallback in its four-layer stack.
+type TrStackError = CircuitBreakerError<BulkheadServiceError<TimeLimiterError<Infallible>>>;
 
 const CALLS: u64 = 1_000_000;
 
@@ -106,6 +115,60 @@ fn run(case: &str, calls: u64) -> bool {
                     .unwrap();
                 drive(policy.layer(bare), calls).await
             }
+            "policy_with_fallback" => {
+                let policy = Policy::builder()
+                    .timeout(second)
+                    .bulkhead(BulkheadConfig::default())
+                    .circuit_breaker(CircuitBreakerConfig::default())
+                    .fallback(palisade::fallback::value(()))
+                    .build()
+                    .unwrap();
+                drive(policy.layer(bare), calls).await
+            }
+            "tower_resilience_breaker" => {
+                let layer = TrCircuitBreakerLayer::builder().build().unwrap();
+                drive(layer.layer(bare), calls).await
+            }
+            "tower_resilience_open" => {
+                let svc = TrCircuitBreakerLayer::builder()
+                    .build()
+                    .unwrap()
+                    .layer(bare);
+                svc.force_open().await;
+                drive_rejected(svc, calls).await
+            }
+            "tower_resilience_stack" => {
+                let stack = ServiceBuilder::new()
+                    .layer(TrFallbackLayer::<(), (), TrStackError>::value(()))
+                    .layer(TrCircuitBreakerLayer::builder().build().unwrap())
+                    .layer(
+                        TrBulkheadLayer::builder()
+                            .max_concurrent_calls(100)
+                            .reject_when_full()
+                            .build()
+                            .unwrap(),
+                    )
+                    .layer(TimeLimiterLayer::builder().timeout_duration(second).build())
+                    .service(bare);
+                drive(stack, calls).await
+            }
+            "failsafe_breaker" => {
+                use failsafe::futures::CircuitBreaker;
+                let fs = failsafe::Config::new().build();
+                drive(
+                    service_fn(move |()| fs.call(async { Ok::<_, Infallible>(()) })),
+                    calls,
+                )
+                .await
+            }
+            "recloser_breaker" => {
+                let rc = recloser::AsyncRecloser::from(recloser::Recloser::custom().build());
+                let svc = service_fn(move |()| {
+                    let rc = rc.clone();
+                    async move { rc.call(async { Ok::<_, Infallible>(()) }).await }
+                });
+                drive(svc, calls).await
+            }
             #[cfg(feature = "metrics")]
             "breaker_metrics" => {
                 // A Prometheus recorder, as a service would install it (its upkeep is not run:
@@ -137,6 +200,12 @@ fn main() {
         "breaker_time_window",
         "breaker_open",
         "policy",
+        "policy_with_fallback",
+        "tower_resilience_breaker",
+        "tower_resilience_open",
+        "tower_resilience_stack",
+        "failsafe_breaker",
+        "recloser_breaker",
         #[cfg(feature = "metrics")]
         "breaker_metrics",
     ];
