@@ -119,6 +119,7 @@ pub fn format_grpc_timeout(timeout: Duration) -> String {
 
 /// Parses a `grpc-status` value: the code, with codes above 16 read as `UNKNOWN` (2), as the
 /// gRPC spec says. Not a number: `None`.
+#[cfg(feature = "grpc")]
 pub(crate) fn parse_grpc_status(value: &[u8]) -> Option<u32> {
     let code = parse_digits(value.trim_ascii())?;
     Some(match code {

@@ -62,6 +62,7 @@ pub use headers::{
 };
 pub use track::{ResponseFuture, Track, TrackLayer};
 
+#[cfg(feature = "grpc")]
 pub(crate) use headers::parse_grpc_status;
 
 use crate::bulkhead::Hold;

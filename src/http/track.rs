@@ -52,6 +52,7 @@ impl TrackLayer {
         }
     }
 
+    #[cfg(feature = "grpc")]
     pub(crate) fn propagating_grpc_timeout(mut self) -> Self {
         self.from_policy_timeout = true;
         self
