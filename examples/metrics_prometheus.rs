@@ -1,45 +1,26 @@
 //! `cargo run --example metrics_prometheus --features metrics`: palisade's metrics exported with
-//! `metrics-exporter-prometheus` while a flaky dependency flips between healthy and failing.
-//! Prints what a Prometheus scrape would return, while the breaker is open and at the end.
-//! Ends by itself in about two seconds.
+//! `metrics-exporter-prometheus` while the testkit's flaky HTTP server flips between healthy and
+//! failing. Prints what a Prometheus scrape would return, while the breaker is open and at the
+//! end. Ends by itself in about two seconds.
 //!
-//! The dependency is an in-process service; a real service would serve `handle.render()` on its
-//! `/metrics` endpoint (or let the exporter's own HTTP listener do it).
+//! A real service would serve `handle.render()` on its `/metrics` endpoint (or let the
+//! exporter's own HTTP listener do it).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use palisade::bulkhead::BulkheadConfig;
 use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow};
-use palisade::fallback::StaleCache;
+use palisade::http::HttpStaleCache;
 use palisade::observe::MetricsListener;
 use palisade::policy::Policy;
+use palisade::testkit::{Fault, FlakyServer, Reply};
 use tokio::time::{Instant, sleep};
-use tower::{BoxError, Layer, Service, ServiceExt, service_fn};
-
-/// Answers in 2 ms when healthy; fails after 5 ms (or, one call in four, hangs past the
-/// timeout) when failing.
-fn dependency(
-    healthy: Arc<AtomicBool>,
-) -> impl Service<u32, Response = String, Error = BoxError, Future: Send> + Clone {
-    service_fn(move |item: u32| {
-        let healthy = healthy.load(Ordering::Relaxed);
-        async move {
-            if healthy {
-                sleep(Duration::from_millis(2)).await;
-                Ok(format!("stock of item {item}: 12"))
-            } else if item % 4 == 0 {
-                sleep(Duration::from_secs(1)).await;
-                Ok(format!("stock of item {item}: 12"))
-            } else {
-                sleep(Duration::from_millis(5)).await;
-                Err(BoxError::from("inventory service unavailable"))
-            }
-        }
-    })
-}
+use tower::{BoxError, Layer, ServiceExt};
 
 /// The `palisade_*` lines of a scrape.
 fn scrape(handle: &PrometheusHandle) -> String {
@@ -50,6 +31,10 @@ fn scrape(handle: &PrometheusHandle) -> String {
         .filter(|l| l.contains("palisade_"))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 #[tokio::main]
@@ -68,12 +53,12 @@ async fn main() -> Result<(), BoxError> {
     breaker.permitted_probes = 2;
     let mut bulkhead = BulkheadConfig::default();
     bulkhead.max_concurrent = 8;
-    let cache = StaleCache::builder(|item: &u32| Some(*item % 8))
+    let cache = HttpStaleCache::builder()
         .max_stale(Duration::from_secs(60))
-        .size(|s: &String| s.len())
         .build()?;
     let policy = Policy::builder()
         .name("inventory")
+        .http()
         .timeout(Duration::from_millis(50))
         .bulkhead(bulkhead)
         .circuit_breaker(breaker)
@@ -81,23 +66,35 @@ async fn main() -> Result<(), BoxError> {
         .listener(MetricsListener::new())
         .build()?;
 
-    let healthy = Arc::new(AtomicBool::new(true));
-    let client = policy.layer(dependency(healthy.clone()));
+    // The dependency: a flaky HTTP server on 127.0.0.1, answering in 1 to 3 ms when healthy;
+    // when failing, 503 for most calls and a hang (past the timeout) for one in five.
+    let server = FlakyServer::start().await?;
+    let healthy = || Fault::healthy().latency_between(ms(1), ms(3));
+    let failing = || Fault::status(503).sometimes(0.2, Reply::Hang);
+    let client = policy.layer(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
     let phases = [
-        ("healthy", true, 400),
-        ("failing", false, 600),
-        ("healthy again", true, 700),
+        ("healthy", healthy(), 400),
+        ("failing", failing(), 600),
+        ("healthy again", healthy(), 700),
     ];
     let mut item = 0u32;
-    for (name, up, millis) in phases {
+    for (name, fault, millis) in phases {
         println!("--- phase: dependency {name} for {millis} ms");
-        healthy.store(up, Ordering::Relaxed);
+        let up = name != "failing";
+        server.set(fault);
         let end = Instant::now() + Duration::from_millis(millis);
         while Instant::now() < end {
-            // Four calls at a time, every 5 ms or so.
+            // Four calls at a time, every 5 ms or so, over 8 items (so the cache has something).
             let calls = (0..4).map(|_| {
                 item += 1;
-                client.clone().oneshot(item)
+                let uri = format!("{}/items/{}", server.url(), item % 8);
+                let client = client.clone();
+                async move {
+                    let req = http::Request::get(uri).body(Empty::<Bytes>::new())?;
+                    let res = client.oneshot(req).await?;
+                    res.into_body().collect().await?;
+                    Ok::<_, BoxError>(())
+                }
             });
             let _ = futures::future::join_all(calls).await;
             sleep(Duration::from_millis(5)).await;
