@@ -280,6 +280,25 @@ async fn whole_response_deadline_ends_a_slow_body_with_an_error_never_a_truncate
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_response_deadline_too_far_to_represent_is_no_deadline() {
+    let script = Script::default();
+    let policy = Policy::builder()
+        .http()
+        .response_deadline(Duration::from_secs(u64::MAX))
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+    let res = call(&mut svc).await.unwrap();
+    // The body is read while it is still pending, so the deadline is consulted.
+    let reader = tokio::spawn(read_all(res.into_body()));
+    tokio::task::yield_now().await;
+    let feed = script.feed(0);
+    feed.send(data("ok")).unwrap();
+    drop(feed);
+    assert_eq!(reader.await.unwrap().unwrap(), "ok");
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_after_keeps_the_breaker_open_and_a_hostile_value_is_capped() {
     let script = Script::default();
     let mut config = breaker(1);

@@ -22,12 +22,14 @@ pub(crate) struct Deadline {
 }
 
 impl Deadline {
-    pub(crate) fn new(start: Instant, after: Duration) -> Self {
-        Self {
-            at: start.checked_add(after).unwrap_or(start),
+    /// A deadline `after` from `start`; `None` when too far to represent (no deadline then,
+    /// as for `Duration::MAX`, rather than one already passed).
+    pub(crate) fn new(start: Instant, after: Duration) -> Option<Self> {
+        Some(Self {
+            at: start.checked_add(after)?,
             after,
             sleep: None,
-        }
+        })
     }
 
     /// `Ready(Elapsed)` once the deadline has passed. The timer is made on the first poll.

@@ -110,7 +110,7 @@ where
     }
 
     fn call(&mut self, req: reqwest::Request) -> Self::Future {
-        let deadline = self.deadline.map(|d| Deadline::new(Instant::now(), d));
+        let deadline = self.deadline.and_then(|d| Deadline::new(Instant::now(), d));
         TrackFuture {
             fut: self.inner.call(req),
             deadline,

@@ -169,7 +169,7 @@ where
         let deadline = self
             .layer
             .deadline
-            .map(|after| Deadline::new(Instant::now(), after));
+            .and_then(|after| Deadline::new(Instant::now(), after));
         ResponseFuture {
             fut: self.inner.call(req),
             deadline,
