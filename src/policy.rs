@@ -75,7 +75,7 @@ use crate::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
 #[cfg_attr(
     feature = "serde",
     derive(serde::Deserialize),
-    serde(default, deny_unknown_fields)
+    serde(remote = "Self", default, deny_unknown_fields)
 )]
 #[non_exhaustive]
 pub struct PolicyConfig {
@@ -99,6 +99,8 @@ impl Default for PolicyConfig {
         }
     }
 }
+
+validated_deserialize!(PolicyConfig);
 
 impl PolicyConfig {
     /// Checks every part; the error names the field with its section

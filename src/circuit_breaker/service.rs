@@ -166,12 +166,10 @@ where
         }
         match self.slot.permit.take() {
             Some(permit) => {
-                let breaker = self.slot.breaker.clone();
-                ResponseFuture::called(
-                    self.inner.call(req),
-                    Guard::new(breaker, permit),
-                    self.classifier.clone(),
-                )
+                // The guard exists before the inner service runs: a panic in its `call` gives
+                // the permit (a probe slot, when half-open) back as the guard unwinds.
+                let guard = Guard::new(self.slot.breaker.clone(), permit);
+                ResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())
             }
             None => ResponseFuture::rejected(CircuitOpen::new(None)),
         }

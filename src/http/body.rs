@@ -250,11 +250,11 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let this = self.project();
+        let mut this = self.project();
         if *this.ended {
             return Poll::Ready(None);
         }
-        let body = match this.inner.project() {
+        let body = match this.inner.as_mut().project() {
             SourceProj::Replay { data } => {
                 return Poll::Ready(match data.take() {
                     Some(data) => Some(Ok(Frame::data(B::Data::from(data)))),
@@ -275,6 +275,9 @@ where
                     && let Poll::Ready(elapsed) = deadline.poll(cx)
                 {
                     *this.ended = true;
+                    // Let go of the client's body (and so of its connection or stream) now,
+                    // with the permit, not when the caller drops this one.
+                    this.inner.set(Source::Replay { data: None });
                     end_with(this.hooks, this.tee, End::Failed);
                     return Poll::Ready(Some(Err(Box::new(elapsed))));
                 }

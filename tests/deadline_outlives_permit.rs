@@ -1,0 +1,78 @@
+//! At the whole-response deadline, `Tracked` ends the body with `Elapsed`, gives the bulkhead
+//! permit back, and lets go of the client's body (its connection, the request at the
+//! dependency) at the same moment: a new call admitted then never makes the dependency see more
+//! than `max_concurrent` in flight.
+#![cfg(feature = "http")]
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body, Frame};
+use http_body_util::BodyExt;
+use palisade::bulkhead::BulkheadConfig;
+use palisade::policy::Policy;
+use tower::{BoxError, Layer, Service, ServiceExt};
+
+/// A body that never sends anything, counted live until dropped.
+struct Stuck(Arc<AtomicUsize>);
+
+impl Drop for Stuck {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Body for Stuck {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Poll::Pending
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_past_its_deadline_is_dropped_before_its_permit_is_given_back() {
+    let mut bulkhead = BulkheadConfig::default();
+    bulkhead.max_concurrent = 1;
+    let policy = Policy::builder()
+        .http()
+        .bulkhead(bulkhead)
+        .response_deadline(Duration::from_millis(100))
+        .build()
+        .unwrap();
+    let permits = policy.bulkhead().unwrap();
+    let live = Arc::new(AtomicUsize::new(0));
+    let counter = live.clone();
+    let mut svc = policy.layer(tower::service_fn(move |_: http::Request<()>| {
+        counter.fetch_add(1, Ordering::SeqCst);
+        let body = Stuck(counter.clone());
+        async move { Ok::<_, std::convert::Infallible>(http::Response::new(body)) }
+    }));
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(http::Request::new(()))
+        .await
+        .unwrap();
+    let mut body = res.into_body();
+    let err = body.frame().await.unwrap().unwrap_err();
+    assert!(err.is::<palisade::error::Elapsed>(), "{err:?}");
+    // The call is over for palisade: its permit is back...
+    assert_eq!(permits.available(), 1);
+    // ...but the dependency still has it: the client's body is alive inside `body`.
+    assert_eq!(
+        live.load(Ordering::SeqCst),
+        0,
+        "the abandoned body still holds the request"
+    );
+    drop(body);
+}
