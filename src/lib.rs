@@ -27,6 +27,53 @@
 //!
 //! Every layer classifies outcomes the same way ([`classify`]) and fails with small typed
 //! errors that [`error::error_kind`] tells apart.
+//!
+//! ## Why each protection
+//!
+//! A remote call can fail in ways a local one cannot: the dependency is down, overloaded, slow,
+//! or answers and then stops half-way. Without protection, the caller waits with it, and its
+//! own callers wait on it: one sick service takes down the ones that call it.
+//!
+//! * **Timeouts** bound how long a caller waits. Without them a hanging dependency holds a
+//!   connection, a task and a request's memory for as long as it likes.
+//! * **A bulkhead** bounds how many calls to one dependency are outstanding, so a slow one
+//!   cannot use up every connection or task; past the limit, calls fail at once (or wait a
+//!   bounded time in a bounded queue).
+//! * **A circuit breaker** notices that a dependency is failing (a failure rate, or slow calls,
+//!   over a window of calls) and stops calling it for a while: callers fail in nanoseconds
+//!   instead of waiting for a timeout, and the dependency gets room to recover. Then a few
+//!   probes decide whether it has.
+//! * **A fallback** turns a failure into something the caller can use: a default value, a
+//!   cached response (stale-if-error), or a partial result.
+//!
+//! ## The recommended order, and why
+//!
+//! `caller -> Fallback -> CircuitBreaker -> Bulkhead -> Timeout -> client`. The timeout is
+//! innermost, so a call that runs out of time is a failure the breaker counts, and its permit
+//! comes back the moment it is abandoned. The bulkhead is inside the breaker, so an open
+//! breaker rejects without touching a permit, and a full bulkhead (local overload, not a sick
+//! dependency) is *ignored* by the breaker. The fallback is outermost, so it sees every kind of
+//! failure and chooses per kind. [`policy::Policy`] builds this order from one configuration.
+//!
+//! ## How failures are counted
+//!
+//! Each completed call is a success, a failure or ignored ([`classify::Outcome`]). By default
+//! any error from the client (a timeout included) is a failure and palisade's own rejections are
+//! ignored; a call whose future is dropped is ignored. For HTTP, 5xx (but 501 and 505), 429 and
+//! 408 are failures; for gRPC, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`,
+//! `INTERNAL`, `UNKNOWN` and `DATA_LOSS`, read from the trailers when they are there. A
+//! streamed response is settled when its body ends.
+//!
+//! ## Wrapping hyper, reqwest and tonic
+//!
+//! * hyper (or any `Service<http::Request<_>, Response = http::Response<_>>`):
+//!   `Policy::builder().http()...build()?.layer(client)`;
+//! * `reqwest::Client`: `Policy::builder().reqwest()`, reqwest's own types in and out;
+//! * a tonic `Channel`: `Policy::builder().grpc()`, then the generated client over the policy's
+//!   service (`MyClient::new(policy.layer(channel))`).
+//!
+//! The README's tables list every setting with its default; `examples/` has one runnable
+//! program per client and pattern.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]

@@ -28,7 +28,7 @@ async fn a_panic_in_the_inner_call_gives_the_probe_slot_back() {
 
     let mut probe = svc.clone();
     let panicked = std::panic::AssertUnwindSafe(async move {
-        let _ = probe.ready().await.unwrap().call(true);
+        drop(probe.ready().await.unwrap().call(true));
     })
     .catch_unwind()
     .await;

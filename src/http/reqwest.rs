@@ -5,6 +5,27 @@
 //! `http::Response<Tracked<reqwest::Body>>` right on the client (so the body is tracked like
 //! any other HTTP body), and back to a `reqwest::Response`, URL included, around the whole
 //! stack: the caller sends and receives reqwest's own types.
+//!
+//! ```no_run
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), tower::BoxError> {
+//! use palisade::{policy::Policy, bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig};
+//! use tower::{Layer, Service, ServiceExt};
+//!
+//! let policy = Policy::builder()
+//!     .name("inventory")
+//!     .reqwest()                                   // reqwest types in and out, bodies tracked
+//!     .timeout(std::time::Duration::from_millis(500))
+//!     .bulkhead(BulkheadConfig::default())         // 25 in flight, then rejected at once
+//!     .circuit_breaker(CircuitBreakerConfig::default())
+//!     .build()?;                                   // a ConfigError names any wrong field
+//! let mut client = policy.layer(reqwest::Client::new());
+//! let req = reqwest::Request::new(reqwest::Method::GET, "http://inventory.internal/items/7".parse()?);
+//! let res: reqwest::Response = client.ready().await?.call(req).await?;
+//! # let _ = res;
+//! # Ok(())
+//! # }
+//! ```
 
 use std::future::Future;
 use std::pin::Pin;
