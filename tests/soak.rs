@@ -17,7 +17,8 @@
 //!   counts;
 //! * every call that got a permit reached the client exactly once, none twice (palisade never
 //!   re-sends), and at most `max_concurrent` were in flight at the client (bodies kept past
-//!   their deadline counted apart: a known gap, RELIABILITY.md) and at the server;
+//!   their deadline still counted apart, though the client's body is now dropped at the
+//!   deadline) and at the server;
 //! * at rest, every permit is back, no probe slot is taken, and the breaker closes once the
 //!   dependency is healthy; on Linux, open files and memory are back near where they started.
 //!
