@@ -185,95 +185,67 @@ impl HttpStaleCache {
     }
 }
 
-impl<ReqB, B: Body> Recover<http::Request<ReqB>, Response<Tracked<B>>> for HttpStaleCache {
-    type Kept = Option<CacheKey>;
+/// `Recover` for a request type: only `keep` (how the request's head is read) differs.
+macro_rules! recover_for {
+    ([$($generic:ident),*] $req:ty, |$cache:ident, $r:ident| $keep:expr) => {
+        impl<$($generic,)* B: Body> Recover<$req, Response<Tracked<B>>> for HttpStaleCache {
+            type Kept = Option<CacheKey>;
 
-    fn keep(&self, req: &http::Request<ReqB>) -> Option<CacheKey> {
-        let uri = req.uri().to_string();
-        self.key(RequestHead {
-            method: req.method(),
-            uri: &uri,
-            headers: req.headers(),
-        })
-    }
+            fn keep(&self, $r: &$req) -> Option<CacheKey> {
+                let $cache = self;
+                $keep
+            }
 
-    fn recover(
-        &self,
-        kept: Option<CacheKey>,
-        failure: Failure<Response<Tracked<B>>>,
-    ) -> Result<Response<Tracked<B>>, Failure<Response<Tracked<B>>>> {
-        match kept.as_ref().and_then(|key| self.serve(key)) {
-            Some((res, _)) => Ok(res),
-            None => Err(failure),
+            fn recover(
+                &self,
+                kept: Option<CacheKey>,
+                failure: Failure<Response<Tracked<B>>>,
+            ) -> Result<Response<Tracked<B>>, Failure<Response<Tracked<B>>>> {
+                match kept.as_ref().and_then(|key| self.serve(key)) {
+                    Some((res, _)) => Ok(res),
+                    None => Err(failure),
+                }
+            }
+
+            fn recover_served(
+                &self,
+                kept: Option<CacheKey>,
+                failure: Failure<Response<Tracked<B>>>,
+            ) -> Result<(Response<Tracked<B>>, Served), Failure<Response<Tracked<B>>>> {
+                match kept.as_ref().and_then(|key| self.serve(key)) {
+                    Some(served) => Ok(served),
+                    None => Err(failure),
+                }
+            }
+
+            fn succeeded(&self, kept: Option<CacheKey>, response: &mut Response<Tracked<B>>) {
+                if let Some(key) = kept {
+                    self.watch(key, response);
+                }
+            }
+
+            fn cached_entries(&self) -> Option<usize> {
+                Some(self.store.stats().entries)
+            }
         }
-    }
-
-    fn recover_served(
-        &self,
-        kept: Option<CacheKey>,
-        failure: Failure<Response<Tracked<B>>>,
-    ) -> Result<(Response<Tracked<B>>, Served), Failure<Response<Tracked<B>>>> {
-        match kept.as_ref().and_then(|key| self.serve(key)) {
-            Some(served) => Ok(served),
-            None => Err(failure),
-        }
-    }
-
-    fn succeeded(&self, kept: Option<CacheKey>, response: &mut Response<Tracked<B>>) {
-        if let Some(key) = kept {
-            self.watch(key, response);
-        }
-    }
-
-    fn cached_entries(&self) -> Option<usize> {
-        Some(self.store.stats().entries)
-    }
+    };
 }
+
+recover_for!([ReqB] http::Request<ReqB>, |cache, req| {
+    let uri = req.uri().to_string();
+    cache.key(RequestHead {
+        method: req.method(),
+        uri: &uri,
+        headers: req.headers(),
+    })
+});
 
 #[cfg(feature = "reqwest")]
-impl<B: Body> Recover<reqwest::Request, Response<Tracked<B>>> for HttpStaleCache {
-    type Kept = Option<CacheKey>;
-
-    fn keep(&self, req: &reqwest::Request) -> Option<CacheKey> {
-        self.key(RequestHead {
-            method: req.method(),
-            uri: req.url().as_str(),
-            headers: req.headers(),
-        })
-    }
-
-    fn recover(
-        &self,
-        kept: Option<CacheKey>,
-        failure: Failure<Response<Tracked<B>>>,
-    ) -> Result<Response<Tracked<B>>, Failure<Response<Tracked<B>>>> {
-        match kept.as_ref().and_then(|key| self.serve(key)) {
-            Some((res, _)) => Ok(res),
-            None => Err(failure),
-        }
-    }
-
-    fn recover_served(
-        &self,
-        kept: Option<CacheKey>,
-        failure: Failure<Response<Tracked<B>>>,
-    ) -> Result<(Response<Tracked<B>>, Served), Failure<Response<Tracked<B>>>> {
-        match kept.as_ref().and_then(|key| self.serve(key)) {
-            Some(served) => Ok(served),
-            None => Err(failure),
-        }
-    }
-
-    fn succeeded(&self, kept: Option<CacheKey>, response: &mut Response<Tracked<B>>) {
-        if let Some(key) = kept {
-            self.watch(key, response);
-        }
-    }
-
-    fn cached_entries(&self) -> Option<usize> {
-        Some(self.store.stats().entries)
-    }
-}
+recover_for!([] reqwest::Request, |cache, req| cache.key(RequestHead {
+    method: req.method(),
+    uri: req.url().as_str(),
+    headers: req.headers(),
+}));
 
 /// Builds an [`HttpStaleCache`].
 pub struct HttpStaleCacheBuilder {
