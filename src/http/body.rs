@@ -32,8 +32,37 @@ impl Deadline {
         })
     }
 
+    /// `Some(Elapsed)` once `deadline`, if any, has passed; else registers for the wake-up.
+    pub(crate) fn expired(deadline: &mut Option<Self>, cx: &mut Context<'_>) -> Option<Elapsed> {
+        match deadline.as_mut()?.poll(cx) {
+            Poll::Ready(elapsed) => Some(elapsed),
+            Poll::Pending => None,
+        }
+    }
+
+    /// Polls a response head against `deadline`: the head with what is left of the deadline
+    /// (for its body), or [`Elapsed`] once it has passed.
+    pub(crate) fn poll_head<F, T, E>(
+        fut: Pin<&mut F>,
+        deadline: &mut Option<Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(T, Option<Self>), BoxError>>
+    where
+        F: std::future::Future<Output = Result<T, E>>,
+        E: Into<BoxError>,
+    {
+        match fut.poll(cx) {
+            Poll::Ready(Ok(head)) => Poll::Ready(Ok((head, deadline.take()))),
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Pending => match Self::expired(deadline, cx) {
+                Some(elapsed) => Poll::Ready(Err(Box::new(elapsed))),
+                None => Poll::Pending,
+            },
+        }
+    }
+
     /// `Ready(Elapsed)` once the deadline has passed. The timer is made on the first poll.
-    pub(crate) fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Elapsed> {
+    fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Elapsed> {
         let at = self.at;
         let sleep = self
             .sleep
@@ -271,9 +300,7 @@ where
         let polled = body.as_mut().poll_frame(cx);
         let frame = match polled {
             Poll::Pending => {
-                if let Some(deadline) = this.deadline.as_mut()
-                    && let Poll::Ready(elapsed) = deadline.poll(cx)
-                {
+                if let Some(elapsed) = Deadline::expired(this.deadline, cx) {
                     *this.ended = true;
                     // Let go of the client's body (and so of its connection or stream) now,
                     // with the permit, not when the caller drops this one.

@@ -158,29 +158,16 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.fut.poll(cx) {
-            Poll::Ready(Ok(res)) => {
-                let url = res.url().clone();
-                let res = Response::<reqwest::Body>::from(res);
-                let (mut parts, body) = res.into_parts();
-                // reqwest keeps the URL in a private extension; its builder can set it.
-                use reqwest::ResponseBuilderExt;
-                if let Ok(carrier) = http::Response::builder().url(url).body(()) {
-                    parts.extensions.extend(carrier.into_parts().0.extensions);
-                }
-                let body = Tracked::with_deadline(body, this.deadline.take());
-                Poll::Ready(Ok(Response::from_parts(parts, body)))
+        Deadline::poll_head(this.fut, this.deadline, cx).map_ok(|(res, deadline)| {
+            let url = res.url().clone();
+            let (mut parts, body) = Response::<reqwest::Body>::from(res).into_parts();
+            // reqwest keeps the URL in a private extension; its builder can set it.
+            use reqwest::ResponseBuilderExt;
+            if let Ok(carrier) = http::Response::builder().url(url).body(()) {
+                parts.extensions.extend(carrier.into_parts().0.extensions);
             }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
-            Poll::Pending => {
-                if let Some(deadline) = this.deadline.as_mut()
-                    && let Poll::Ready(elapsed) = deadline.poll(cx)
-                {
-                    return Poll::Ready(Err(Box::new(elapsed)));
-                }
-                Poll::Pending
-            }
-        }
+            Response::from_parts(parts, Tracked::with_deadline(body, deadline))
+        })
     }
 }
 

@@ -210,20 +210,7 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        match this.fut.poll(cx) {
-            Poll::Ready(Ok(res)) => {
-                let deadline = this.deadline.take();
-                Poll::Ready(Ok(res.map(|body| Tracked::with_deadline(body, deadline))))
-            }
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
-            Poll::Pending => {
-                if let Some(deadline) = this.deadline.as_mut()
-                    && let Poll::Ready(elapsed) = deadline.poll(cx)
-                {
-                    return Poll::Ready(Err(Box::new(elapsed)));
-                }
-                Poll::Pending
-            }
-        }
+        Deadline::poll_head(this.fut, this.deadline, cx)
+            .map_ok(|(res, deadline)| res.map(|body| Tracked::with_deadline(body, deadline)))
     }
 }
