@@ -118,6 +118,103 @@ impl fmt::Display for BulkheadFull {
 
 impl Error for BulkheadFull {}
 
+/// A user callback palisade runs (a classifier, a [`Recover`](crate::fallback::Recover)
+/// method such as a stale cache's key, size or mark function, a fallback function, a
+/// per-request timeout function) panicked. palisade caught the panic, settled its own
+/// accounting (the breaker records the call as ignored if it had not recorded it yet; permits
+/// and probe slots are given back) and failed the call with this error instead of unwinding
+/// through the caller.
+///
+/// A bug in a callback surfaces as this typed error on every call that reaches it: the
+/// fallback layer lets it through unrecovered, and the default classifier ignores it, so a
+/// buggy callback neither trips a breaker nor hides behind a fallback. Panics of the wrapped service itself are not caught: they are the
+/// dependency's, and reach the caller as they would without palisade (nothing is leaked).
+///
+/// `Display` names the callback but not the panic's message (which may hold request data);
+/// [`message`](Self::message) has it.
+///
+/// ```
+/// use palisade::error::{error_kind, CallbackPanicked, ErrorKind};
+/// use palisade::fallback::{self, Failure};
+/// use tower::{service_fn, BoxError, Layer, ServiceExt};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let buggy = fallback::from_fn(|_: Failure<u32>| -> Result<u32, Failure<u32>> {
+///     panic!("fallback bug")
+/// });
+/// let svc = fallback::FallbackLayer::new(buggy)
+///     .layer(service_fn(|()| async { Err::<u32, BoxError>("down".into()) }));
+/// let err = svc.oneshot(()).await.unwrap_err();
+/// match error_kind(err.as_ref()) {
+///     ErrorKind::CallbackPanicked(p) => {
+///         assert_eq!(p.callback(), "Recover::recover");
+///         assert_eq!(p.message(), "fallback bug");
+///     }
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallbackPanicked {
+    callback: &'static str,
+    message: String,
+}
+
+impl CallbackPanicked {
+    /// A panic of the callback named `callback`, with its message.
+    pub fn new(callback: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            callback,
+            message: message.into(),
+        }
+    }
+
+    /// Which callback panicked: `"classifier"`, `"Classify::end_of_body"`, `"Recover::keep"`,
+    /// `"Recover::succeeded"`, `"Recover::recover"`, `"Hold::hooks"`,
+    /// `"per-request timeout"`.
+    pub fn callback(&self) -> &'static str {
+        self.callback
+    }
+
+    /// The panic's message, when it was a string (`"<non-string panic payload>"` otherwise).
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Display for CallbackPanicked {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a user callback panicked: {}", self.callback)
+    }
+}
+
+impl Error for CallbackPanicked {}
+
+/// Runs the user callback `f`, turning a panic into [`CallbackPanicked`]. The happy path costs
+/// nothing but the call (unwinding is zero-cost until a panic).
+#[inline]
+pub(crate) fn catch_callback<T>(
+    callback: &'static str,
+    f: impl FnOnce() -> T,
+) -> Result<T, CallbackPanicked> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
+        .map_err(|payload| panicked(callback, payload))
+}
+
+#[cold]
+#[inline(never)]
+fn panicked(callback: &'static str, payload: Box<dyn std::any::Any + Send>) -> CallbackPanicked {
+    let message = match payload.downcast::<String>() {
+        Ok(s) => *s,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(s) => (*s).to_owned(),
+            Err(_) => "<non-string panic payload>".to_owned(),
+        },
+    };
+    CallbackPanicked::new(callback, message)
+}
+
 /// What happened to a failed call, as told by [`error_kind`].
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -128,6 +225,8 @@ pub enum ErrorKind<'a> {
     BulkheadFull(&'a BulkheadFull),
     /// Timed out.
     TimedOut(&'a Elapsed),
+    /// A user callback panicked; palisade caught it.
+    CallbackPanicked(&'a CallbackPanicked),
     /// The inner service failed; this is its error.
     Inner(&'a (dyn Error + 'static)),
 }
@@ -155,6 +254,9 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
         }
         if let Some(elapsed) = e.downcast_ref::<Elapsed>() {
             return ErrorKind::TimedOut(elapsed);
+        }
+        if let Some(panicked) = e.downcast_ref::<CallbackPanicked>() {
+            return ErrorKind::CallbackPanicked(panicked);
         }
         cur = e.source();
     }

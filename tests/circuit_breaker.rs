@@ -389,7 +389,7 @@ async fn pushback_keeps_the_breaker_open_as_long_as_asked_and_is_capped() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_classifier_leaks_no_probe_slot() {
+async fn a_panicking_classifier_is_a_typed_error_and_leaks_no_probe_slot() {
     fn buggy(res: Result<&&'static str, &BoxError>) -> Outcome {
         if res.is_ok() {
             panic!("classifier bug");
@@ -405,10 +405,21 @@ async fn a_panicking_classifier_leaks_no_probe_slot() {
         let mut s = svc.clone();
         let result = std::panic::AssertUnwindSafe(async move { call(&mut s, Reply::Ok).await })
             .catch_unwind()
-            .await;
-        assert!(result.is_err(), "the classifier's panic reaches the caller");
+            .await
+            .expect("the classifier's panic is caught, not passed to the caller");
+        let err = result.unwrap_err();
+        match palisade::error::error_kind(err.as_ref()) {
+            palisade::error::ErrorKind::CallbackPanicked(p) => {
+                assert_eq!(
+                    (p.callback(), p.message()),
+                    ("classifier", "classifier bug")
+                );
+            }
+            other => panic!("expected CallbackPanicked, got {other:?}"),
+        }
         assert_eq!(breaker.snapshot().probes_in_flight, 0);
     }
+    // Each probe was recorded as ignored: still half-open, and the next probe decides.
     assert_eq!(breaker.state(), State::HalfOpen);
     call(&mut svc, Reply::Err).await.unwrap_err();
     assert_eq!(breaker.state(), State::Open);

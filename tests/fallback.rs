@@ -157,6 +157,30 @@ async fn the_breaker_inside_still_counts_what_the_fallback_recovers() {
 
 #[tokio::test(start_paused = true)]
 async fn a_panicking_fallback_leaks_no_probe_slot_and_leaves_the_stack_usable() {
+    /// One call, which must end in the typed error for the fallback's panic, not unwind.
+    async fn fallback_panics<S>(svc: &S)
+    where
+        S: Service<Do, Response = u16, Error = BoxError> + Clone,
+    {
+        let mut s = svc.clone();
+        let result =
+            std::panic::AssertUnwindSafe(
+                async move { support::call(&mut s, Do::InnerError).await },
+            )
+            .catch_unwind()
+            .await
+            .expect("the fallback's panic is caught");
+        let err = result.unwrap_err();
+        match palisade::error::error_kind(err.as_ref()) {
+            palisade::error::ErrorKind::CallbackPanicked(p) => {
+                assert_eq!(
+                    (p.callback(), p.message()),
+                    ("Recover::recover", "fallback bug")
+                );
+            }
+            other => panic!("expected CallbackPanicked, got {other:?}"),
+        }
+    }
     let breaker = breaker();
     let handle = breaker.handle();
     let svc = ServiceBuilder::new()
@@ -166,23 +190,12 @@ async fn a_panicking_fallback_leaks_no_probe_slot_and_leaves_the_stack_usable() 
         .layer(breaker)
         .service(inner());
     for _ in 0..2 {
-        let mut s = svc.clone();
-        let r = std::panic::AssertUnwindSafe(
-            async move { support::call(&mut s, Do::InnerError).await },
-        )
-        .catch_unwind()
-        .await;
-        assert!(r.is_err());
+        fallback_panics(&svc).await;
     }
     assert_eq!(handle.state(), State::Open);
     advance(Duration::from_secs(5)).await;
     // The probe fails and the fallback panics: the probe slot still comes back.
-    let mut s = svc.clone();
-    let r =
-        std::panic::AssertUnwindSafe(async move { support::call(&mut s, Do::InnerError).await })
-            .catch_unwind()
-            .await;
-    assert!(r.is_err());
+    fallback_panics(&svc).await;
     assert_eq!(handle.snapshot().probes_in_flight, 0);
     assert_eq!(handle.state(), State::Open, "the failed probe was counted");
     advance(Duration::from_secs(5)).await;

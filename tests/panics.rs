@@ -1,10 +1,12 @@
 //! A panicking user callback (classifier, stale-cache key, size and mark functions, fallback,
-//! listener, per-request timeout) or a panicking dependency: the panic reaches the caller (a
-//! listener's is caught), and afterwards every bulkhead permit and every probe slot is back
-//! and the next call works, closed and half-open alike.
+//! listener, per-request timeout) or a panicking dependency. palisade catches a callback's
+//! panic and fails that call with the typed error `CallbackPanicked`, naming the callback (a
+//! listener's panic is caught and dropped); a dependency's own panic reaches the caller. In
+//! every case, afterwards every bulkhead permit and every probe slot is back and the next call
+//! works, closed and half-open alike.
 //!
 //! Paused time, the scripted dependency of `tests/support`. Related tests elsewhere:
-//! `circuit_breaker::a_panicking_classifier_leaks_no_probe_slot`,
+//! `circuit_breaker::a_panicking_classifier_is_a_typed_error_and_leaks_no_probe_slot`,
 //! `fallback::a_panicking_fallback_leaks_no_probe_slot_and_leaves_the_stack_usable`,
 //! `observe::a_panicking_listener_leaks_no_permit_and_no_probe_slot`,
 //! `policy::a_panicking_listener_breaks_nothing`,
@@ -24,6 +26,7 @@ use futures::FutureExt;
 use palisade::bulkhead::{self, BulkheadConfig};
 use palisade::circuit_breaker::{self, CircuitBreakerConfig, SlidingWindow, State};
 use palisade::classify::{Outcome, classify_error};
+use palisade::error::{ErrorKind, error_kind};
 use palisade::events::Event;
 use palisade::fallback::{self, Failure, FailureKind, StaleCache};
 use palisade::policy::Policy;
@@ -83,6 +86,32 @@ where
     match catch(async move { call(&mut clone, reply).await.map(|_| ()) }).await {
         Err(panic) => panic,
         Ok(result) => panic!("expected the callback's panic, got {:?}", result.err()),
+    }
+}
+
+/// Runs one call on a clone of `svc`, which must end (without unwinding) in the typed error
+/// for a callback's panic; returns the callback it names and the panic's message.
+async fn caught_call<S>(svc: &S, reply: Reply) -> (&'static str, String)
+where
+    S: Service<Reply> + Clone,
+    S::Error: Into<BoxError>,
+{
+    let mut clone = svc.clone();
+    let result = catch(async move { call(&mut clone, reply).await.map(|_| ()) })
+        .await
+        .unwrap_or_else(|panic| panic!("the panic escaped: {:?}", message(&*panic)));
+    callback_panicked(result)
+}
+
+/// The callback and message of the `CallbackPanicked` that `result` must have failed with.
+#[track_caller]
+fn callback_panicked<T>(result: Result<T, BoxError>) -> (&'static str, String) {
+    let Err(err) = result else {
+        panic!("expected CallbackPanicked, got a response")
+    };
+    match error_kind(err.as_ref()) {
+        ErrorKind::CallbackPanicked(p) => (p.callback(), p.message().to_owned()),
+        other => panic!("expected CallbackPanicked, got {other:?}"),
     }
 }
 
@@ -146,7 +175,7 @@ fn panicking_classifier(res: Result<&&'static str, &BoxError>) -> Outcome {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_classifier_reaches_the_caller_and_leaks_nothing() {
+async fn a_panicking_classifier_is_a_typed_error_and_leaks_nothing() {
     for at in BOTH {
         let policy = Policy::builder()
             .timeout(Duration::from_millis(100))
@@ -163,8 +192,8 @@ async fn a_panicking_classifier_reaches_the_caller_and_leaks_nothing() {
         let mut svc = policy.layer(Dependency::new());
         bring_to(at, &mut svc, &breaker).await;
 
-        let panic = panicking_call(&svc, Reply::Answer(BOOM)).await;
-        assert_eq!(message(&*panic), "classifier bug");
+        let caught = caught_call(&svc, Reply::Answer(BOOM)).await;
+        assert_eq!(caught, ("classifier", "classifier bug".to_owned()));
         assert_at_rest(&bulkhead, &breaker);
         if at == At::HalfOpen {
             assert_eq!(
@@ -179,11 +208,11 @@ async fn a_panicking_classifier_reaches_the_caller_and_leaks_nothing() {
     }
 }
 
-/// The classifier's panic unwinds through the bulkhead, whose permit, given back on the way,
-/// is an event for a listener that panics too: both panics are handled (the listener's is
-/// caught while the classifier's unwinds), and nothing is leaked.
+/// The classifier's panic, caught, fails the call; the bulkhead's permit, given back as that
+/// error passes, is an event for a listener that panics too: both panics are caught, and
+/// nothing is leaked.
 #[tokio::test(start_paused = true)]
-async fn a_listener_panicking_while_a_classifier_panic_unwinds_is_caught() {
+async fn a_listener_panicking_after_a_classifier_panic_is_caught() {
     for at in BOTH {
         let told = Arc::new(AtomicUsize::new(0));
         let count = told.clone();
@@ -208,12 +237,8 @@ async fn a_listener_panicking_while_a_classifier_panic_unwinds_is_caught() {
         bring_to(at, &mut svc, &breaker).await;
         let before = told.load(Ordering::SeqCst);
 
-        let panic = panicking_call(&svc, Reply::Answer(BOOM)).await;
-        assert_eq!(
-            message(&*panic),
-            "classifier bug",
-            "the caller gets the first panic"
-        );
+        let caught = caught_call(&svc, Reply::Answer(BOOM)).await;
+        assert_eq!(caught, ("classifier", "classifier bug".to_owned()));
         assert_eq!(
             told.load(Ordering::SeqCst),
             before + 1,
@@ -226,7 +251,7 @@ async fn a_listener_panicking_while_a_classifier_panic_unwinds_is_caught() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_fallback_reaches_the_caller_and_leaks_nothing() {
+async fn a_panicking_fallback_is_a_typed_error_and_leaks_nothing() {
     type Recovery = fn(Failure<&'static str>) -> Result<&'static str, Failure<&'static str>>;
     fn buggy(failure: Failure<&'static str>) -> Result<&'static str, Failure<&'static str>> {
         match failure.kind() {
@@ -256,8 +281,8 @@ async fn a_panicking_fallback_reaches_the_caller_and_leaks_nothing() {
             advance(OPEN).await;
         }
 
-        let panic = panicking_call(&svc, Reply::Err).await;
-        assert_eq!(message(&*panic), "fallback bug");
+        let caught = caught_call(&svc, Reply::Err).await;
+        assert_eq!(caught, ("Recover::recover", "fallback bug".to_owned()));
         assert_at_rest(&bulkhead, &breaker);
         // The breaker counted the failure before the fallback ran: a failed probe reopens.
         match at {
@@ -313,7 +338,7 @@ fn buggy_cache(
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_stale_cache_function_reaches_the_caller_and_leaks_nothing() {
+async fn a_panicking_stale_cache_function_is_a_typed_error_and_leaks_nothing() {
     for buggy in [Buggy::Key, Buggy::Size, Buggy::Mark] {
         for at in BOTH {
             let armed = Arc::new(AtomicBool::new(false));
@@ -339,14 +364,14 @@ async fn a_panicking_stale_cache_function_reaches_the_caller_and_leaks_nothing()
             bring_to(at, &mut svc, &breaker).await;
 
             let (reply, expected) = match buggy {
-                Buggy::Key => (Reply::Answer(BOOM), "key bug"),
-                Buggy::Size => (Reply::Answer(BOOM), "size bug"),
-                Buggy::Mark => (Reply::Err, "mark bug"),
+                Buggy::Key => (Reply::Answer(BOOM), ("Recover::keep", "key bug")),
+                Buggy::Size => (Reply::Answer(BOOM), ("Recover::succeeded", "size bug")),
+                Buggy::Mark => (Reply::Err, ("Recover::recover", "mark bug")),
             };
             armed.store(true, Ordering::SeqCst);
-            let panic = panicking_call(&svc, reply).await;
+            let caught = caught_call(&svc, reply).await;
             armed.store(false, Ordering::SeqCst);
-            assert_eq!(message(&*panic), expected, "{what}");
+            assert_eq!(caught, (expected.0, expected.1.to_owned()), "{what}");
             assert_at_rest(&bulkhead, &breaker);
             match (buggy, at) {
                 // The probe never reached the breaker's `call`: its slot was given back.
@@ -388,14 +413,13 @@ async fn a_service_kept_after_a_key_function_panic_uses_its_admission_on_the_nex
     let mut svc = policy.layer(Dependency::new());
     bring_to(At::HalfOpen, &mut svc, &breaker).await;
 
-    let kept = &mut svc;
-    let panic = catch(async {
-        // Panics in `call`, before there is a future to drop.
-        drop(kept.ready().await.unwrap().call(Reply::Answer(BOOM)));
-    })
-    .await
-    .unwrap_err();
-    assert_eq!(message(&*panic), "key bug");
+    // The key function panics in the fallback's `call`, which fails the call without calling
+    // the layers below: their admission stays with the ready service.
+    let result = svc.ready().await.unwrap().call(Reply::Answer(BOOM)).await;
+    assert_eq!(
+        callback_panicked(result),
+        ("Recover::keep", "key bug".to_owned())
+    );
     assert_eq!(
         bulkhead.available(),
         MAX,
@@ -467,7 +491,7 @@ async fn a_listener_panicking_on_every_event_is_caught_closed_and_half_open() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_panicking_per_request_timeout_function_leaks_no_permit() {
+async fn a_panicking_per_request_timeout_function_is_a_typed_error_and_leaks_no_permit() {
     use palisade::policy::ServiceBuilderExt;
     use palisade::timeout::TimeoutLayer;
 
@@ -498,8 +522,11 @@ async fn a_panicking_per_request_timeout_function_leaks_no_permit() {
     for at in BOTH {
         bring_to(at, &mut svc, &breaker).await;
         // The timeout runs under the bulkhead: the permit exists when the function panics.
-        let panic = panicking_call(&svc, Reply::Answer(BOOM)).await;
-        assert_eq!(message(&*panic), "per-request bug");
+        let caught = caught_call(&svc, Reply::Answer(BOOM)).await;
+        assert_eq!(
+            caught,
+            ("per-request timeout", "per-request bug".to_owned())
+        );
         assert_at_rest(&bulkhead, &breaker);
         assert_next_call_works(at, &mut svc, &breaker).await;
         assert_at_rest(&bulkhead, &breaker);
@@ -549,8 +576,8 @@ async fn a_dependency_panicking_in_its_future_leaks_nothing() {
 }
 
 /// The HTTP policy: the bulkhead permit (and for a deferred outcome the probe slot) rides on
-/// the response body, so a panic after the head arrived drops the body on the way out, and
-/// the body gives everything back.
+/// the response body, so a callback's panic after the head arrived drops the body with the
+/// response the typed error replaces, and the body gives everything back.
 #[cfg(feature = "http")]
 mod over_http {
     use super::*;
@@ -608,15 +635,15 @@ mod over_http {
         }
     }
 
-    async fn panicking_fetch<S>(svc: &S, path: &'static str) -> Box<dyn Any + Send>
+    async fn caught_fetch<S>(svc: &S, path: &'static str) -> (&'static str, String)
     where
         S: Service<Request<()>, Response = Res, Error = BoxError> + Clone,
     {
         let mut clone = svc.clone();
-        match catch(async move { fetch(&mut clone, path).await }).await {
-            Err(panic) => panic,
-            Ok(result) => panic!("expected the callback's panic, got {result:?}"),
-        }
+        let result = catch(async move { fetch(&mut clone, path).await })
+            .await
+            .unwrap_or_else(|panic| panic!("the panic escaped: {:?}", message(&*panic)));
+        callback_panicked(result)
     }
 
     async fn next_fetch_works<S>(svc: &mut S, breaker: &circuit_breaker::Handle)
@@ -655,8 +682,8 @@ mod over_http {
             );
             let mut svc = policy.layer(server());
             bring_to_http(at, &mut svc, &breaker).await;
-            let panic = panicking_fetch(&svc, "/boom").await;
-            assert_eq!(message(&*panic), "user key bug");
+            let caught = caught_fetch(&svc, "/boom").await;
+            assert_eq!(caught, ("Recover::keep", "user key bug".to_owned()));
             assert_at_rest(&bulkhead, &breaker);
             next_fetch_works(&mut svc, &breaker).await;
             assert_at_rest(&bulkhead, &breaker);
@@ -664,7 +691,7 @@ mod over_http {
     }
 
     /// A classifier that panics on a 200 whose body is still to come: the bulkhead permit
-    /// already rides on that body, which the unwind drops.
+    /// already rides on that body, which is dropped with the response.
     #[tokio::test(start_paused = true)]
     async fn a_panicking_classifier_on_an_http_response_leaks_nothing() {
         fn buggy(res: Result<&Res, &BoxError>) -> Outcome {
@@ -704,8 +731,8 @@ mod over_http {
             );
             let mut svc = policy.layer(boom_server);
             bring_to_http(at, &mut svc, &breaker).await;
-            let panic = panicking_fetch(&svc, "/boom").await;
-            assert_eq!(message(&*panic), "classifier bug");
+            let caught = caught_fetch(&svc, "/boom").await;
+            assert_eq!(caught, ("classifier", "classifier bug".to_owned()));
             assert_at_rest(&bulkhead, &breaker);
             next_fetch_works(&mut svc, &breaker).await;
             assert_at_rest(&bulkhead, &breaker);
@@ -749,5 +776,114 @@ mod over_http {
             next_fetch_works(&mut svc, &breaker).await;
             assert_at_rest(&bulkhead, &breaker);
         }
+    }
+}
+
+/// `Handle::call_classified` guards a plain future: its classifier's panic is the typed
+/// `CallError::CallbackPanicked`, and the probe slot the call held comes back.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_classifier_of_handle_call_is_a_typed_error_and_leaks_no_probe_slot() {
+    use palisade::circuit_breaker::{CallError, CircuitBreakerLayer};
+
+    let layer = circuit_breaker::Builder::from_config(breaker_config())
+        .build()
+        .unwrap();
+    let breaker = layer.handle();
+    let _: &CircuitBreakerLayer = &layer;
+    for _ in 0..2 {
+        let r = breaker.call(async { Err::<u32, _>("down") }).await;
+        assert!(matches!(r, Err(CallError::Inner("down"))));
+    }
+    assert_eq!(breaker.state(), State::Open);
+    advance(OPEN).await;
+    let result =
+        catch(breaker.call_classified(async { Ok::<u32, &str>(7) }, |_| panic!("classifier bug")))
+            .await
+            .expect("the classifier's panic is caught");
+    match result {
+        Err(CallError::CallbackPanicked(p)) => {
+            assert_eq!(
+                (p.callback(), p.message()),
+                ("classifier", "classifier bug")
+            );
+        }
+        other => panic!("expected CallbackPanicked, got {other:?}"),
+    }
+    assert_eq!(breaker.snapshot().probes_in_flight, 0, "probe slot back");
+    assert_eq!(breaker.state(), State::HalfOpen, "recorded as ignored");
+    assert_eq!(breaker.call(async { Ok::<u32, &str>(7) }).await.unwrap(), 7);
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+/// A custom `bulkhead::Hold` that panics: the call fails with the typed error and the permit
+/// it would have held comes back.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_custom_hold_is_a_typed_error_and_leaks_no_permit() {
+    #[derive(Clone)]
+    struct Buggy;
+    impl bulkhead::Hold<&'static str> for Buggy {
+        fn hooks<'a>(
+            &self,
+            response: &'a mut &'static str,
+        ) -> Option<&'a mut palisade::classify::Hooks> {
+            if *response == BOOM {
+                panic!("hold bug");
+            }
+            None
+        }
+    }
+    let layer = bulkhead::Builder::from_config(bulkhead_config())
+        .build()
+        .unwrap()
+        .hold(Buggy);
+    let handle = layer.handle();
+    let svc = layer.layer(Dependency::new());
+    let caught = caught_call(&svc, Reply::Answer(BOOM)).await;
+    assert_eq!(caught, ("Hold::hooks", "hold bug".to_owned()));
+    assert_eq!(handle.available(), handle.max_concurrent(), "permit back");
+    let mut svc = svc;
+    assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "ok");
+    assert_eq!(handle.available(), handle.max_concurrent());
+}
+
+/// A custom classifier whose `end_of_body` panics: the call fails with the typed error, is
+/// recorded as ignored, and the probe slot comes back.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_end_of_body_is_a_typed_error_and_leaks_no_probe_slot() {
+    #[derive(Clone)]
+    struct Buggy;
+    impl palisade::classify::Classify<&'static str> for Buggy {
+        fn classify(&self, result: Result<&&'static str, &BoxError>) -> Outcome {
+            match result {
+                Ok(_) => Outcome::success(),
+                Err(e) => classify_error(e),
+            }
+        }
+        fn end_of_body<'a>(
+            &self,
+            response: &'a mut &'static str,
+            _: &Outcome,
+        ) -> Option<&'a mut palisade::classify::Hooks> {
+            if *response == BOOM {
+                panic!("end of body bug");
+            }
+            None
+        }
+    }
+    let layer = circuit_breaker::Builder::from_config(breaker_config())
+        .build()
+        .unwrap()
+        .with_classifier(Buggy);
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    for at in BOTH {
+        bring_to(at, &mut svc, &breaker).await;
+        let caught = caught_call(&svc, Reply::Answer(BOOM)).await;
+        assert_eq!(
+            caught,
+            ("Classify::end_of_body", "end of body bug".to_owned())
+        );
+        assert_eq!(breaker.snapshot().probes_in_flight, 0, "{at:?}");
+        assert_next_call_works(at, &mut svc, &breaker).await;
     }
 }

@@ -9,7 +9,7 @@ use tokio::time::Sleep;
 use tower::{BoxError, Service};
 
 use crate::classify::Hooks;
-use crate::error::BulkheadFull;
+use crate::error::{BulkheadFull, catch_callback};
 
 use super::handle::Shared;
 use super::semaphore::Ticket;
@@ -227,8 +227,14 @@ where
                     let mut result = std::task::ready!(fut.poll(cx));
                     if let Some(permit) = permit.take() {
                         // Back now (not when the future is dropped), or when the body ends.
-                        if let Some(hooks) = result.as_mut().ok().and_then(|r| this.hold.hooks(r)) {
-                            hooks.hold(permit);
+                        if let Ok(r) = result.as_mut() {
+                            match catch_callback("Hold::hooks", || this.hold.hooks(r)) {
+                                Ok(Some(hooks)) => hooks.hold(permit),
+                                Ok(None) => {}
+                                // A custom `Hold` panicked: the permit is back as `permit`
+                                // drops, and the call fails with the panic.
+                                Err(panicked) => return Poll::Ready(Err(panicked.into())),
+                            }
                         }
                     }
                     return Poll::Ready(result.map_err(Into::into));

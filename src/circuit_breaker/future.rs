@@ -8,7 +8,7 @@ use tokio::time::Instant;
 use tower::BoxError;
 
 use crate::classify::{Classify, Outcome};
-use crate::error::CircuitOpen;
+use crate::error::{CallbackPanicked, CircuitOpen, catch_callback};
 
 use super::handle::Breaker;
 use super::handle::record;
@@ -139,13 +139,29 @@ where
                 };
                 let mut result = result;
                 if let Some(guard) = guard.take() {
-                    let outcome = classifier.classify(result.as_ref());
+                    // The classifier is user code: a panic in it is the call's typed error,
+                    // and the call is recorded as ignored.
+                    let outcome =
+                        match catch_callback("classifier", || classifier.classify(result.as_ref()))
+                        {
+                            Ok(outcome) => outcome,
+                            Err(panicked) => {
+                                return Poll::Ready(callback_panicked(guard, panicked));
+                            }
+                        };
                     // A response whose body decides the outcome takes the guard along.
-                    match result
-                        .as_mut()
-                        .ok()
-                        .and_then(|res| classifier.end_of_body(res, &outcome))
-                    {
+                    let hooks = match result.as_mut() {
+                        Ok(res) => match catch_callback("Classify::end_of_body", || {
+                            classifier.end_of_body(res, &outcome)
+                        }) {
+                            Ok(hooks) => hooks,
+                            Err(panicked) => {
+                                return Poll::Ready(callback_panicked(guard, panicked));
+                            }
+                        },
+                        Err(_) => None,
+                    };
+                    match hooks {
                         Some(hooks) => hooks.defer(guard, outcome),
                         None => guard.finish(outcome),
                     }
@@ -155,4 +171,13 @@ where
             KindProj::Rejected { error } => Poll::Ready(Err(Box::new(*error))),
         }
     }
+}
+
+/// Settles the admission of a call whose classifier panicked (as ignored: the call's outcome
+/// is unknown) and fails the call with the panic.
+#[cold]
+#[inline(never)]
+fn callback_panicked<T>(guard: Guard, panicked: CallbackPanicked) -> Result<T, BoxError> {
+    guard.finish(Outcome::ignored());
+    Err(Box::new(panicked))
 }

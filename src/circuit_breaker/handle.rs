@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 use crate::classify::Outcome;
-use crate::error::{CircuitOpen, ConfigError};
+use crate::error::{CallbackPanicked, CircuitOpen, ConfigError, catch_callback};
 use crate::events::{self, Event, Listeners};
 
 use super::config::CircuitBreakerConfig;
@@ -214,6 +214,9 @@ pub enum CallError<E> {
     Open(CircuitOpen),
     /// The future failed.
     Inner(E),
+    /// The classifier panicked on the future's result; the call was recorded as ignored and
+    /// the result dropped.
+    CallbackPanicked(CallbackPanicked),
 }
 
 impl<E: fmt::Display> fmt::Display for CallError<E> {
@@ -221,6 +224,7 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
         match self {
             CallError::Open(e) => e.fmt(f),
             CallError::Inner(e) => e.fmt(f),
+            CallError::CallbackPanicked(e) => e.fmt(f),
         }
     }
 }
@@ -230,6 +234,7 @@ impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
         match self {
             CallError::Open(e) => Some(e),
             CallError::Inner(e) => Some(e),
+            CallError::CallbackPanicked(e) => Some(e),
         }
     }
 }
@@ -301,7 +306,10 @@ impl Handle {
         .await
     }
 
-    /// Runs `fut` if the breaker admits it, classifying its result with `classify`.
+    /// Runs `fut` if the breaker admits it, classifying its result with `classify`. A panic in
+    /// `classify` is caught: the call is recorded as ignored and fails with
+    /// [`CallError::CallbackPanicked`]. A panic of `fut` itself reaches the caller (the permit is
+    /// given back as it unwinds).
     pub async fn call_classified<F, T, E, K>(&self, fut: F, classify: K) -> Result<T, CallError<E>>
     where
         F: Future<Output = Result<T, E>>,
@@ -318,7 +326,11 @@ impl Handle {
         };
         let start = breaker.times_calls().then(Instant::now);
         let result = fut.await;
-        let outcome = classify(result.as_ref());
+        let outcome = match catch_callback("classifier", || classify(result.as_ref())) {
+            Ok(outcome) => outcome,
+            // `held` gives the permit back as ignored.
+            Err(panicked) => return Err(CallError::CallbackPanicked(panicked)),
+        };
         if let Some(permit) = held.permit.take() {
             record(breaker, permit, outcome, start);
         }

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use tower::BoxError;
 
-use crate::error::error_kind;
+use crate::error::{ErrorKind, error_kind};
 
 mod body;
 #[cfg(feature = "grpc")]
@@ -172,19 +172,21 @@ impl<Res> Classify<Res> for DefaultClassifier {
     }
 }
 
-/// The default rule for an error: palisade's own rejections are ignored, anything else fails.
+/// The default rule for an error: palisade's own rejections, and a user callback's panic that
+/// palisade caught ([`CallbackPanicked`](crate::error::CallbackPanicked)), are ignored;
+/// anything else fails.
 pub fn classify_error(err: &BoxError) -> Outcome {
-    if error_kind(err.as_ref()).is_rejection() {
-        Outcome::ignored()
-    } else {
-        Outcome::failure()
+    match error_kind(err.as_ref()) {
+        ErrorKind::CallbackPanicked(_) => Outcome::ignored(),
+        kind if kind.is_rejection() => Outcome::ignored(),
+        _ => Outcome::failure(),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::{BulkheadFull, CircuitOpen, Elapsed, ErrorKind};
+    use crate::error::{BulkheadFull, CallbackPanicked, CircuitOpen, Elapsed, ErrorKind};
 
     #[test]
     fn default_classifier_fails_inner_errors_and_timeouts_and_ignores_rejections() {
@@ -198,6 +200,10 @@ mod tests {
         assert!(Classify::<()>::classify(&c, Err(&open)).is_ignored());
         let full: BoxError = Box::new(BulkheadFull::new(1));
         assert!(Classify::<()>::classify(&c, Err(&full)).is_ignored());
+        // A callback's panic caught by an inner palisade layer is a bug, not the dependency's
+        // failure: an outer breaker must not trip on it.
+        let panicked: BoxError = Box::new(CallbackPanicked::new("classifier", "bug"));
+        assert!(Classify::<()>::classify(&c, Err(&panicked)).is_ignored());
         assert!(matches!(error_kind(inner.as_ref()), ErrorKind::Inner(_)));
     }
 }

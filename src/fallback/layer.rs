@@ -7,6 +7,7 @@ use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
 use crate::classify::{Classify, DefaultClassifier};
+use crate::error::{CallbackPanicked, ErrorKind, catch_callback, error_kind};
 use crate::events::{Event, Listeners};
 
 use super::recover::{Failure, Kinds, Recover};
@@ -129,10 +130,19 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let kept = self.recover.keep(&req);
+        // `keep` is user code (a stale cache's key function): a panic in it fails the call
+        // before it is sent, with the panic as its typed error.
+        let inner = match catch_callback("Recover::keep", || self.recover.keep(&req)) {
+            Ok(kept) => Inner::Called {
+                fut: self.inner.call(req),
+                kept: Some(kept),
+            },
+            Err(panicked) => Inner::Panicked {
+                panicked: Box::new(panicked),
+            },
+        };
         ResponseFuture {
-            fut: self.inner.call(req),
-            kept: Some(kept),
+            inner,
             recover: self.recover.clone(),
             classifier: self.classifier.clone(),
             kinds: self.kinds,
@@ -147,15 +157,31 @@ pin_project! {
     #[derive(Debug)]
     pub struct ResponseFuture<F, R, Req, K, C> {
         #[pin]
-        fut: F,
-        // Taken when the call completes; the rest is used in place (moving it all out as one
-        // struct costs more than the call itself).
-        kept: Option<K>,
+        inner: Inner<F, K>,
         recover: R,
         classifier: C,
         kinds: Kinds,
         listeners: Listeners,
         _req: PhantomData<fn(Req)>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    #[derive(Debug)]
+    enum Inner<F, K> {
+        Called {
+            #[pin]
+            fut: F,
+            // Taken when the call completes; the rest is used in place (moving it all out as
+            // one struct costs more than the call itself).
+            kept: Option<K>,
+        },
+        // `Recover::keep` panicked: the call was never sent.
+        // Boxed: a rare path should not make every future larger.
+        Panicked {
+            panicked: Box<CallbackPanicked>,
+        },
     }
 }
 
@@ -170,21 +196,40 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let result = std::task::ready!(this.fut.poll(cx)).map_err(Into::into);
-        let Some(kept) = this.kept.take() else {
+        let (fut, kept) = match this.inner.project() {
+            InnerProj::Called { fut, kept } => (fut, kept),
+            InnerProj::Panicked { panicked } => return Poll::Ready(Err(panicked.clone())),
+        };
+        let result = std::task::ready!(fut.poll(cx)).map_err(Into::into);
+        let Some(kept) = kept.take() else {
             return Poll::Ready(result);
         };
+        // Every user callback below runs under `catch_callback`: a panic becomes the call's
+        // typed error (the breaker, inside, has recorded the call already).
         let failure = match result {
             Ok(mut response) => {
-                if this.classifier.classify(Ok(&response)).is_failure() {
-                    Failure::Response(response)
-                } else {
-                    this.recover.succeeded(kept, &mut response);
-                    if !this.listeners.is_empty() {
-                        cache_updated(&*this.recover, this.listeners);
+                match catch_callback("classifier", || {
+                    this.classifier.classify(Ok(&response)).is_failure()
+                }) {
+                    Ok(true) => Failure::Response(response),
+                    Ok(false) => {
+                        if let Err(panicked) = catch_callback("Recover::succeeded", || {
+                            this.recover.succeeded(kept, &mut response)
+                        }) {
+                            return Poll::Ready(Err(panicked.into()));
+                        }
+                        if !this.listeners.is_empty() {
+                            cache_updated(&*this.recover, this.listeners);
+                        }
+                        return Poll::Ready(Ok(response));
                     }
-                    return Poll::Ready(Ok(response));
+                    Err(panicked) => return Poll::Ready(Err(panicked.into())),
                 }
+            }
+            // A callback's panic inside (a breaker's classifier) is a bug to see, not a
+            // failure to recover.
+            Err(e) if matches!(error_kind(e.as_ref()), ErrorKind::CallbackPanicked(_)) => {
+                return Poll::Ready(Err(e));
             }
             Err(e) => Failure::Error(e),
         };
@@ -192,21 +237,30 @@ where
         if !this.kinds.contains(kind) {
             return Poll::Ready(failure.into_result());
         }
-        Poll::Ready(match this.recover.recover_served(kept, failure) {
-            Ok((response, served)) => {
-                this.listeners
-                    .emit(|name| Event::FallbackServed { name, kind, served });
-                Ok(response)
-            }
-            Err(failure) => failure.into_result(),
-        })
+        Poll::Ready(
+            match catch_callback("Recover::recover", || {
+                this.recover.recover_served(kept, failure)
+            }) {
+                Ok(Ok((response, served))) => {
+                    this.listeners
+                        .emit(|name| Event::FallbackServed { name, kind, served });
+                    Ok(response)
+                }
+                Ok(Err(failure)) => failure.into_result(),
+                Err(panicked) => Err(panicked.into()),
+            },
+        )
     }
 }
 
 /// Tells the listeners how many responses a caching recovery holds now.
 #[cold]
 fn cache_updated<R: Recover<Req, Res> + ?Sized, Req, Res>(recover: &R, listeners: &Listeners) {
-    if let Some(entries) = recover.cached_entries() {
+    // Only for listeners: a panic here (user code in a custom `Recover`) loses the event, as a
+    // listener's own panic does, and not the response.
+    if let Ok(Some(entries)) =
+        catch_callback("Recover::cached_entries", || recover.cached_entries())
+    {
         listeners.emit(|name| Event::StaleCacheUpdated { name, entries });
     }
 }

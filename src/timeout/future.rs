@@ -7,7 +7,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::BoxError;
 
-use crate::error::Elapsed;
+use crate::error::{CallbackPanicked, Elapsed};
 use crate::events::{Event, Listeners};
 
 pin_project! {
@@ -31,7 +31,8 @@ pin_project! {
     #[derive(Debug)]
     enum Inner<F> {
         Running { #[pin] fut: F },
-        // The deadline passed; the inner future has been dropped (or never made).
+        // The deadline passed; the inner future has been dropped (or never made, when the
+        // timer is `Panicked`).
         Expired,
     }
 }
@@ -47,6 +48,9 @@ pin_project! {
         // Boxed: a `Sleep` is over 100 bytes, and every layer outside moves this future by
         // value; only calls still pending after their first poll pay for the box.
         Sleeping { sleep: Pin<Box<Sleep>> },
+        // The per-request timeout function panicked: the call was never made. Kept here, as a
+        // box beside the one above, so that this rare case makes no future larger.
+        Panicked { panicked: Box<CallbackPanicked> },
     }
 }
 
@@ -65,6 +69,18 @@ impl<F> ResponseFuture<F> {
                 None => Timer::Off,
             },
             after,
+            listeners,
+        }
+    }
+
+    /// A call never made because the per-request timeout function panicked.
+    pub(crate) fn panicked(panicked: CallbackPanicked, listeners: Listeners) -> Self {
+        Self {
+            inner: Inner::Expired,
+            timer: Timer::Panicked {
+                panicked: Box::new(panicked),
+            },
+            after: Duration::ZERO,
             listeners,
         }
     }
@@ -101,11 +117,17 @@ where
                     return Poll::Ready(result.map_err(Into::into));
                 }
             }
-            InnerProj::Expired => return Poll::Ready(Err(timed_out(*this.after, this.listeners))),
+            InnerProj::Expired => {
+                if let TimerProj::Panicked { panicked } = this.timer.as_mut().project() {
+                    return Poll::Ready(Err(panicked.clone()));
+                }
+                return Poll::Ready(Err(timed_out(*this.after, this.listeners)));
+            }
         }
         loop {
             match this.timer.as_mut().project() {
-                TimerProj::Off => return Poll::Pending,
+                // (`Panicked` comes with `Inner::Expired`, handled above.)
+                TimerProj::Off | TimerProj::Panicked { .. } => return Poll::Pending,
                 TimerProj::Armed { deadline } => {
                     // First time pending: only now register a timer.
                     let sleep = Box::pin(sleep_until(*deadline));
@@ -126,7 +148,7 @@ impl Timer {
     /// Whether the deadline has passed (reads the clock; for the error path only).
     fn is_past(&self) -> bool {
         match self {
-            Timer::Off => false,
+            Timer::Off | Timer::Panicked { .. } => false,
             Timer::Armed { deadline } => *deadline <= Instant::now(),
             Timer::Sleeping { sleep } => sleep.deadline() <= Instant::now(),
         }

@@ -5,6 +5,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use tower::{BoxError, Service};
 
+use crate::error::catch_callback;
 use crate::events::Listeners;
 
 use super::future::ResponseFuture;
@@ -167,7 +168,11 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        let after = self.per_request.timeout(&req).unwrap_or(self.timeout);
+        // The per-request function is user code: a panic in it fails the call, unsent.
+        let after = match catch_callback("per-request timeout", || self.per_request.timeout(&req)) {
+            Ok(after) => after.unwrap_or(self.timeout),
+            Err(panicked) => return ResponseFuture::panicked(panicked, self.listeners.clone()),
+        };
         if after.is_zero() {
             // Only a per-request timeout can be zero: its deadline has passed already.
             return ResponseFuture::elapsed(after, self.listeners.clone());
