@@ -29,6 +29,39 @@ use tokio::time::Instant;
 /// It carries the instant the next probe is due; [`retry_after`](Self::retry_after) is the
 /// time left until then, measured when asked (so an open breaker rejects without reading the
 /// clock).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::error::CircuitOpen;
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// let mut svc = ServiceBuilder::new()
+///     .layer(
+///         CircuitBreakerLayer::builder()
+///             .consecutive_failures(1)
+///             .open_duration(Duration::from_secs(30))
+///             .build()
+///             .unwrap(),
+///     )
+///     .service(service_fn(|_: ()| async {
+///         Err::<(), _>(std::io::Error::other("down"))
+///     }));
+/// let _ = svc.ready().await.unwrap().call(()).await; // one failure opens this breaker
+///
+/// let err = svc.ready().await.unwrap().call(()).await.unwrap_err();
+/// let open = err
+///     .downcast_ref::<CircuitOpen>()
+///     .expect("rejected by the breaker");
+/// assert_eq!(open.retry_after(), Some(Duration::from_secs(30)));
+/// assert_eq!(
+///     err.to_string(),
+///     "circuit breaker is open; next probe in 30s"
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CircuitOpen {
     retry_at: Option<Instant>,
@@ -37,17 +70,62 @@ pub struct CircuitOpen {
 impl CircuitOpen {
     /// A rejection whose next probe is due at `retry_at` (`None`: no probe is scheduled, as when
     /// forced open).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::error::CircuitOpen;
+    /// use tokio::time::Instant;
+    ///
+    /// let open = CircuitOpen::new(Some(Instant::now() + Duration::from_secs(5)));
+    /// assert_eq!(open.retry_after(), Some(Duration::from_secs(5)));
+    ///
+    /// let forced = CircuitOpen::new(None);
+    /// assert_eq!(forced.retry_after(), None);
+    /// assert_eq!(forced.to_string(), "circuit breaker is forced open");
+    /// # }
+    /// ```
     pub const fn new(retry_at: Option<Instant>) -> Self {
         Self { retry_at }
     }
 
     /// When the breaker admits a probe again, on tokio's clock. `None` when forced open.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::error::CircuitOpen;
+    /// use tokio::time::Instant;
+    ///
+    /// let at = Instant::now() + Duration::from_secs(5);
+    /// assert_eq!(CircuitOpen::new(Some(at)).retry_at(), Some(at));
+    /// assert_eq!(CircuitOpen::new(None).retry_at(), None);
+    /// # }
+    /// ```
     pub const fn retry_at(&self) -> Option<Instant> {
         self.retry_at
     }
 
     /// How long until the breaker admits a probe again (zero if that time has come).
     /// `None` when no probe is scheduled (the breaker was forced open by an operator).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::error::CircuitOpen;
+    /// use tokio::time::Instant;
+    ///
+    /// let open = CircuitOpen::new(Some(Instant::now() + Duration::from_secs(5)));
+    /// tokio::time::advance(Duration::from_secs(2)).await;
+    /// assert_eq!(open.retry_after(), Some(Duration::from_secs(3))); // measured when asked
+    /// tokio::time::advance(Duration::from_secs(10)).await;
+    /// assert_eq!(open.retry_after(), Some(Duration::ZERO)); // the probe is due
+    ///
+    /// # }
+    /// ```
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_at
             .map(|at| at.saturating_duration_since(Instant::now()))
@@ -66,6 +144,17 @@ impl fmt::Display for CircuitOpen {
 impl Error for CircuitOpen {}
 
 /// A call ran out of time; the inner future was dropped.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::error::{error_kind, Elapsed, ErrorKind};
+/// use tower::BoxError;
+///
+/// let err: BoxError = Box::new(Elapsed::new(Duration::from_millis(250)));
+/// assert_eq!(err.to_string(), "request timed out after 250ms");
+/// let kind = error_kind(err.as_ref());
+/// assert!(matches!(kind, ErrorKind::TimedOut(e) if e.after() == Duration::from_millis(250)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Elapsed {
     after: Duration,
@@ -73,11 +162,29 @@ pub struct Elapsed {
 
 impl Elapsed {
     /// A timeout that fired `after` the call started.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::error::Elapsed;
+    ///
+    /// let elapsed = Elapsed::new(Duration::from_secs(2));
+    /// assert_eq!(elapsed.after(), Duration::from_secs(2));
+    /// ```
     pub const fn new(after: Duration) -> Self {
         Self { after }
     }
 
     /// The timeout that fired.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::error::Elapsed;
+    ///
+    /// assert_eq!(
+    ///     Elapsed::new(Duration::from_millis(100)).after(),
+    ///     Duration::from_millis(100)
+    /// );
+    /// ```
     pub const fn after(&self) -> Duration {
         self.after
     }
@@ -93,6 +200,17 @@ impl Error for Elapsed {}
 
 /// A call was rejected because the bulkhead had no free permit (and, if queueing is on, the
 /// queue was full or the wait ran out). The inner service was not called.
+///
+/// ```
+/// use palisade::error::{error_kind, BulkheadFull, ErrorKind};
+/// use tower::BoxError;
+///
+/// let err: BoxError = Box::new(BulkheadFull::new(25));
+/// assert_eq!(err.to_string(), "bulkhead full (25 calls in flight)");
+/// let kind = error_kind(err.as_ref());
+/// assert!(matches!(kind, ErrorKind::BulkheadFull(full) if full.max_concurrent() == 25));
+/// assert!(kind.is_rejection()); // the dependency never saw the call
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BulkheadFull {
     max_concurrent: usize,
@@ -100,11 +218,24 @@ pub struct BulkheadFull {
 
 impl BulkheadFull {
     /// A rejection by a bulkhead admitting `max_concurrent` calls.
+    ///
+    /// ```
+    /// use palisade::error::BulkheadFull;
+    ///
+    /// assert_eq!(BulkheadFull::new(8).max_concurrent(), 8);
+    /// ```
     pub const fn new(max_concurrent: usize) -> Self {
         Self { max_concurrent }
     }
 
     /// The limit that was reached.
+    ///
+    /// ```
+    /// use palisade::error::BulkheadFull;
+    ///
+    /// let full = BulkheadFull::new(25);
+    /// assert_eq!(full.max_concurrent(), 25);
+    /// ```
     pub const fn max_concurrent(&self) -> usize {
         self.max_concurrent
     }
@@ -216,6 +347,33 @@ fn panicked(callback: &'static str, payload: Box<dyn std::any::Any + Send>) -> C
 }
 
 /// What happened to a failed call, as told by [`error_kind`].
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::error::{error_kind, BulkheadFull, CircuitOpen, Elapsed, ErrorKind};
+/// use tower::BoxError;
+///
+/// fn describe(err: BoxError) -> String {
+///     match error_kind(err.as_ref()) {
+///         ErrorKind::CircuitOpen(_) => "breaker open".to_owned(),
+///         ErrorKind::BulkheadFull(full) => {
+///             format!("over {} in flight", full.max_concurrent())
+///         }
+///         ErrorKind::TimedOut(elapsed) => {
+///             format!("timed out after {:?}", elapsed.after())
+///         }
+///         ErrorKind::Inner(e) => format!("dependency failed: {e}"),
+///         _ => "something else".to_owned(), // the enum is non-exhaustive
+///     }
+/// }
+/// assert_eq!(describe(Box::new(CircuitOpen::new(None))), "breaker open");
+/// assert_eq!(describe(Box::new(BulkheadFull::new(4))), "over 4 in flight");
+/// assert_eq!(
+///     describe(Box::new(Elapsed::new(Duration::from_secs(1)))),
+///     "timed out after 1s"
+/// );
+/// assert_eq!(describe("refused".into()), "dependency failed: refused");
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum ErrorKind<'a> {
@@ -234,6 +392,16 @@ pub enum ErrorKind<'a> {
 impl ErrorKind<'_> {
     /// Whether palisade itself rejected the call without sending it (open breaker, full
     /// bulkhead). Such calls are safe to retry elsewhere: the dependency never saw them.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::error::{error_kind, BulkheadFull, CircuitOpen, Elapsed};
+    ///
+    /// assert!(error_kind(&CircuitOpen::new(None)).is_rejection());
+    /// assert!(error_kind(&BulkheadFull::new(1)).is_rejection());
+    /// // A timed-out call may have reached the dependency: not a rejection.
+    /// assert!(!error_kind(&Elapsed::new(Duration::from_secs(1))).is_rejection());
+    /// ```
     pub fn is_rejection(&self) -> bool {
         matches!(self, ErrorKind::CircuitOpen(_) | ErrorKind::BulkheadFull(_))
     }
@@ -243,6 +411,32 @@ impl ErrorKind<'_> {
 /// errors are found even when another layer wrapped them.
 ///
 /// Pass `err.as_ref()` for a [`tower::BoxError`].
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::error::{error_kind, Elapsed, ErrorKind};
+///
+/// // Another layer wrapped palisade's error; `error_kind` finds it through `source()`.
+/// #[derive(Debug)]
+/// struct Wrapped(Elapsed);
+/// impl std::fmt::Display for Wrapped {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("request failed")
+///     }
+/// }
+/// impl std::error::Error for Wrapped {
+///     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+///         Some(&self.0)
+///     }
+/// }
+///
+/// let err: tower::BoxError = Box::new(Wrapped(Elapsed::new(Duration::from_millis(200))));
+/// let kind = error_kind(err.as_ref());
+/// assert!(matches!(kind, ErrorKind::TimedOut(e) if e.after() == Duration::from_millis(200)));
+///
+/// let other = std::io::Error::other("connection refused");
+/// assert!(matches!(error_kind(&other), ErrorKind::Inner(_)));
+/// ```
 pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
     let mut cur: Option<&(dyn Error + 'static)> = Some(err);
     while let Some(e) = cur {
@@ -264,6 +458,20 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
 }
 
 /// A configuration value broke a rule. Returned by every `build()`; names the field.
+///
+/// ```
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+///
+/// let err = CircuitBreakerLayer::builder()
+///     .failure_rate(1.5)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "failure_rate");
+/// assert_eq!(
+///     err.to_string(),
+///     "invalid configuration: `failure_rate` must be a fraction in (0, 1], got 1.5"
+/// );
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
     field: Cow<'static, str>,
@@ -288,11 +496,38 @@ impl ConfigError {
 
     /// The field that was wrong, as named in the builder and in serialized configuration
     /// (dotted for nested configuration: `circuit_breaker.failure_rate`).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::bulkhead::BulkheadConfig;
+    /// use palisade::policy::Policy;
+    ///
+    /// // Nested configuration: the field is named with its section.
+    /// let mut bulkhead = BulkheadConfig::default();
+    /// bulkhead.max_concurrent = 0;
+    /// let err = Policy::builder()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .bulkhead(bulkhead)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "bulkhead.max_concurrent");
+    /// ```
     pub fn field(&self) -> &str {
         &self.field
     }
 
     /// The rule the value broke, in words.
+    ///
+    /// ```
+    /// use palisade::timeout::TimeoutLayer;
+    ///
+    /// let err = TimeoutLayer::builder()
+    ///     .timeout(std::time::Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "timeout");
+    /// assert_eq!(err.rule(), "must be > 0 (use Duration::MAX for no timeout)");
+    /// ```
     pub fn rule(&self) -> &'static str {
         self.rule
     }

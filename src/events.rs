@@ -39,6 +39,32 @@ use crate::classify::Outcome;
 use crate::fallback::{FailureKind, Served};
 
 /// Why a call was rejected without reaching the dependency.
+///
+/// ```
+/// use std::sync::{Arc, Mutex};
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, RejectReason};
+/// use palisade::events::{Event, Listeners, Rejection};
+///
+/// let reasons = Arc::new(Mutex::new(Vec::new()));
+/// let seen = reasons.clone();
+/// let listeners = Listeners::new("inventory").with(move |event: &Event<'_>| {
+///     if let Event::Rejected { reason, .. } = event {
+///         seen.lock().unwrap().push(*reason);
+///     }
+/// });
+/// let breaker = CircuitBreakerLayer::builder()
+///     .listeners(listeners)
+///     .build()
+///     .unwrap()
+///     .handle();
+/// breaker.force_open();
+/// let _ =
+///     futures::executor::block_on(breaker.call(async { Ok::<_, std::io::Error>(()) }));
+/// assert_eq!(
+///     *reasons.lock().unwrap(),
+///     [Rejection::Circuit(RejectReason::ForcedOpen)]
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Rejection {
@@ -49,6 +75,31 @@ pub enum Rejection {
 }
 
 /// A decision made by one of the protections.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+/// use palisade::events::{Event, Listeners};
+///
+/// // Count the times any breaker opened.
+/// let opened = Arc::new(AtomicUsize::new(0));
+/// let count = opened.clone();
+/// let listeners = Listeners::new("pricing").with(move |event: &Event<'_>| match event {
+///     Event::StateTransition { transition, .. } if transition.to == State::ForcedOpen => {
+///         count.fetch_add(1, Ordering::Relaxed);
+///     }
+///     _ => {} // the enum is non-exhaustive: new kinds of events may come
+/// });
+/// let breaker = CircuitBreakerLayer::builder()
+///     .listeners(listeners)
+///     .build()
+///     .unwrap()
+///     .handle();
+/// breaker.force_open();
+/// breaker.reset();
+/// assert_eq!(opened.load(Ordering::Relaxed), 1);
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Event<'a> {
@@ -126,6 +177,17 @@ pub enum Event<'a> {
 
 impl Event<'_> {
     /// The name of the layer (or policy) the event is about.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::events::Event;
+    ///
+    /// let event = Event::TimedOut {
+    ///     name: "inventory",
+    ///     after: Duration::from_millis(250),
+    /// };
+    /// assert_eq!(event.name(), "inventory");
+    /// ```
     pub fn name(&self) -> &str {
         match *self {
             Event::StateTransition { name, .. }
@@ -141,14 +203,134 @@ impl Event<'_> {
 }
 
 /// Receives events. Implemented for every `Fn(&Event<'_>) + Send + Sync`.
+///
+/// ```
+/// use std::sync::atomic::{AtomicU64, Ordering};
+/// use std::sync::Arc;
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::events::{Event, Listener, Listeners};
+///
+/// /// Counts rejections; a closure would do as well, but a type can be named and shared.
+/// #[derive(Default)]
+/// struct RejectionCounter(AtomicU64);
+///
+/// impl Listener for RejectionCounter {
+///     fn on_event(&self, event: &Event<'_>) {
+///         if let Event::Rejected { .. } = event {
+///             self.0.fetch_add(1, Ordering::Relaxed);
+///         }
+///     }
+/// }
+///
+/// let counter = Arc::new(RejectionCounter::default());
+/// let shared = counter.clone();
+/// let listeners =
+///     Listeners::new("inventory").with(move |e: &Event<'_>| shared.on_event(e));
+/// let breaker = CircuitBreakerLayer::builder()
+///     .listeners(listeners)
+///     .build()
+///     .unwrap()
+///     .handle();
+/// breaker.force_open();
+/// for _ in 0..3 {
+///     let _ = futures::executor::block_on(
+///         breaker.call(async { Ok::<_, std::io::Error>(()) }),
+///     );
+/// }
+/// assert_eq!(counter.0.load(Ordering::Relaxed), 3);
+/// ```
 pub trait Listener: Send + Sync {
     /// Called once per event, on the task that made the decision. Must not block.
+    ///
+    /// ```
+    /// use std::sync::Mutex;
+    /// use std::time::Duration;
+    /// use palisade::events::{Event, Listener};
+    ///
+    /// let log = Mutex::new(Vec::new());
+    /// let listener = |event: &Event<'_>| log.lock().unwrap().push(event.name().to_owned());
+    /// listener.on_event(&Event::TimedOut {
+    ///     name: "inventory",
+    ///     after: Duration::from_secs(1),
+    /// });
+    /// assert_eq!(*log.lock().unwrap(), ["inventory"]);
+    /// ```
     fn on_event(&self, event: &Event<'_>);
 
     /// Called when the listener is added to [`Listeners`] under a name, and again whenever the
     /// listeners are renamed (a policy names them after itself). Return a listener made for that
     /// name (one holding metric handles registered once for it, say) to receive the name's
     /// events in place of this one; `None`, the default, keeps this one.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use palisade::events::{Event, Listener, Listeners};
+    ///
+    /// // A listener that prepares something per name (as the metrics listener registers its
+    /// // handles once per name), then hears that name's events through what it prepared.
+    /// #[derive(Clone, Default)]
+    /// struct Prefixed(Arc<Mutex<Vec<String>>>);
+    ///
+    /// struct Bound {
+    ///     prefix: String,
+    ///     log: Arc<Mutex<Vec<String>>>,
+    /// }
+    ///
+    /// impl Listener for Bound {
+    ///     fn on_event(&self, event: &Event<'_>) {
+    ///         self.log
+    ///             .lock()
+    ///             .unwrap()
+    ///             .push(format!("{}: {:?}", self.prefix, event));
+    ///     }
+    /// }
+    ///
+    /// impl Listener for Prefixed {
+    ///     fn on_event(&self, _: &Event<'_>) {
+    ///         unreachable!("always bound");
+    ///     }
+    ///     fn bind(&self, name: &str) -> Option<Arc<dyn Listener>> {
+    ///         Some(Arc::new(Bound {
+    ///             prefix: format!("[{name}]"),
+    ///             log: self.0.clone(),
+    ///         }))
+    ///     }
+    /// }
+    ///
+    /// let log = Prefixed::default();
+    /// let listeners = Listeners::new("inventory").with(log.clone());
+    /// listeners_hear(&listeners);
+    /// // Renaming binds it again, to the new name (a policy names its listeners after itself).
+    /// listeners_hear(&listeners.named("pricing"));
+    /// assert_eq!(
+    ///     *log.0.lock().unwrap(),
+    ///     [
+    ///         "[inventory]: TimedOut { name: \"inventory\", after: 1s }",
+    ///         "[pricing]: TimedOut { name: \"pricing\", after: 1s }",
+    ///     ]
+    /// );
+    ///
+    /// // A timeout layer with these listeners tells them when a call times out.
+    /// fn listeners_hear(listeners: &Listeners) {
+    ///     use palisade::timeout::TimeoutLayer;
+    ///     use tower::{service_fn, Layer, ServiceExt};
+    ///     let layer = TimeoutLayer::builder()
+    ///         .timeout(Duration::from_secs(1))
+    ///         .listeners(listeners.clone())
+    ///         .build()
+    ///         .unwrap();
+    ///     let svc = layer.layer(service_fn(|_: ()| {
+    ///         std::future::pending::<Result<(), std::io::Error>>()
+    ///     }));
+    ///     let rt = tokio::runtime::Builder::new_current_thread()
+    ///         .enable_time()
+    ///         .start_paused(true)
+    ///         .build()
+    ///         .unwrap();
+    ///     assert!(rt.block_on(svc.oneshot(())).is_err());
+    /// }
+    /// ```
     fn bind(&self, name: &str) -> Option<Arc<dyn Listener>> {
         let _ = name;
         None
@@ -191,6 +373,24 @@ fn bind(listener: &Arc<dyn Listener>, name: &str) -> Option<Arc<dyn Listener>> {
 
 /// A name and the listeners to tell about a layer's decisions. Cheap to clone; empty by
 /// default, and then free.
+///
+/// ```
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::events::{Event, Listeners};
+///
+/// let none = Listeners::default();
+/// assert!(none.is_empty()); // free: layers build no event at all
+///
+/// let listeners =
+///     Listeners::new("inventory").with(|event: &Event<'_>| println!("{event:?}"));
+/// assert!(!listeners.is_empty());
+/// // Clones share the listeners: one set can be given to several layers.
+/// let breaker = CircuitBreakerLayer::builder()
+///     .listeners(listeners.clone())
+///     .build()
+///     .unwrap();
+/// # let _ = breaker;
+/// ```
 #[derive(Clone, Default)]
 pub struct Listeners {
     inner: Option<Arc<Inner>>,
@@ -211,6 +411,14 @@ impl fmt::Debug for Listeners {
 
 impl Listeners {
     /// No listener yet; events will carry `name`.
+    ///
+    /// ```
+    /// use palisade::events::Listeners;
+    ///
+    /// let listeners = Listeners::new("inventory");
+    /// assert_eq!(listeners.name(), Some("inventory"));
+    /// assert!(listeners.is_empty());
+    /// ```
     pub fn new(name: impl Into<String>) -> Self {
         Self {
             inner: Some(Arc::new(Inner {
@@ -222,6 +430,33 @@ impl Listeners {
     }
 
     /// The same listeners and one more (bound to the name, see [`Listener::bind`]).
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use palisade::events::{Event, Listeners};
+    ///
+    /// let (a, b) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    /// let (a2, b2) = (a.clone(), b.clone());
+    /// let listeners = Listeners::new("inventory")
+    ///     .with(move |_: &Event<'_>| {
+    ///         a2.fetch_add(1, Ordering::Relaxed);
+    ///     })
+    ///     .with(move |_: &Event<'_>| {
+    ///         b2.fetch_add(1, Ordering::Relaxed);
+    ///     });
+    /// let breaker = CircuitBreakerLayer::builder()
+    ///     .listeners(listeners)
+    ///     .build()
+    ///     .unwrap()
+    ///     .handle();
+    /// breaker.force_open();
+    /// assert_eq!(
+    ///     (a.load(Ordering::Relaxed), b.load(Ordering::Relaxed)),
+    ///     (1, 1)
+    /// ); // both told
+    /// ```
     #[must_use]
     pub fn with(self, listener: impl Listener + 'static) -> Self {
         let listener: Arc<dyn Listener> = Arc::new(listener);
@@ -237,6 +472,27 @@ impl Listeners {
     }
 
     /// The same listeners under another name (rebound to it, see [`Listener::bind`]).
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use palisade::events::{Event, Listeners};
+    ///
+    /// let names = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = names.clone();
+    /// let listeners = Listeners::new("draft")
+    ///     .with(move |e: &Event<'_>| seen.lock().unwrap().push(e.name().to_owned()))
+    ///     .named("inventory");
+    /// assert_eq!(listeners.name(), Some("inventory"));
+    /// let breaker = CircuitBreakerLayer::builder()
+    ///     .name("inventory")
+    ///     .listeners(listeners)
+    ///     .build()
+    ///     .unwrap()
+    ///     .handle();
+    /// breaker.force_open();
+    /// assert_eq!(*names.lock().unwrap(), ["inventory"]);
+    /// ```
     #[must_use]
     pub fn named(self, name: impl Into<String>) -> Self {
         let name = name.into();
@@ -249,6 +505,16 @@ impl Listeners {
     }
 
     /// The name events carry (`None` when no name was given and nobody listens).
+    ///
+    /// ```
+    /// use palisade::events::{Event, Listeners};
+    ///
+    /// assert_eq!(Listeners::default().name(), None);
+    /// assert_eq!(Listeners::new("inventory").name(), Some("inventory"));
+    /// // A listener added without a name gets the name "default".
+    /// let unnamed = Listeners::default().with(|_: &Event<'_>| {});
+    /// assert_eq!(unnamed.name(), Some("default"));
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.inner.as_ref().map(|i| i.name.as_str())
     }
@@ -263,6 +529,18 @@ impl Listeners {
     }
 
     /// Whether nobody listens.
+    ///
+    /// ```
+    /// use palisade::events::{Event, Listeners};
+    ///
+    /// assert!(Listeners::default().is_empty());
+    /// assert!(Listeners::new("inventory").is_empty()); // a name, but nobody listens
+    /// assert!(
+    ///     !Listeners::new("inventory")
+    ///         .with(|_: &Event<'_>| {})
+    ///         .is_empty()
+    /// );
+    /// ```
     #[inline]
     pub fn is_empty(&self) -> bool {
         self.inner.as_ref().is_none_or(|i| i.list.is_empty())

@@ -28,6 +28,53 @@
 //! Every layer classifies outcomes the same way ([`classify`]) and fails with small typed
 //! errors that [`error::error_kind`] tells apart.
 //!
+//! ## Quick start
+//!
+//! The recommended stack around a dependency that hangs: the caller waits 250 ms, not forever,
+//! and gets the fallback's answer; without a fallback, [`error_kind`] tells it why the call
+//! failed.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! use std::time::Duration;
+//! use palisade::policy::Policy;
+//! use palisade::{bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig, fallback};
+//! use palisade::{error_kind, ErrorKind};
+//! use tower::{service_fn, Layer, ServiceExt};
+//!
+//! // Any tower::Service: a hyper client, a reqwest::Client, a tonic Channel, or this one.
+//! let hangs =
+//!     service_fn(|_item: u32| std::future::pending::<Result<String, std::io::Error>>());
+//!
+//! let policy = Policy::builder()
+//!     .name("inventory")
+//!     .timeout(Duration::from_millis(250))
+//!     .bulkhead(BulkheadConfig::default())
+//!     .circuit_breaker(CircuitBreakerConfig::default());
+//! let with_fallback = policy
+//!     .clone()
+//!     .fallback(fallback::value("stock unknown".to_owned()));
+//!
+//! let start = tokio::time::Instant::now();
+//! let client = with_fallback.build().expect("a valid policy").layer(hangs);
+//! assert_eq!(client.oneshot(7).await.unwrap(), "stock unknown");
+//! assert_eq!(start.elapsed(), Duration::from_millis(250));
+//!
+//! let client = policy.build().expect("a valid policy").layer(hangs);
+//! let err = client.oneshot(7).await.unwrap_err();
+//! assert!(matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)));
+//! # }
+//! ```
+//!
+//! ## The demo
+//!
+//! `cargo run --example demo` drives a bare client and a protected one against the same
+//! flaky server through five phases (healthy, failing, hanging, slow, recovering). The chart
+//! of one run, the latency of both clients and their calls per second by outcome with the
+//! breaker's state as bands, is `docs/demo.svg` in the repository; regenerate it with
+//! `cargo run --release --example demo -- --plot docs/demo.svg`.
+//!
 //! ## Why each protection
 //!
 //! A remote call can fail in ways a local one cannot: the dependency is down, overloaded, slow,
@@ -98,16 +145,60 @@ macro_rules! validated_deserialize {
 macro_rules! inner_accessors {
     () => {
         /// The inner service.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use palisade::timeout::TimeoutLayer;
+        /// use tower::Layer;
+        ///
+        /// // Shown on a `Timeout`; every palisade service wrapper has the same three accessors.
+        /// let layer = TimeoutLayer::builder()
+        ///     .timeout(Duration::from_secs(1))
+        ///     .build()
+        ///     .unwrap();
+        /// let svc = layer.layer(String::from("the client"));
+        /// assert_eq!(svc.get_ref(), "the client");
+        /// ```
         pub fn get_ref(&self) -> &S {
             &self.inner
         }
 
         /// The inner service, mutably.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use palisade::timeout::TimeoutLayer;
+        /// use tower::Layer;
+        ///
+        /// // Shown on a `Timeout`; every palisade service wrapper has the same three accessors.
+        /// let layer = TimeoutLayer::builder()
+        ///     .timeout(Duration::from_secs(1))
+        ///     .build()
+        ///     .unwrap();
+        /// let mut svc = layer.layer(vec!["first"]);
+        /// svc.get_mut().push("second");
+        /// assert_eq!(svc.get_ref().len(), 2);
+        /// ```
         pub fn get_mut(&mut self) -> &mut S {
             &mut self.inner
         }
 
         /// The inner service, consuming the wrapper.
+        ///
+        /// ```
+        /// use std::time::Duration;
+        /// use palisade::timeout::TimeoutLayer;
+        /// use tower::Layer;
+        ///
+        /// // Shown on a `Timeout`; every palisade service wrapper has the same three accessors.
+        /// let layer = TimeoutLayer::builder()
+        ///     .timeout(Duration::from_secs(1))
+        ///     .build()
+        ///     .unwrap();
+        /// let svc = layer.layer(String::from("the client"));
+        /// let client: String = svc.into_inner();
+        /// assert_eq!(client, "the client");
+        /// ```
         pub fn into_inner(self) -> S {
             self.inner
         }

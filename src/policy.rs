@@ -71,6 +71,34 @@ use crate::fallback::{Failure, Fallback, FallbackLayer, Kinds, Recover};
 use crate::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
 
 /// The serializable part of a [`Policy`]: a name and each protection, all optional.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::policy::{Policy, PolicyConfig};
+///
+/// # #[cfg(feature = "serde")] {
+/// let config: PolicyConfig = toml::from_str(
+///     r#"
+///     name = "inventory"
+///
+///     [timeout]
+///     timeout = "250ms"
+///
+///     [circuit_breaker]
+///     window = { count = 50 }
+///     minimum_calls = 20
+/// "#,
+/// )
+/// .unwrap();
+/// assert_eq!(
+///     config.timeout.as_ref().unwrap().timeout,
+///     Duration::from_millis(250)
+/// );
+/// assert!(config.bulkhead.is_none()); // every part is optional
+/// let policy = Policy::builder().config(config).build().unwrap();
+/// assert_eq!(policy.name(), "inventory");
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(
     feature = "serde",
@@ -105,6 +133,20 @@ validated_deserialize!(PolicyConfig);
 impl PolicyConfig {
     /// Checks every part; the error names the field with its section
     /// (`circuit_breaker.failure_rate`).
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::policy::PolicyConfig;
+    ///
+    /// let mut breaker = CircuitBreakerConfig::default();
+    /// breaker.failure_rate = 1.5;
+    /// let mut config = PolicyConfig::default();
+    /// config.circuit_breaker = Some(breaker);
+    /// assert_eq!(
+    ///     config.validate().unwrap_err().field(),
+    ///     "circuit_breaker.failure_rate"
+    /// );
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.name.is_empty() {
             return Err(ConfigError::new("name", "must not be empty", ""));
@@ -123,6 +165,22 @@ impl PolicyConfig {
 }
 
 /// The recovery of a policy without a fallback: every failure goes through.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// // A policy built without `.fallback(..)` lets every failure through.
+/// let policy = Policy::builder().build().unwrap(); // a PolicyLayer<NoFallback, ..>
+/// assert!(policy.fallback().is_none()); // no recovery: every failure goes through
+/// let svc = policy.layer(service_fn(|_: ()| async {
+///     Err::<(), _>(std::io::Error::other("down"))
+/// }));
+/// assert_eq!(svc.oneshot(()).await.unwrap_err().to_string(), "down");
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoFallback;
 
@@ -137,11 +195,42 @@ impl<Req, Res> Recover<Req, Res> for NoFallback {
 }
 
 /// Entry point: [`Policy::builder`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::policy::Policy;
+/// use palisade::{bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig, fallback};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let policy = Policy::builder()
+///     .name("recommendations")
+///     .timeout(Duration::from_millis(200))
+///     .bulkhead(BulkheadConfig::default())
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .fallback(fallback::value(Vec::<u32>::new()))
+///     .build()
+///     .unwrap();
+/// let svc = policy.layer(service_fn(|user: u32| async move {
+///     Ok::<_, std::io::Error>(vec![user, 7])
+/// }));
+/// assert_eq!(svc.oneshot(1).await.unwrap(), [1, 7]);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy)]
 pub struct Policy;
 
 impl Policy {
     /// A builder with nothing in it yet.
+    ///
+    /// ```
+    /// use palisade::policy::Policy;
+    ///
+    /// // Nothing in it: a pass-through.
+    /// let policy = Policy::builder().name("inventory").build().unwrap();
+    /// assert!(policy.circuit_breaker().is_none() && policy.bulkhead().is_none());
+    /// ```
     pub fn builder() -> PolicyBuilder {
         PolicyBuilder {
             config: PolicyConfig::default(),
@@ -158,18 +247,50 @@ impl Policy {
 /// What a policy puts right on the client, under its timeout, and around the whole stack:
 /// nothing ([`Bare`]); for HTTP and gRPC a [`TrackLayer`](crate::http::TrackLayer) on the
 /// client; for reqwest a conversion to `http` types on the client and back around the stack.
+///
+/// ```
+/// use palisade::policy::{Adapter, Bare, PolicyConfig};
+///
+/// // `Bare` wraps nothing; the HTTP, gRPC and reqwest adapters are made by the builder's
+/// // `.http()`, `.grpc()` and `.reqwest()`.
+/// let adapter: Bare = Bare.finish(&PolicyConfig::default()).unwrap();
+/// let stack = adapter.outer("the stack");
+/// assert_eq!(stack, "the stack");
+/// ```
 pub trait Adapter: Clone {
     /// What wraps the whole stack.
     type Outer<S>;
 
     /// The adapter, completed from the policy's configuration.
+    ///
+    /// ```
+    /// use palisade::policy::{Adapter, PolicyConfig};
+    /// use palisade::http::reqwest::ReqwestAdapter;
+    ///
+    /// // The reqwest adapter checks its settings against the whole configuration.
+    /// let adapter = ReqwestAdapter::default();
+    /// assert!(adapter.finish(&PolicyConfig::default()).is_ok());
+    /// ```
     fn finish(&self, config: &PolicyConfig) -> Result<Self, ConfigError>;
 
     /// Wraps the whole stack.
+    ///
+    /// ```
+    /// use palisade::policy::{Adapter, Bare};
+    ///
+    /// assert_eq!(Bare.outer(42), 42); // Bare's `Outer<S>` is `S` itself
+    /// ```
     fn outer<S>(&self, stack: S) -> Self::Outer<S>;
 }
 
 /// No adapter: the policy wraps the client as it is.
+///
+/// ```
+/// use palisade::policy::Bare;
+/// use tower::Layer;
+///
+/// assert_eq!(Bare.layer("client"), "client");
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Bare;
 
@@ -194,6 +315,20 @@ impl Adapter for Bare {
 }
 
 /// Builds a [`PolicyLayer`].
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::policy::Policy;
+/// use palisade::{bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig};
+///
+/// let builder = Policy::builder()
+///     .name("inventory")
+///     .timeout(Duration::from_millis(250))
+///     .bulkhead(BulkheadConfig::default())
+///     .circuit_breaker(CircuitBreakerConfig::default());
+/// let policy = builder.build().unwrap();
+/// assert_eq!(policy.bulkhead().unwrap().name(), "inventory"); // every part named after the policy
+/// ```
 #[derive(Debug, Clone)]
 pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier, A = Bare, H = UntilResponse> {
     config: PolicyConfig,
@@ -207,18 +342,63 @@ pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier, A = Bare, H = Un
 
 impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// Starts from a configuration (for example one deserialized from a file).
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    /// use palisade::policy::{Policy, PolicyConfig};
+    ///
+    /// let mut config = PolicyConfig::default();
+    /// config.name = "inventory".to_owned();
+    /// config.bulkhead = Some(BulkheadConfig::default());
+    /// let policy = Policy::builder().config(config).build().unwrap();
+    /// assert_eq!(policy.bulkhead().unwrap().max_concurrent(), 25);
+    /// ```
     pub fn config(mut self, config: PolicyConfig) -> Self {
         self.config = config;
         self
     }
 
     /// Name for every part.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::policy::Policy;
+    ///
+    /// let mut breaker = CircuitBreakerConfig::default();
+    /// breaker.name = "ignored".to_owned(); // the policy's name wins
+    /// let policy = Policy::builder()
+    ///     .name("inventory")
+    ///     .circuit_breaker(breaker)
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(policy.circuit_breaker().unwrap().name(), "inventory");
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
         self
     }
 
     /// A timeout of `timeout` per call.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::error::{error_kind, ErrorKind};
+    /// use palisade::policy::Policy;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// let policy = Policy::builder()
+    ///     .timeout(Duration::from_millis(100))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = policy.layer(service_fn(|_: ()| {
+    ///     std::future::pending::<Result<(), std::io::Error>>()
+    /// }));
+    /// let err = svc.oneshot(()).await.unwrap_err();
+    /// assert!(matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)));
+    /// # }
+    /// ```
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.config.timeout = Some(TimeoutConfig {
             timeout,
@@ -228,18 +408,62 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     }
 
     /// A bulkhead.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    /// use palisade::policy::Policy;
+    ///
+    /// let mut bulkhead = BulkheadConfig::default();
+    /// bulkhead.max_concurrent = 8;
+    /// let policy = Policy::builder().bulkhead(bulkhead).build().unwrap();
+    /// assert_eq!(policy.bulkhead().unwrap().available(), 8);
+    /// ```
     pub fn bulkhead(mut self, config: BulkheadConfig) -> Self {
         self.config.bulkhead = Some(config);
         self
     }
 
     /// A circuit breaker.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State};
+    /// use palisade::policy::Policy;
+    ///
+    /// let policy = Policy::builder()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(policy.circuit_breaker().unwrap().state(), State::Closed);
+    /// ```
     pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
         self.config.circuit_breaker = Some(config);
         self
     }
 
     /// A fallback, recovering the failures selected by [`fallback_kinds`](Self::fallback_kinds).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::fallback;
+    /// use palisade::policy::Policy;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// let policy = Policy::builder()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .fallback(fallback::value("unknown"))
+    ///     .build()
+    ///     .unwrap();
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// let svc = policy.layer(service_fn(|_: ()| async {
+    ///     Err::<&str, _>(std::io::Error::other("down"))
+    /// }));
+    /// assert_eq!(svc.oneshot(()).await.unwrap(), "unknown");
+    /// assert_eq!(breaker.snapshot().failures, 1); // recovered, but still counted
+    ///
+    /// # }
+    /// ```
     pub fn fallback<R2>(self, recover: R2) -> PolicyBuilder<R2, C, A, H> {
         PolicyBuilder {
             config: self.config,
@@ -253,12 +477,66 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     }
 
     /// Which failures the fallback recovers (default: all).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::fallback::{self, FailureKind, Kinds};
+    /// use palisade::policy::Policy;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// // Answer for the dependency only while the breaker is open; let its own errors through.
+    /// let policy = Policy::builder()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .fallback(fallback::value("unknown"))
+    ///     .fallback_kinds(Kinds::only(FailureKind::CircuitOpen))
+    ///     .build()
+    ///     .unwrap();
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// let svc = policy.layer(service_fn(|_: ()| async {
+    ///     Err::<&str, _>(std::io::Error::other("down"))
+    /// }));
+    /// assert!(svc.clone().oneshot(()).await.is_err());
+    /// breaker.force_open();
+    /// assert_eq!(svc.oneshot(()).await.unwrap(), "unknown");
+    /// # }
+    /// ```
     pub fn fallback_kinds(mut self, kinds: Kinds) -> Self {
         self.kinds = kinds;
         self
     }
 
     /// The classifier for the breaker and the fallback.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::classify::{classify_error, Outcome};
+    /// use palisade::fallback;
+    /// use palisade::policy::Policy;
+    /// use tower::{service_fn, BoxError, Layer, ServiceExt};
+    ///
+    /// // One classifier for the breaker and the fallback: an `Err` payload is a failure.
+    /// let policy = Policy::builder()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .fallback(fallback::value(Ok::<u32, String>(0)))
+    ///     .classifier(|res: Result<&Result<u32, String>, &BoxError>| match res {
+    ///         Ok(Ok(_)) => Outcome::success(),
+    ///         Ok(Err(_)) => Outcome::failure(),
+    ///         Err(err) => classify_error(err),
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// let svc = policy.layer(service_fn(|_: ()| async {
+    ///     Ok::<_, BoxError>(Err::<u32, _>("overloaded".to_owned()))
+    /// }));
+    /// assert_eq!(svc.oneshot(()).await.unwrap(), Ok(0)); // the failure response was recovered
+    /// assert_eq!(breaker.snapshot().failures, 1);
+    /// # }
+    /// ```
     pub fn classifier<C2>(self, classifier: C2) -> PolicyBuilder<R, C2, A, H> {
         PolicyBuilder {
             config: self.config,
@@ -277,6 +555,42 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// ([`TrackLayer`](crate::http::TrackLayer)) so that a body that breaks is a failure, and
     /// holds the bulkhead permit until the body ends. The responses' bodies become
     /// [`Tracked`](crate::http::Tracked).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Empty};
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::policy::Policy;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::status(503))
+    ///     .start()
+    ///     .await?;
+    /// let policy = Policy::builder()
+    ///     .http()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()?;
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// let client =
+    ///     policy.layer(Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>());
+    /// let response = client
+    ///     .oneshot(http::Request::get(server.url()).body(Empty::new())?)
+    ///     .await?;
+    /// assert_eq!(response.status(), 503); // passed on to the caller...
+    /// response.into_body().collect().await?;
+    /// assert_eq!(breaker.snapshot().failures, 1); // ...and counted as a failure
+    ///
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "http")]
     pub fn http(
         self,
@@ -296,6 +610,48 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// as [`http`](Self::http), classifying with
     /// [`GrpcClassifier`](crate::classify::grpc::GrpcClassifier) (the status in the head or the
     /// trailers), and sending the timeout downstream as `grpc-timeout`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::policy::Policy;
+    /// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+    /// use palisade::testkit::{Fault, FlakyServer, GrpcStatusIn};
+    /// use tower::Layer;
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+    ///     .connect()
+    ///     .await?;
+    /// let policy = Policy::builder()
+    ///     .grpc()
+    ///     .timeout(Duration::from_secs(1)) // also sent to the server as grpc-timeout
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()?;
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// let mut client = EchoClient::new(policy.layer(channel));
+    ///
+    /// assert_eq!(
+    ///     client.say(EchoRequest::new("hi")).await?.get_ref().message,
+    ///     "hi"
+    /// );
+    /// // UNAVAILABLE in the trailers, after a 200 head: a failure.
+    /// server.set(Fault::grpc_status(
+    ///     tonic::Code::Unavailable,
+    ///     "busy",
+    ///     GrpcStatusIn::Trailers,
+    /// ));
+    /// assert_eq!(
+    ///     client.say(EchoRequest::new("hi")).await.unwrap_err().code(),
+    ///     tonic::Code::Unavailable
+    /// );
+    /// let snapshot = breaker.snapshot();
+    /// assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "grpc")]
     pub fn grpc(
         self,
@@ -314,6 +670,36 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// For a `reqwest::Client`: as [`http`](Self::http), converting each response to
     /// `http::Response<Tracked<reqwest::Body>>` on the client and back to a `reqwest::Response`
     /// around the stack, so the caller keeps reqwest's types while the body is tracked.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::policy::Policy;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::status(503))
+    ///     .start()
+    ///     .await?;
+    /// let policy = Policy::builder()
+    ///     .reqwest()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()?;
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// let client = policy.layer(reqwest::Client::new());
+    /// let req = reqwest::Request::new(
+    ///     reqwest::Method::GET,
+    ///     format!("{}/items", server.url()).parse()?,
+    /// );
+    /// let res: reqwest::Response = client.oneshot(req).await?;
+    /// assert_eq!(res.status(), 503);
+    /// res.bytes().await?; // the body is tracked: the outcome is recorded at its end
+    /// assert_eq!(breaker.snapshot().failures, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[cfg(feature = "reqwest")]
     pub fn reqwest(
         self,
@@ -347,12 +733,53 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     }
 
     /// A listener told about every part's decisions; events carry the policy's name.
+    ///
+    /// ```
+    /// use std::sync::{Arc, Mutex};
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::events::Event;
+    /// use palisade::policy::Policy;
+    ///
+    /// let names = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = names.clone();
+    /// let policy = Policy::builder()
+    ///     .name("inventory")
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .listener(move |event: &Event<'_>| {
+    ///         seen.lock().unwrap().push(event.name().to_owned())
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// policy.circuit_breaker().unwrap().force_open();
+    /// assert_eq!(*names.lock().unwrap(), ["inventory"]);
+    /// ```
     pub fn listener(mut self, listener: impl Listener + 'static) -> Self {
         self.listeners = self.listeners.with(listener);
         self
     }
 
     /// Validates everything and builds the layer. The error names the field with its section.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::policy::Policy;
+    ///
+    /// assert!(
+    ///     Policy::builder()
+    ///         .timeout(Duration::from_secs(1))
+    ///         .build()
+    ///         .is_ok()
+    /// );
+    /// let err = Policy::builder()
+    ///     .timeout(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "timeout.timeout"); // the field, with its section
+    /// assert_eq!(
+    ///     Policy::builder().name("").build().unwrap_err().field(),
+    ///     "name"
+    /// );
+    /// ```
     pub fn build(self) -> Result<PolicyLayer<R, C, A, H>, ConfigError>
     where
         C: Clone,
@@ -418,6 +845,40 @@ impl<R, C> PolicyBuilder<R, C, crate::http::TrackLayer, crate::http::UntilBodyEn
     /// A deadline for the whole response, head and body (HTTP and gRPC policies): a body still
     /// streaming at the deadline ends with an error, never as a truncated success. See
     /// [`TrackLayer::deadline`](crate::http::TrackLayer::deadline).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, StreamBody};
+    /// use palisade::error::{error_kind, ErrorKind};
+    /// use palisade::policy::Policy;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// let policy = Policy::builder()
+    ///     .http()
+    ///     .timeout(Duration::from_millis(200)) // for the head
+    ///     .response_deadline(Duration::from_secs(2)) // for head and body
+    ///     .build()
+    ///     .unwrap();
+    /// let client = policy.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     let trickle =
+    ///         futures::stream::pending::<Result<http_body::Frame<Bytes>, std::io::Error>>();
+    ///     Ok::<_, std::io::Error>(http::Response::new(StreamBody::new(trickle)))
+    /// }));
+    /// let response = client.oneshot(http::Request::new(())).await.unwrap();
+    /// let err = response.into_body().collect().await.unwrap_err();
+    /// assert!(matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)));
+    /// assert!(
+    ///     Policy::builder()
+    ///         .http()
+    ///         .response_deadline(Duration::ZERO)
+    ///         .build()
+    ///         .is_err()
+    /// );
+    /// # }
+    /// ```
     pub fn response_deadline(mut self, deadline: Duration) -> Self {
         self.adapter = self.adapter.response_deadline(deadline);
         self
@@ -428,6 +889,37 @@ impl<R, C> PolicyBuilder<R, C, crate::http::TrackLayer, crate::http::UntilBodyEn
 impl<R, C> PolicyBuilder<R, C, crate::http::reqwest::ReqwestAdapter, crate::http::UntilBodyEnd> {
     /// A deadline for the whole response, head and body: a body still streaming at the
     /// deadline ends with an error, never as a truncated success.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// use std::time::Duration;
+    /// use palisade::policy::Policy;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// // 1000 bytes at 100 bytes a second would take 10 s; the deadline ends it at 300 ms.
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::slow_body(1000, 100))
+    ///     .start()
+    ///     .await?;
+    /// let policy = Policy::builder()
+    ///     .reqwest()
+    ///     .response_deadline(Duration::from_millis(300))
+    ///     .build()?;
+    /// let client = policy.layer(reqwest::Client::new());
+    /// let req = reqwest::Request::new(reqwest::Method::GET, server.url().parse()?);
+    /// let res = client.oneshot(req).await?;
+    /// assert!(res.bytes().await.is_err()); // an error, never a truncated success
+    /// let err = Policy::builder()
+    ///     .reqwest()
+    ///     .response_deadline(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "response.deadline");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn response_deadline(mut self, deadline: Duration) -> Self {
         self.adapter = self.adapter.response_deadline(deadline);
         self
@@ -435,6 +927,34 @@ impl<R, C> PolicyBuilder<R, C, crate::http::reqwest::ReqwestAdapter, crate::http
 }
 
 /// The recommended stack as one layer. Made by [`PolicyBuilder::build`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::policy::Policy;
+/// use palisade::{bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let policy = Policy::builder()
+///     .name("inventory")
+///     .bulkhead(BulkheadConfig::default())
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .build()
+///     .unwrap();
+/// // Services made by one policy layer share its breaker and its bulkhead.
+/// let a = policy.layer(service_fn(
+///     |x: u32| async move { Ok::<_, std::io::Error>(x) },
+/// ));
+/// let b = policy.layer(service_fn(|x: u32| async move {
+///     Ok::<_, std::io::Error>(x + 1)
+/// }));
+/// assert_eq!(
+///     (a.oneshot(1).await.unwrap(), b.oneshot(1).await.unwrap()),
+///     (1, 2)
+/// );
+/// assert_eq!(policy.circuit_breaker().unwrap().snapshot().calls, 2);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct PolicyLayer<R = NoFallback, C = DefaultClassifier, A = Bare, H = UntilResponse> {
     name: String,
@@ -447,11 +967,41 @@ pub struct PolicyLayer<R = NoFallback, C = DefaultClassifier, A = Bare, H = Unti
 
 impl<R, C, A, H> PolicyLayer<R, C, A, H> {
     /// The policy's name.
+    ///
+    /// ```
+    /// use palisade::policy::Policy;
+    ///
+    /// assert_eq!(
+    ///     Policy::builder().name("inventory").build().unwrap().name(),
+    ///     "inventory"
+    /// );
+    /// assert_eq!(Policy::builder().build().unwrap().name(), "default");
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
 
     /// A handle on the circuit breaker, if there is one.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State};
+    /// use palisade::policy::Policy;
+    ///
+    /// let policy = Policy::builder()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// breaker.force_open(); // an operator takes the dependency out of service
+    /// assert_eq!(breaker.state(), State::ForcedOpen);
+    /// assert!(
+    ///     Policy::builder()
+    ///         .build()
+    ///         .unwrap()
+    ///         .circuit_breaker()
+    ///         .is_none()
+    /// );
+    /// ```
     pub fn circuit_breaker(&self) -> Option<circuit_breaker::Handle> {
         self.circuit_breaker
             .as_ref()
@@ -459,29 +1009,132 @@ impl<R, C, A, H> PolicyLayer<R, C, A, H> {
     }
 
     /// A handle on the bulkhead, if there is one.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    /// use palisade::policy::Policy;
+    ///
+    /// let policy = Policy::builder()
+    ///     .bulkhead(BulkheadConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(policy.bulkhead().unwrap().in_flight(), 0);
+    /// assert!(Policy::builder().build().unwrap().bulkhead().is_none());
+    /// ```
     pub fn bulkhead(&self) -> Option<bulkhead::Handle> {
         self.bulkhead.as_ref().map(BulkheadLayer::handle)
     }
 
     /// The fallback's recovery (for example a stale cache, to read its stats), if any.
+    ///
+    /// ```
+    /// use palisade::fallback::StaleCache;
+    /// use palisade::policy::Policy;
+    ///
+    /// let cache = StaleCache::<u32, String, u32>::builder(|id| Some(*id))
+    ///     .build()
+    ///     .unwrap();
+    /// let policy = Policy::builder().fallback(cache).build().unwrap();
+    /// assert_eq!(policy.fallback().unwrap().stats().entries, 0);
+    /// ```
     pub fn fallback(&self) -> Option<&R> {
         self.fallback.as_ref().map(FallbackLayer::recover)
     }
 }
 
 /// `S` with an optional timeout.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::policy::{Optional, Timed};
+/// use palisade::timeout::TimeoutLayer;
+/// use tower::Layer;
+///
+/// let client = "the client";
+/// let with: Timed<&str> = Optional::On(
+///     TimeoutLayer::builder()
+///         .timeout(Duration::from_secs(1))
+///         .build()
+///         .unwrap()
+///         .layer(client),
+/// );
+/// let without: Timed<&str> = Optional::Off(client);
+/// assert!(matches!(&with, Optional::On(timeout) if timeout.timeout() == Duration::from_secs(1)));
+/// assert!(matches!(without, Optional::Off("the client")));
+/// ```
 pub type Timed<S> = Optional<Timeout<S>, S>;
 /// `S` with an optional timeout and bulkhead.
+///
+/// ```
+/// use palisade::bulkhead::BulkheadLayer;
+/// use palisade::policy::{Limited, Optional};
+/// use tower::Layer;
+///
+/// // A bulkhead over a client without a timeout.
+/// let bulkhead = BulkheadLayer::builder().build().unwrap();
+/// let limited: Limited<&str> = Optional::On(bulkhead.layer(Optional::Off("the client")));
+/// assert!(matches!(limited, Optional::On(ref b) if b.handle().max_concurrent() == 25));
+/// ```
 pub type Limited<S, H = UntilResponse> = Optional<Bulkhead<Timed<S>, H>, Timed<S>>;
 /// `S` with an optional timeout, bulkhead and circuit breaker.
+///
+/// ```
+/// use palisade::classify::DefaultClassifier;
+/// use palisade::policy::{Guarded, Optional};
+///
+/// // Neither breaker, bulkhead nor timeout: the client itself, three times `Off`.
+/// let bare: Guarded<&str, DefaultClassifier> =
+///     Optional::Off(Optional::Off(Optional::Off("the client")));
+/// assert!(matches!(bare, Optional::Off(Optional::Off(Optional::Off("the client")))));
+/// ```
 pub type Guarded<S, C, H = UntilResponse> =
     Optional<CircuitBreaker<Limited<S, H>, C>, Limited<S, H>>;
 /// The service a [`PolicyLayer`] makes; `S` is the client under the adapter.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::policy::{Policy, PolicyService};
+/// use tower::{service_fn, util::ServiceFn, Layer, ServiceExt};
+///
+/// // The service type can be named, to keep it in a struct.
+/// type Echo = ServiceFn<fn(u32) -> std::future::Ready<Result<u32, std::io::Error>>>;
+/// struct Client {
+///     inner: PolicyService<Echo>,
+/// }
+/// let echo: Echo = service_fn(|x| std::future::ready(Ok(x)));
+/// let client = Client {
+///     inner: Policy::builder().build().unwrap().layer(echo),
+/// };
+/// assert_eq!(client.inner.oneshot(7).await.unwrap(), 7);
+/// # }
+/// ```
 pub type PolicyService<S, R = NoFallback, C = DefaultClassifier, H = UntilResponse> =
     Optional<Fallback<Guarded<S, C, H>, R, C>, Guarded<S, C, H>>;
 
 /// A part of the stack that is there (`On`, wrapping the rest) or not (`Off`). Errors of both
 /// become [`BoxError`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::policy::Optional;
+/// use tower::{service_fn, BoxError, ServiceExt};
+///
+/// let double = service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
+/// let same = service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
+/// // Both arms have one type, so a part can be there or not, as configured at run time.
+/// let part = move |on: bool| {
+///     if on {
+///         Optional::On(double)
+///     } else {
+///         Optional::Off(same)
+///     }
+/// };
+/// assert_eq!(part(true).oneshot(21).await.unwrap(), 42);
+/// assert_eq!(part(false).oneshot(21).await.unwrap(), 21);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub enum Optional<On, Off> {
     /// The part is configured.
@@ -524,6 +1177,19 @@ where
 
 pin_project! {
     /// Response future of [`Optional`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::policy::Policy;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// let echo = service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
+    /// let mut svc = Policy::builder().build().unwrap().layer(echo);
+    /// let future = svc.ready().await.unwrap().call(3); // an OptionalFuture, errors boxed
+    /// assert_eq!(future.await.unwrap(), 3);
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct OptionalFuture<On, Off> {
         #[pin]
@@ -598,20 +1264,116 @@ mod sealed {
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed {
     /// Adds a circuit breaker.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use palisade::policy::ServiceBuilderExt;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().build().unwrap();
+    /// let breaker = layer.handle();
+    /// let svc = ServiceBuilder::new()
+    ///     .circuit_breaker(layer)
+    ///     .service(service_fn(
+    ///         |x: u32| async move { Ok::<_, std::io::Error>(x) },
+    ///     ));
+    /// assert_eq!(svc.oneshot(1).await.unwrap(), 1);
+    /// assert_eq!(breaker.snapshot().calls, 1);
+    /// # }
+    /// ```
     fn circuit_breaker<C>(
         self,
         layer: CircuitBreakerLayer<C>,
     ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
     /// Adds a bulkhead.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::bulkhead::BulkheadLayer;
+    /// use palisade::policy::ServiceBuilderExt;
+    /// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+    ///
+    /// let layer = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
+    /// let mut svc = ServiceBuilder::new()
+    ///     .bulkhead(layer)
+    ///     .service(service_fn(|_: ()| {
+    ///         std::future::pending::<Result<(), std::io::Error>>()
+    ///     }));
+    /// let _first = svc.ready().await.unwrap().call(());
+    /// assert!(svc.ready().await.unwrap().call(()).await.is_err()); // full
+    ///
+    /// # }
+    /// ```
     fn bulkhead<H>(self, layer: BulkheadLayer<H>) -> ServiceBuilder<Stack<BulkheadLayer<H>, L>>;
     /// Adds a timeout. With tower's own `timeout` feature on, `ServiceBuilder` has an inherent
     /// `timeout(Duration)` that takes precedence (passing a `TimeoutLayer` to it does not
     /// compile): use [`call_timeout`](Self::call_timeout) then.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::policy::ServiceBuilderExt;
+    /// use palisade::timeout::TimeoutLayer;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// let layer = TimeoutLayer::builder()
+    ///     .timeout(Duration::from_millis(100))
+    ///     .build()
+    ///     .unwrap();
+    /// // With tower's `timeout` feature on (as here), name the trait to reach this method.
+    /// let svc = ServiceBuilderExt::timeout(ServiceBuilder::new(), layer).service(service_fn(
+    ///     |_: ()| std::future::pending::<Result<(), std::io::Error>>(),
+    /// ));
+    /// assert!(svc.oneshot(()).await.is_err());
+    /// # }
+    /// ```
     fn timeout<F>(self, layer: TimeoutLayer<F>) -> ServiceBuilder<Stack<TimeoutLayer<F>, L>>;
     /// Adds a timeout; the same as [`timeout`](Self::timeout), under a name that tower's
     /// `ServiceBuilder::timeout` cannot shadow.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::policy::ServiceBuilderExt;
+    /// use palisade::timeout::TimeoutLayer;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .call_timeout(
+    ///         TimeoutLayer::builder()
+    ///             .timeout(Duration::from_millis(100))
+    ///             .build()
+    ///             .unwrap(),
+    ///     )
+    ///     .service(service_fn(|_: ()| {
+    ///         std::future::pending::<Result<(), std::io::Error>>()
+    ///     }));
+    /// assert!(svc.oneshot(()).await.is_err());
+    /// # }
+    /// ```
     fn call_timeout<F>(self, layer: TimeoutLayer<F>) -> ServiceBuilder<Stack<TimeoutLayer<F>, L>>;
     /// Adds a fallback.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::fallback::{self, FallbackLayer};
+    /// use palisade::policy::ServiceBuilderExt;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// let svc = ServiceBuilder::new()
+    ///     .fallback(FallbackLayer::new(fallback::value(0)))
+    ///     .service(service_fn(|_: ()| async {
+    ///         Err::<i32, _>(std::io::Error::other("down"))
+    ///     }));
+    /// assert_eq!(svc.oneshot(()).await.unwrap(), 0);
+    /// # }
+    /// ```
     fn fallback<R, C>(
         self,
         layer: FallbackLayer<R, C>,

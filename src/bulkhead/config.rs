@@ -6,12 +6,54 @@ use crate::error::ConfigError;
 
 /// The largest `max_concurrent`: `536_870_911`, tokio's `Semaphore::MAX_PERMITS` on a 32-bit
 /// target (and below it on a 64-bit one), so a limit means the same on every platform.
+///
+/// ```
+/// use palisade::bulkhead::{BulkheadLayer, MAX_CONCURRENT};
+///
+/// assert!(
+///     BulkheadLayer::builder()
+///         .max_concurrent(MAX_CONCURRENT)
+///         .build()
+///         .is_ok()
+/// );
+/// let err = BulkheadLayer::builder()
+///     .max_concurrent(MAX_CONCURRENT + 1)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "max_concurrent");
+/// ```
 pub const MAX_CONCURRENT: usize = (u32::MAX >> 3) as usize;
 /// The largest `max_queued`. Each waiter costs a few dozen bytes in the queue plus its
 /// (boxed) request; a longer queue only makes callers wait longer for an answer they could
 /// have had at once.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::bulkhead::{BulkheadLayer, MAX_QUEUED};
+///
+/// let queue = |n| {
+///     BulkheadLayer::builder()
+///         .max_wait(Duration::from_millis(50))
+///         .max_queued(n)
+///         .build()
+/// };
+/// assert!(queue(MAX_QUEUED).is_ok());
+/// assert_eq!(queue(MAX_QUEUED + 1).unwrap_err().field(), "max_queued");
+/// ```
 pub const MAX_QUEUED: usize = 65_536;
 /// The longest `max_wait`.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::bulkhead::{BulkheadLayer, MAX_WAIT};
+///
+/// assert!(BulkheadLayer::builder().max_wait(MAX_WAIT).build().is_ok());
+/// let err = BulkheadLayer::builder()
+///     .max_wait(MAX_WAIT + Duration::from_secs(1))
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "max_wait");
+/// ```
 pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Every setting of a bulkhead. Build one with [`BulkheadLayer::builder`] (or deserialize it,
@@ -74,6 +116,15 @@ validated_deserialize!(BulkheadConfig);
 
 impl BulkheadConfig {
     /// Checks every field; the error names the first one that is wrong.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    ///
+    /// let mut config = BulkheadConfig::default();
+    /// assert!(config.validate().is_ok());
+    /// config.max_queued = Some(10); // queueing needs a max_wait
+    /// assert_eq!(config.validate().unwrap_err().field(), "max_queued");
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.max_concurrent == 0 || self.max_concurrent > MAX_CONCURRENT {
             return Err(ConfigError::new(

@@ -17,13 +17,85 @@ use crate::sync::CloneRef;
 
 /// When a call's permit comes back: with the response (the default, [`UntilResponse`]), or, for
 /// a response whose body streams, when the body ends (`palisade::http::UntilBodyEnd`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::bulkhead::{BulkheadLayer, Hold};
+/// use palisade::classify::Hooks;
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// /// A response that keeps its call's permit for as long as it lives (a lease on a scarce
+/// /// resource of the dependency, say).
+/// struct Lease {
+///     id: u32,
+///     hooks: Hooks,
+/// }
+///
+/// #[derive(Clone)]
+/// struct WhileLeased;
+///
+/// impl Hold<Lease> for WhileLeased {
+///     fn hooks<'a>(&self, lease: &'a mut Lease) -> Option<&'a mut Hooks> {
+///         Some(&mut lease.hooks)
+///     }
+/// }
+///
+/// let layer = BulkheadLayer::builder()
+///     .max_concurrent(2)
+///     .build()
+///     .unwrap()
+///     .hold(WhileLeased);
+/// let bulkhead = layer.handle();
+/// let mut svc =
+///     ServiceBuilder::new()
+///         .layer(layer)
+///         .service(service_fn(|id: u32| async move {
+///             Ok::<_, std::io::Error>(Lease {
+///                 id,
+///                 hooks: Hooks::default(),
+///             })
+///         }));
+///
+/// let lease = svc.ready().await.unwrap().call(7).await.unwrap();
+/// assert_eq!((lease.id, bulkhead.in_flight()), (7, 1)); // the call is over, the permit held
+/// drop(lease);
+/// assert_eq!(bulkhead.in_flight(), 0);
+/// # }
+/// ```
 pub trait Hold<Res> {
     /// The hooks of `response`'s body, to hold the permit until the body ends; `None` gives it
     /// back now.
+    ///
+    /// ```
+    /// use palisade::bulkhead::{Hold, UntilResponse};
+    ///
+    /// // The default gives the permit back with the response: it hands no hooks.
+    /// let mut response = "catalog";
+    /// assert!(UntilResponse.hooks(&mut response).is_none());
+    /// ```
     fn hooks<'a>(&self, response: &'a mut Res) -> Option<&'a mut Hooks>;
 }
 
 /// The permit comes back as soon as the response (or error) does.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::bulkhead::BulkheadLayer;
+/// use tower::{service_fn, ServiceExt, Layer};
+///
+/// let layer = BulkheadLayer::builder().max_concurrent(1).build().unwrap(); // UntilResponse
+/// let bulkhead = layer.handle();
+/// let svc = layer.layer(service_fn(|_: ()| async {
+///     Ok::<_, std::io::Error>(vec![0u8; 1024])
+/// }));
+/// let response = svc.oneshot(()).await.unwrap();
+/// assert_eq!(bulkhead.in_flight(), 0); // the permit came back with the response
+///     
+/// # drop(response);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UntilResponse;
 
@@ -149,6 +221,24 @@ pin_project! {
     ///
     /// Holds the call's permit (or its place in the queue) and gives it back when the call
     /// completes or the future is dropped.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::bulkhead::BulkheadLayer;
+    /// use tower::{service_fn, Service, ServiceExt, Layer};
+    ///
+    /// let layer = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
+    /// let bulkhead = layer.handle();
+    /// let hangs = service_fn(|_: ()| std::future::pending::<Result<(), std::io::Error>>());
+    /// let mut svc = layer.layer(hangs);
+    ///
+    /// let future = svc.ready().await.unwrap().call(()); // a ResponseFuture holding the permit
+    /// assert_eq!(bulkhead.in_flight(), 1);
+    /// drop(future); // cancelled: the permit comes back
+    /// assert_eq!(bulkhead.in_flight(), 0);
+    /// # }
+    /// ```
     pub struct ResponseFuture<F, S, Req, H = UntilResponse> {
         #[pin]
         kind: Kind<F, S, Req>,

@@ -113,36 +113,153 @@ impl Handle {
     }
 
     /// The bulkhead's name (from its configuration).
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadLayer;
+    ///
+    /// let layer = BulkheadLayer::builder().name("inventory").build().unwrap();
+    /// assert_eq!(layer.handle().name(), "inventory");
+    /// ```
     pub fn name(&self) -> &str {
         &self.shared.name
     }
 
     /// The limit on calls in flight.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadLayer;
+    ///
+    /// let layer = BulkheadLayer::builder().max_concurrent(6).build().unwrap();
+    /// assert_eq!(layer.handle().max_concurrent(), 6);
+    /// ```
     pub fn max_concurrent(&self) -> usize {
         self.shared.max_concurrent
     }
 
     /// How long a call may wait for a permit; `None` when calls are rejected at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::bulkhead::BulkheadLayer;
+    ///
+    /// assert_eq!(
+    ///     BulkheadLayer::builder()
+    ///         .build()
+    ///         .unwrap()
+    ///         .handle()
+    ///         .max_wait(),
+    ///     None
+    /// );
+    /// let waits = BulkheadLayer::builder()
+    ///     .max_wait(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(waits.handle().max_wait(), Some(Duration::from_millis(50)));
+    /// ```
     pub fn max_wait(&self) -> Option<Duration> {
         self.shared.max_wait
     }
 
     /// The limit on waiting calls; 0 when calls are rejected at once.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::bulkhead::BulkheadLayer;
+    ///
+    /// assert_eq!(
+    ///     BulkheadLayer::builder()
+    ///         .build()
+    ///         .unwrap()
+    ///         .handle()
+    ///         .max_queued(),
+    ///     0
+    /// );
+    /// // With max_wait and no max_queued: as many as max_concurrent may wait.
+    /// let waits = BulkheadLayer::builder()
+    ///     .max_concurrent(8)
+    ///     .max_wait(Duration::from_millis(50))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(waits.handle().max_queued(), 8);
+    /// ```
     pub fn max_queued(&self) -> usize {
         self.shared.max_queued
     }
 
     /// Permits taken: calls in flight, plus calls handed a permit and about to be sent.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::bulkhead::BulkheadLayer;
+    /// use tower::{service_fn, Service, ServiceExt, Layer};
+    ///
+    /// let layer = BulkheadLayer::builder().max_concurrent(4).build().unwrap();
+    /// let bulkhead = layer.handle();
+    /// let mut svc = layer.layer(service_fn(|_: ()| {
+    ///     std::future::pending::<Result<(), std::io::Error>>()
+    /// }));
+    /// let mut calls = Vec::new();
+    /// for _ in 0..3 {
+    ///     calls.push(svc.ready().await.unwrap().call(()));
+    /// }
+    /// assert_eq!(bulkhead.in_flight(), 3);
+    /// drop(calls);
+    /// assert_eq!(bulkhead.in_flight(), 0);
+    /// # }
+    /// ```
     pub fn in_flight(&self) -> usize {
         self.shared.in_flight()
     }
 
     /// Permits free: `max_concurrent - in_flight`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::bulkhead::BulkheadLayer;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// let layer = BulkheadLayer::builder().max_concurrent(4).build().unwrap();
+    /// let bulkhead = layer.handle();
+    /// let mut svc = layer.layer(service_fn(|_: ()| {
+    ///     std::future::pending::<Result<(), std::io::Error>>()
+    /// }));
+    /// let call = svc.ready().await.unwrap().call(());
+    /// assert_eq!(bulkhead.available(), 3);
+    /// # drop(call);
+    /// # }
+    /// ```
     pub fn available(&self) -> usize {
         self.max_concurrent().saturating_sub(self.in_flight())
     }
 
     /// Calls waiting for a permit.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::bulkhead::BulkheadLayer;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// let layer = BulkheadLayer::builder()
+    ///     .max_concurrent(1)
+    ///     .max_wait(Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap();
+    /// let bulkhead = layer.handle();
+    /// let mut svc = layer.layer(service_fn(|_: ()| {
+    ///     std::future::pending::<Result<(), std::io::Error>>()
+    /// }));
+    /// let first = svc.ready().await.unwrap().call(()); // takes the only permit
+    /// let second = svc.ready().await.unwrap().call(()); // waits for it
+    /// assert_eq!((bulkhead.in_flight(), bulkhead.queued()), (1, 1));
+    /// drop(second); // leaves the queue
+    /// assert_eq!(bulkhead.queued(), 0);
+    /// # drop(first);
+    /// # }
+    /// ```
     pub fn queued(&self) -> usize {
         self.shared.sem.queued()
     }

@@ -103,6 +103,17 @@ impl<S, H> Bulkhead<S, H> {
     }
 
     /// A handle on the bulkhead.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadLayer;
+    /// use tower::{service_fn, Layer};
+    ///
+    /// let layer = BulkheadLayer::builder().name("inventory").build().unwrap();
+    /// let svc = layer.layer(service_fn(
+    ///     |x: u32| async move { Ok::<_, std::io::Error>(x) },
+    /// ));
+    /// assert_eq!(svc.handle().name(), "inventory"); // the same bulkhead as layer.handle()
+    /// ```
     pub fn handle(&self) -> Handle {
         Handle::new(Arc::clone(&self.shared.0))
     }

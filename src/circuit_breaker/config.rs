@@ -7,17 +7,103 @@ use crate::error::ConfigError;
 use super::window::BUCKETS;
 
 /// The largest count-based window.
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, MAX_WINDOW_CALLS};
+///
+/// let window = |n| {
+///     CircuitBreakerLayer::builder()
+///         .window(SlidingWindow::Count(n))
+///         .build()
+/// };
+/// assert!(window(MAX_WINDOW_CALLS).is_ok());
+/// assert_eq!(window(MAX_WINDOW_CALLS + 1).unwrap_err().field(), "window");
+/// ```
 pub const MAX_WINDOW_CALLS: u32 = 1_000_000;
 /// The largest number of half-open probes.
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, MAX_PROBES};
+///
+/// assert!(
+///     CircuitBreakerLayer::builder()
+///         .permitted_probes(MAX_PROBES)
+///         .build()
+///         .is_ok()
+/// );
+/// let err = CircuitBreakerLayer::builder()
+///     .permitted_probes(MAX_PROBES + 1)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "permitted_probes");
+/// ```
 pub const MAX_PROBES: u32 = 1_000;
 /// The shortest time-based window (one bucket per millisecond).
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, MIN_WINDOW_TIME};
+///
+/// assert_eq!(MIN_WINDOW_TIME, Duration::from_millis(20));
+/// let window = |d| {
+///     CircuitBreakerLayer::builder()
+///         .window(SlidingWindow::Time(d))
+///         .build()
+/// };
+/// assert!(window(MIN_WINDOW_TIME).is_ok());
+/// assert!(window(Duration::from_millis(19)).is_err());
+/// ```
 pub const MIN_WINDOW_TIME: Duration = Duration::from_millis(BUCKETS);
 /// The longest time-based window.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, MAX_WINDOW_TIME};
+///
+/// let window = |d| {
+///     CircuitBreakerLayer::builder()
+///         .window(SlidingWindow::Time(d))
+///         .build()
+/// };
+/// assert!(window(MAX_WINDOW_TIME).is_ok());
+/// assert!(window(MAX_WINDOW_TIME + Duration::from_secs(1)).is_err());
+/// ```
 pub const MAX_WINDOW_TIME: Duration = Duration::from_secs(24 * 3600);
 /// The longest `max_half_open_wait`: a half-open breaker must end its trial in bounded time.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, MAX_HALF_OPEN_WAIT};
+///
+/// let wait = |d| CircuitBreakerLayer::builder().max_half_open_wait(d).build();
+/// assert!(wait(MAX_HALF_OPEN_WAIT).is_ok());
+/// assert_eq!(
+///     wait(Duration::MAX).unwrap_err().field(),
+///     "max_half_open_wait"
+/// );
+/// ```
 pub const MAX_HALF_OPEN_WAIT: Duration = Duration::from_secs(24 * 3600);
 
 /// Which outcomes the failure and slow-call rates are computed over.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow};
+///
+/// // The last 50 calls...
+/// let by_count = CircuitBreakerLayer::builder()
+///     .window(SlidingWindow::Count(50))
+///     .minimum_calls(20);
+/// // ...or the calls of the last 30 seconds, however many.
+/// let by_time =
+///     CircuitBreakerLayer::builder().window(SlidingWindow::Time(Duration::from_secs(30)));
+/// assert!(by_count.build().is_ok() && by_time.build().is_ok());
+/// // minimum_calls above a count window could never be reached.
+/// let never = CircuitBreakerLayer::builder()
+///     .window(SlidingWindow::Count(10))
+///     .minimum_calls(20);
+/// assert_eq!(never.build().unwrap_err().field(), "minimum_calls");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(
     feature = "serde",
@@ -34,6 +120,40 @@ pub enum SlidingWindow {
 
 /// How the open duration grows with each consecutive trip (a probe that fails reopens the
 /// breaker for longer), so that a dependency that stays down is probed less and less often.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{Backoff, CircuitBreakerLayer};
+///
+/// let breaker = CircuitBreakerLayer::builder()
+///     .consecutive_failures(1)
+///     .permitted_probes(1)
+///     .open_duration(Duration::from_secs(10))
+///     .backoff(Backoff {
+///         multiplier: 2.0,
+///         max: Duration::from_secs(60),
+///         jitter: 0.0,
+///     })
+///     .build()
+///     .unwrap()
+///     .handle();
+/// let fail = || breaker.call(async { Err::<(), _>(std::io::Error::other("down")) });
+///
+/// let _ = fail().await; // opens for 10 s
+/// assert_eq!(
+///     breaker.snapshot().retry_after,
+///     Some(Duration::from_secs(10))
+/// );
+/// tokio::time::advance(Duration::from_secs(10)).await;
+/// let _ = fail().await; // the probe fails: reopens for 20 s
+/// assert_eq!(
+///     breaker.snapshot().retry_after,
+///     Some(Duration::from_secs(20))
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(
     feature = "serde",
@@ -67,6 +187,31 @@ impl Default for Backoff {
 /// reads per call) and a half-open trial is bounded in time.
 ///
 /// [`CircuitBreakerLayer::builder`]: super::CircuitBreakerLayer::builder
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
+///
+/// let mut config = CircuitBreakerConfig::default(); // non-exhaustive: start from the defaults
+/// config.window = SlidingWindow::Count(50);
+/// config.minimum_calls = 20;
+/// config.open_duration = Duration::from_secs(10);
+/// let layer = CircuitBreakerLayer::new(&config).unwrap();
+/// # let _ = layer;
+///
+/// // With feature `serde`, from a file (durations as "10s"):
+/// # #[cfg(feature = "serde")] {
+/// let from_toml: CircuitBreakerConfig = toml::from_str(
+///     r#"
+///     window = { count = 50 }
+///     minimum_calls = 20
+///     open_duration = "10s"
+/// "#,
+/// )
+/// .unwrap();
+/// assert_eq!(from_toml, config);
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(
     feature = "serde",
@@ -146,6 +291,19 @@ fn rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
 
 impl CircuitBreakerConfig {
     /// Checks every field; the error names the first one that is wrong.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// assert!(config.validate().is_ok());
+    /// config.failure_rate = f64::NAN;
+    /// let err = config.validate().unwrap_err();
+    /// assert_eq!(
+    ///     (err.field(), err.rule()),
+    ///     ("failure_rate", "must be a fraction in (0, 1]")
+    /// );
+    /// ```
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self.window {
             SlidingWindow::Count(n) if n == 0 || n > MAX_WINDOW_CALLS => {

@@ -79,6 +79,22 @@ impl Drop for Guard {
 
 pin_project! {
     /// Response future of [`CircuitBreaker`](super::CircuitBreaker).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().build().unwrap();
+    /// let breaker = layer.handle();
+    /// let mut svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+    /// let future = svc.ready().await.unwrap().call(1); // admitted; nothing recorded yet
+    /// assert_eq!(breaker.snapshot().calls, 0);
+    /// assert_eq!(future.await.unwrap(), 1); // the outcome is recorded as the future completes
+    /// assert_eq!(breaker.snapshot().calls, 1);
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F, C> {
         #[pin]

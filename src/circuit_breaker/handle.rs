@@ -208,6 +208,23 @@ impl fmt::Debug for Handle {
 }
 
 /// The error of a future guarded by [`Handle::call`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::circuit_breaker::{CallError, CircuitBreakerLayer};
+///
+/// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+/// let refused = async { Err::<(), _>(std::io::Error::other("refused")) };
+/// let err = breaker.call(refused).await.unwrap_err();
+/// assert!(matches!(&err, CallError::Inner(e) if e.to_string() == "refused"));
+///
+/// breaker.force_open();
+/// let err = breaker.call(async { Ok::<_, std::io::Error>(()) }).await.unwrap_err();
+/// assert!(matches!(err, CallError::Open(_))); // the future was never polled
+/// assert_eq!(err.to_string(), "circuit breaker is forced open");
+/// # }
+/// ```
 #[derive(Debug)]
 pub enum CallError<E> {
     /// The breaker rejected the call; the future was not polled.
@@ -260,41 +277,190 @@ impl Handle {
     }
 
     /// The breaker's name (from its configuration).
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    ///
+    /// let breaker = CircuitBreakerLayer::builder()
+    ///     .name("inventory")
+    ///     .build()
+    ///     .unwrap()
+    ///     .handle();
+    /// assert_eq!(breaker.name(), "inventory");
+    /// ```
     pub fn name(&self) -> &str {
         &self.breaker.name
     }
 
     /// The current state.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+    ///
+    /// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+    /// assert_eq!(breaker.state(), State::Closed);
+    /// breaker.force_open();
+    /// assert_eq!(breaker.state(), State::ForcedOpen);
+    /// ```
     pub fn state(&self) -> State {
         self.snapshot().state
     }
 
     /// State and counts: window calls, failures, slow calls, rejections, probes.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+    ///
+    /// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+    /// let _ = breaker.call(async { Ok::<_, std::io::Error>(()) }).await;
+    /// let _ = breaker
+    ///     .call(async { Err::<(), _>(std::io::Error::other("down")) })
+    ///     .await;
+    /// let snapshot = breaker.snapshot();
+    /// assert_eq!(
+    ///     (snapshot.state, snapshot.calls, snapshot.failures),
+    ///     (State::Closed, 2, 1)
+    /// );
+    /// # }
+    /// ```
     pub fn snapshot(&self) -> Snapshot {
         self.breaker.machine.snapshot(self.breaker.clock())
     }
 
     /// Rejects every call until [`reset`](Self::reset).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::{Cause, CallError, CircuitBreakerLayer, State};
+    ///
+    /// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+    /// let transition = breaker.force_open();
+    /// assert_eq!((transition.from, transition.to), (State::Closed, State::ForcedOpen));
+    /// assert_eq!(transition.cause, Cause::Operator);
+    /// let rejected = breaker.call(async { Ok::<_, std::io::Error>(()) }).await;
+    /// assert!(matches!(rejected, Err(CallError::Open(open)) if open.retry_after().is_none()));
+    /// # }
+    /// ```
     pub fn force_open(&self) -> Transition {
         self.breaker.machine.force_open(self.breaker.clock())
     }
 
     /// Admits every call and keeps counting, never tripping, until [`reset`](Self::reset).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+    ///
+    /// let breaker = CircuitBreakerLayer::builder()
+    ///     .consecutive_failures(1)
+    ///     .build()
+    ///     .unwrap()
+    ///     .handle();
+    /// breaker.disable();
+    /// for _ in 0..3 {
+    ///     let _ = breaker
+    ///         .call(async { Err::<(), _>(std::io::Error::other("down")) })
+    ///         .await;
+    /// }
+    /// let snapshot = breaker.snapshot();
+    /// // Counted, never tripped.
+    /// assert_eq!((snapshot.state, snapshot.failures), (State::Disabled, 3));
+    /// # }
+    /// ```
     pub fn disable(&self) -> Transition {
         self.breaker.machine.disable(self.breaker.clock())
     }
 
     /// Admits every call and reports would-trip transitions instead of opening.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+    /// use palisade::events::{Event, Listeners};
+    ///
+    /// let would_trip = Arc::new(Mutex::new(0));
+    /// let count = would_trip.clone();
+    /// let listeners = Listeners::new("inventory").with(move |event: &Event<'_>| {
+    ///     if let Event::StateTransition { transition, .. } = event {
+    ///         if transition.would_trip {
+    ///             *count.lock().unwrap() += 1;
+    ///         }
+    ///     }
+    /// });
+    /// let breaker = CircuitBreakerLayer::builder()
+    ///     .consecutive_failures(1)
+    ///     .listeners(listeners)
+    ///     .build()
+    ///     .unwrap()
+    ///     .handle();
+    /// breaker.metrics_only(); // try the configuration out in production, rejecting nothing
+    /// let result = breaker
+    ///     .call(async { Err::<(), _>(std::io::Error::other("down")) })
+    ///     .await;
+    /// assert!(result.is_err());
+    /// assert_eq!(breaker.state(), State::MetricsOnly);
+    /// assert_eq!(*would_trip.lock().unwrap(), 1);
+    /// # }
+    /// ```
     pub fn metrics_only(&self) -> Transition {
         self.breaker.machine.metrics_only(self.breaker.clock())
     }
 
     /// Closes the breaker with an empty window, whatever its state.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+    ///
+    /// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+    /// breaker.force_open();
+    /// let transition = breaker.reset();
+    /// assert_eq!(
+    ///     (transition.from, transition.to),
+    ///     (State::ForcedOpen, State::Closed)
+    /// );
+    /// assert_eq!(breaker.snapshot().calls, 0); // with an empty window
+    /// ```
     pub fn reset(&self) -> Transition {
         self.breaker.machine.reset(self.breaker.clock())
     }
 
     /// Runs `fut` if the breaker admits it; `Ok` is a success and `Err` a failure.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::{CallError, CircuitBreakerLayer, SlidingWindow, State};
+    ///
+    /// let breaker = CircuitBreakerLayer::builder()
+    ///     .window(SlidingWindow::Count(4))
+    ///     .minimum_calls(2)
+    ///     .build()
+    ///     .unwrap()
+    ///     .handle();
+    /// async fn lookup(id: u32) -> Result<String, std::io::Error> {
+    ///     Err(std::io::Error::other(format!(
+    ///         "no route to the store of {id}"
+    ///     )))
+    /// }
+    /// for id in 0..2 {
+    ///     assert!(matches!(
+    ///         breaker.call(lookup(id)).await,
+    ///         Err(CallError::Inner(_))
+    ///     ));
+    /// }
+    /// assert_eq!(breaker.state(), State::Open);
+    /// assert!(matches!(
+    ///     breaker.call(lookup(2)).await,
+    ///     Err(CallError::Open(_))
+    /// ));
+    /// # }
+    /// ```
     pub async fn call<F, T, E>(&self, fut: F) -> Result<T, CallError<E>>
     where
         F: Future<Output = Result<T, E>>,
@@ -310,6 +476,38 @@ impl Handle {
     /// `classify` is caught: the call is recorded as ignored and fails with
     /// [`CallError::CallbackPanicked`]. A panic of `fut` itself reaches the caller (the permit is
     /// given back as it unwinds).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use palisade::classify::Outcome;
+    ///
+    /// #[derive(Debug)]
+    /// enum LookupError {
+    ///     NotFound,
+    ///     Unavailable,
+    /// }
+    ///
+    /// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+    /// // "Not found" is an answer, not a failure of the dependency.
+    /// let classify = |res: Result<&String, &LookupError>| match res {
+    ///     Ok(_) | Err(LookupError::NotFound) => Outcome::success(),
+    ///     Err(LookupError::Unavailable) => Outcome::failure(),
+    /// };
+    /// let _ = breaker
+    ///     .call_classified(async { Err::<String, _>(LookupError::NotFound) }, classify)
+    ///     .await;
+    /// let _ = breaker
+    ///     .call_classified(
+    ///         async { Err::<String, _>(LookupError::Unavailable) },
+    ///         classify,
+    ///     )
+    ///     .await;
+    /// let snapshot = breaker.snapshot();
+    /// assert_eq!((snapshot.calls, snapshot.failures), (2, 1));
+    /// # }
+    /// ```
     pub async fn call_classified<F, T, E, K>(&self, fut: F, classify: K) -> Result<T, CallError<E>>
     where
         F: Future<Output = Result<T, E>>,

@@ -126,6 +126,20 @@ impl<S, C> CircuitBreaker<S, C> {
     }
 
     /// A handle on the breaker.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use tower::{service_fn, Layer};
+    ///
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .name("inventory")
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = layer.layer(service_fn(
+    ///     |x: u32| async move { Ok::<_, std::io::Error>(x) },
+    /// ));
+    /// assert_eq!(svc.handle().name(), "inventory"); // the same breaker as layer.handle()
+    /// ```
     pub fn handle(&self) -> Handle {
         Handle::new(Arc::clone(&self.slot.breaker.0))
     }

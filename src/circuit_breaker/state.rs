@@ -18,6 +18,16 @@ use super::config::{CircuitBreakerConfig, SlidingWindow};
 use super::window::{BUCKETS, CountWindow, TimeWindow, WindowCounts};
 
 /// The state of a circuit breaker.
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+///
+/// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+/// assert_eq!(breaker.state(), State::Closed);
+/// breaker.force_open();
+/// assert_eq!(breaker.state(), State::ForcedOpen);
+/// assert!(!breaker.state().admits_all());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum State {
@@ -47,12 +57,35 @@ impl State {
     ];
 
     /// Whether calls are admitted without limit in this state.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::State;
+    ///
+    /// assert!(
+    ///     State::Closed.admits_all()
+    ///         && State::Disabled.admits_all()
+    ///         && State::MetricsOnly.admits_all()
+    /// );
+    /// assert!(
+    ///     !State::Open.admits_all()
+    ///         && !State::HalfOpen.admits_all()
+    ///         && !State::ForcedOpen.admits_all()
+    /// );
+    /// ```
     pub const fn admits_all(self) -> bool {
         matches!(self, State::Closed | State::Disabled | State::MetricsOnly)
     }
 
     /// A small number for gauges: Closed 0, Open 1, HalfOpen 2, ForcedOpen 3, Disabled 4,
     /// MetricsOnly 5.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::State;
+    ///
+    /// assert_eq!(State::Closed.as_index(), 0);
+    /// assert_eq!(State::HalfOpen.as_index(), 2);
+    /// assert_eq!(State::MetricsOnly.as_index(), 5);
+    /// ```
     pub const fn as_index(self) -> u8 {
         self as u8
     }
@@ -62,8 +95,40 @@ impl State {
 ///
 /// The closed path needs no clock: pass a closure (`|| clock.now()`) and it is only called when
 /// a rule needs the time. A plain [`Duration`] works too.
+///
+/// ```
+/// use std::cell::Cell;
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+/// use palisade::classify::Outcome;
+///
+/// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+/// // A closure is only called when a rule needs the time: a closed breaker does not.
+/// let reads = Cell::new(0);
+/// let clock = || {
+///     reads.set(reads.get() + 1);
+///     Duration::from_secs(1)
+/// };
+/// let permit = sm.admit(clock).unwrap();
+/// sm.record(permit, Outcome::success(), clock);
+/// assert_eq!(reads.get(), 0);
+/// // A plain Duration is a time too.
+/// let permit = sm.admit(Duration::from_secs(2)).unwrap();
+/// sm.release(permit);
+/// ```
 pub trait Now {
     /// The current time.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::Now;
+    ///
+    /// assert_eq!(Duration::from_secs(3).now(), Duration::from_secs(3));
+    /// assert_eq!(
+    ///     (|| Duration::from_millis(5)).now(),
+    ///     Duration::from_millis(5)
+    /// );
+    /// ```
     fn now(self) -> Duration;
 }
 
@@ -108,6 +173,17 @@ fn nanos(d: Duration) -> u64 {
 
 /// An admission. Hand it back to [`StateMachine::record`] (or [`StateMachine::release`]) exactly
 /// once: a half-open probe holds a slot until then.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+/// use palisade::classify::Outcome;
+///
+/// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+/// let permit = sm.admit(Duration::ZERO).unwrap();
+/// assert!(!permit.is_probe());
+/// sm.record(permit, Outcome::success(), Duration::from_millis(3)); // hand it back, once
+/// ```
 #[derive(Debug, PartialEq, Eq)]
 #[must_use = "a permit must be recorded or released, or a probe slot stays taken"]
 pub struct Permit(NonZeroU64);
@@ -120,12 +196,50 @@ impl Permit {
     }
 
     /// Whether this call is a half-open probe.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.consecutive_failures = Some(1);
+    /// config.open_duration = Duration::from_secs(10);
+    /// let sm = StateMachine::new(&config).unwrap();
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// assert!(!permit.is_probe()); // closed
+    /// sm.record(
+    ///     permit,
+    ///     palisade::classify::Outcome::failure(),
+    ///     Duration::ZERO,
+    /// ); // opens
+    /// let probe = sm.admit(Duration::from_secs(10)).unwrap(); // half-open after 10 s
+    /// assert!(probe.is_probe());
+    /// # sm.release(probe);
+    /// ```
     #[inline]
     pub fn is_probe(&self) -> bool {
         self.0.get() & 0b10 != 0
     }
 
     /// The generation of the state the call was admitted in.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    /// use palisade::classify::Outcome;
+    ///
+    /// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+    /// let early = sm.admit(Duration::ZERO).unwrap();
+    /// assert_eq!(early.generation(), 0);
+    /// sm.force_open(Duration::ZERO);
+    /// sm.reset(Duration::ZERO); // two transitions later...
+    /// let late = sm.admit(Duration::ZERO).unwrap();
+    /// assert_eq!(late.generation(), 2);
+    /// // ...the early call's outcome belongs to another state and changes nothing.
+    /// sm.record(early, Outcome::failure(), Duration::ZERO);
+    /// assert_eq!(sm.snapshot(Duration::ZERO).failures, 0);
+    /// # sm.release(late);
+    /// ```
     #[inline]
     pub fn generation(&self) -> u32 {
         (self.0.get() >> 2) as u32
@@ -133,6 +247,16 @@ impl Permit {
 }
 
 /// Why a call was rejected.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, RejectReason, StateMachine};
+///
+/// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+/// sm.force_open(Duration::ZERO);
+/// let rejection = sm.admit(Duration::ZERO).unwrap_err();
+/// assert_eq!(rejection.reason, RejectReason::ForcedOpen);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum RejectReason {
@@ -145,6 +269,23 @@ pub enum RejectReason {
 }
 
 /// A rejected admission.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, RejectReason, StateMachine};
+/// use palisade::classify::Outcome;
+///
+/// let mut config = CircuitBreakerConfig::default();
+/// config.consecutive_failures = Some(1);
+/// config.open_duration = Duration::from_secs(30);
+/// let sm = StateMachine::new(&config).unwrap();
+/// let permit = sm.admit(Duration::ZERO).unwrap();
+/// sm.record(permit, Outcome::failure(), Duration::from_secs(1)); // opens at t = 1 s
+///
+/// let rejection = sm.admit(Duration::from_secs(5)).unwrap_err();
+/// assert_eq!(rejection.reason, RejectReason::Open);
+/// assert_eq!(rejection.retry_at, Some(Duration::from_secs(31)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rejection {
     /// Why.
@@ -156,12 +297,57 @@ pub struct Rejection {
 
 impl Rejection {
     /// Time from `now` until a probe can be admitted (zero if that time has come).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{RejectReason, Rejection};
+    ///
+    /// let rejection = Rejection {
+    ///     reason: RejectReason::Open,
+    ///     retry_at: Some(Duration::from_secs(31)),
+    /// };
+    /// assert_eq!(
+    ///     rejection.retry_after(Duration::from_secs(5)),
+    ///     Some(Duration::from_secs(26))
+    /// );
+    /// assert_eq!(
+    ///     rejection.retry_after(Duration::from_secs(40)),
+    ///     Some(Duration::ZERO)
+    /// );
+    /// ```
     pub fn retry_after(&self, now: Duration) -> Option<Duration> {
         self.retry_at.map(|at| at.saturating_sub(now))
     }
 }
 
 /// What made the breaker change state.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{Cause, CircuitBreakerConfig, State, StateMachine};
+/// use palisade::classify::Outcome;
+/// use std::sync::{Arc, Mutex};
+///
+/// let mut config = CircuitBreakerConfig::default();
+/// config.consecutive_failures = Some(2);
+/// let causes = Arc::new(Mutex::new(Vec::new()));
+/// let seen = causes.clone();
+/// let sm = StateMachine::new(&config)
+///     .unwrap()
+///     .with_observer(move |_, t| seen.lock().unwrap().push((t.to, t.cause)));
+/// for _ in 0..2 {
+///     let permit = sm.admit(Duration::ZERO).unwrap();
+///     sm.record(permit, Outcome::failure(), Duration::ZERO);
+/// }
+/// sm.reset(Duration::ZERO);
+/// assert_eq!(
+///     *causes.lock().unwrap(),
+///     [
+///         (State::Open, Cause::ConsecutiveFailures),
+///         (State::Closed, Cause::Operator),
+///     ]
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub enum Cause {
@@ -184,6 +370,44 @@ pub enum Cause {
 }
 
 /// A change of state (or, in `MetricsOnly`, a trip that would have happened).
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{
+///     Cause, CircuitBreakerConfig, SlidingWindow, State, StateMachine,
+/// };
+/// use palisade::classify::Outcome;
+/// use std::sync::{Arc, Mutex};
+///
+/// let mut config = CircuitBreakerConfig::default();
+/// config.window = SlidingWindow::Count(4);
+/// config.minimum_calls = 4;
+/// config.open_duration = Duration::from_secs(10);
+/// let trips = Arc::new(Mutex::new(Vec::new()));
+/// let seen = trips.clone();
+/// let sm = StateMachine::new(&config)
+///     .unwrap()
+///     .with_observer(move |_, t| seen.lock().unwrap().push(*t));
+/// for outcome in [
+///     Outcome::success(),
+///     Outcome::failure(),
+///     Outcome::success(),
+///     Outcome::failure(),
+/// ] {
+///     let permit = sm.admit(Duration::from_secs(1)).unwrap();
+///     sm.record(permit, outcome, Duration::from_secs(1));
+/// }
+/// let t = trips.lock().unwrap()[0];
+/// assert_eq!(
+///     (t.from, t.to, t.cause),
+///     (State::Closed, State::Open, Cause::FailureRate)
+/// );
+/// assert_eq!((t.window.calls, t.window.failures), (4, 2));
+/// assert_eq!(
+///     (t.open_for, t.at, t.would_trip),
+///     (Some(Duration::from_secs(10)), Duration::from_secs(1), false)
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Transition {
     /// Generation of the state after (for a would-trip: the unchanged generation).
@@ -205,6 +429,25 @@ pub struct Transition {
 }
 
 /// What [`StateMachine::snapshot`] reads.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+/// use palisade::classify::Outcome;
+///
+/// let mut config = CircuitBreakerConfig::default();
+/// config.consecutive_failures = Some(1);
+/// config.open_duration = Duration::from_secs(10);
+/// let sm = StateMachine::new(&config).unwrap();
+/// let permit = sm.admit(Duration::ZERO).unwrap();
+/// sm.record(permit, Outcome::failure(), Duration::ZERO);
+/// let _ = sm.admit(Duration::from_secs(4)); // rejected
+///
+/// let snapshot = sm.snapshot(Duration::from_secs(4));
+/// assert_eq!(snapshot.state, State::Open);
+/// assert_eq!((snapshot.rejected, snapshot.consecutive_trips), (1, 1));
+/// assert_eq!(snapshot.retry_after, Some(Duration::from_secs(6)));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct Snapshot {
@@ -377,6 +620,20 @@ impl std::fmt::Debug for StateMachine {
 
 impl StateMachine {
     /// A closed breaker with a validated configuration.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+    ///
+    /// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+    /// assert_eq!(sm.snapshot(std::time::Duration::ZERO).state, State::Closed);
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.permitted_probes = 0;
+    /// assert_eq!(
+    ///     StateMachine::new(&config).unwrap_err().field(),
+    ///     "permitted_probes"
+    /// );
+    /// ```
     pub fn new(config: &CircuitBreakerConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         let slow = config.slow_call_duration.map(nanos);
@@ -424,6 +681,24 @@ impl StateMachine {
 
     /// Calls `observer` with every transition (after it took effect, outside any lock). A
     /// panicking observer is caught and ignored.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    ///
+    /// let transitions = Arc::new(AtomicU32::new(0));
+    /// let count = transitions.clone();
+    /// let sm = StateMachine::new(&CircuitBreakerConfig::default())
+    ///     .unwrap()
+    ///     .with_observer(move |_sm, _transition| {
+    ///         count.fetch_add(1, Ordering::Relaxed);
+    ///     });
+    /// sm.disable(Duration::ZERO);
+    /// sm.reset(Duration::ZERO);
+    /// assert_eq!(transitions.load(Ordering::Relaxed), 2);
+    /// ```
     pub fn with_observer(
         mut self,
         observer: impl Fn(&StateMachine, &Transition) + Send + Sync + 'static,
@@ -433,12 +708,32 @@ impl StateMachine {
     }
 
     /// Whether calls must be timed: the slow-call rule needs each call's duration.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// assert!(!StateMachine::new(&config).unwrap().needs_duration());
+    /// config.slow_call_duration = Some(Duration::from_secs(2));
+    /// assert!(StateMachine::new(&config).unwrap().needs_duration());
+    /// ```
     #[inline]
     pub fn needs_duration(&self) -> bool {
         self.settings.slow_nanos.is_some()
     }
 
     /// Whether [`record`](Self::record) reads the clock on every call (time-based window).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow, StateMachine};
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// assert!(!StateMachine::new(&config).unwrap().needs_clock_to_record());
+    /// config.window = SlidingWindow::Time(Duration::from_secs(60));
+    /// assert!(StateMachine::new(&config).unwrap().needs_clock_to_record());
+    /// ```
     pub fn needs_clock_to_record(&self) -> bool {
         matches!(self.window, Window::Time(_))
     }
@@ -446,6 +741,26 @@ impl StateMachine {
     /// Asks to make a call. Closed: admitted without reading the clock. Open: rejected until
     /// the open duration has passed, then the breaker turns half-open. Half-open: admitted as a
     /// probe while a slot is free.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+    /// use palisade::classify::Outcome;
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.consecutive_failures = Some(1);
+    /// config.open_duration = Duration::from_secs(10);
+    /// config.permitted_probes = 1;
+    /// let sm = StateMachine::new(&config).unwrap();
+    ///
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// sm.record(permit, Outcome::failure(), Duration::ZERO);
+    /// assert!(sm.admit(Duration::from_secs(9)).is_err()); // open
+    /// let probe = sm.admit(Duration::from_secs(10)).unwrap(); // half-open: the one probe
+    /// assert!(sm.admit(Duration::from_secs(10)).is_err()); // its slot is taken
+    /// sm.record(probe, Outcome::success(), Duration::from_secs(11));
+    /// assert_eq!(sm.snapshot(Duration::from_secs(11)).state, State::Closed);
+    /// ```
     #[inline]
     pub fn admit(&self, now: impl Now) -> Result<Permit, Rejection> {
         let w = self.word.load(Ordering::Acquire);
@@ -528,6 +843,20 @@ impl StateMachine {
     }
 
     /// Gives a permit back without an outcome (the call was cancelled or did not count).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.permitted_probes = 1;
+    /// let sm = StateMachine::new(&config).unwrap();
+    /// sm.force_open(Duration::ZERO);
+    /// sm.reset(Duration::ZERO);
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// sm.release(permit); // the call was cancelled: nothing is counted
+    /// assert_eq!(sm.snapshot(Duration::ZERO).calls, 0);
+    /// ```
     #[inline]
     pub fn release(&self, permit: Permit) {
         self.record(permit, Outcome::ignored(), Duration::ZERO);
@@ -536,6 +865,20 @@ impl StateMachine {
     /// Records the outcome of an admitted call. An outcome whose permit belongs to an earlier
     /// generation (the breaker changed state since the call was admitted) changes nothing;
     /// an ignored outcome only gives back a probe slot.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    /// use palisade::classify::Outcome;
+    ///
+    /// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+    /// for outcome in [Outcome::success(), Outcome::failure(), Outcome::ignored()] {
+    ///     let permit = sm.admit(Duration::ZERO).unwrap();
+    ///     sm.record(permit, outcome, Duration::ZERO);
+    /// }
+    /// let snapshot = sm.snapshot(Duration::ZERO);
+    /// assert_eq!((snapshot.calls, snapshot.failures), (2, 1)); // the ignored one is not counted
+    /// ```
     #[inline]
     pub fn record(&self, permit: Permit, outcome: Outcome, now: impl Now) {
         // The healthy path: a success, closed, count window, no slow-call or consecutive rule.
@@ -889,6 +1232,24 @@ impl StateMachine {
     ///
     /// A timer may fire early (the clock still decides) but must not fire late: a late timer
     /// keeps the breaker open longer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    ///
+    /// use palisade::classify::Outcome;
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.consecutive_failures = Some(1);
+    /// let sm = StateMachine::new(&config).unwrap();
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// sm.record(permit, Outcome::failure(), Duration::ZERO); // opens: generation 1
+    /// assert!(!sm.arm_open_timer(0)); // not the state the breaker is in
+    /// assert!(sm.arm_open_timer(1)); // a shell promises to report the end of this open state
+    /// assert!(!sm.arm_open_timer(1)); // once
+    ///
+    /// # sm.open_timer_fired(1);
+    /// ```
     pub fn arm_open_timer(&self, generation: u32) -> bool {
         self.open_timer
             .compare_exchange(
@@ -901,6 +1262,32 @@ impl StateMachine {
     }
 
     /// The timer armed for `generation` fired (or cannot run): admissions read the clock again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    /// use palisade::classify::Outcome;
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.consecutive_failures = Some(1);
+    /// config.open_duration = Duration::from_secs(10);
+    /// let sm = StateMachine::new(&config).unwrap();
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// let generation = permit.generation() + 1; // the open state that the failure starts
+    /// sm.record(permit, Outcome::failure(), Duration::ZERO);
+    ///
+    /// assert!(sm.arm_open_timer(generation));
+    /// // Until the timer fires, admissions are rejected without reading the clock...
+    /// assert!(
+    ///     sm.admit(|| -> Duration { unreachable!("no clock read") })
+    ///         .is_err()
+    /// );
+    /// sm.open_timer_fired(generation);
+    /// // ...then the clock decides again.
+    /// let probe = sm.admit(Duration::from_secs(10)).unwrap();
+    /// assert!(probe.is_probe());
+    /// # sm.release(probe);
+    /// ```
     pub fn open_timer_fired(&self, generation: u32) {
         let _ = self.open_timer.compare_exchange(
             timer_word(generation, ARMED),
@@ -911,21 +1298,83 @@ impl StateMachine {
     }
 
     /// Rejects every call until [`reset`](Self::reset).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, RejectReason, StateMachine};
+    ///
+    /// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+    /// sm.force_open(Duration::ZERO);
+    /// let rejection = sm.admit(Duration::from_secs(3600)).unwrap_err(); // however long it waits
+    /// assert_eq!(
+    ///     (rejection.reason, rejection.retry_at),
+    ///     (RejectReason::ForcedOpen, None)
+    /// );
+    /// ```
     pub fn force_open(&self, now: impl Now) -> Transition {
         self.operator(State::ForcedOpen, now)
     }
 
     /// Admits every call and keeps counting, never tripping, until [`reset`](Self::reset).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+    /// use palisade::classify::Outcome;
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.consecutive_failures = Some(1);
+    /// let sm = StateMachine::new(&config).unwrap();
+    /// assert_eq!(sm.disable(Duration::ZERO).to, State::Disabled);
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// sm.record(permit, Outcome::failure(), Duration::ZERO);
+    /// assert_eq!(sm.snapshot(Duration::ZERO).state, State::Disabled); // still admits
+    /// ```
     pub fn disable(&self, now: impl Now) -> Transition {
         self.operator(State::Disabled, now)
     }
 
     /// Admits every call; reports would-trip transitions instead of opening.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+    /// use palisade::classify::Outcome;
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.consecutive_failures = Some(1);
+    /// let reports = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = reports.clone();
+    /// let sm = StateMachine::new(&config)
+    ///     .unwrap()
+    ///     .with_observer(move |_, t| seen.lock().unwrap().push(*t));
+    /// sm.metrics_only(Duration::ZERO);
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// sm.record(permit, Outcome::failure(), Duration::ZERO);
+    /// let would = reports.lock().unwrap()[1];
+    /// assert!(would.would_trip && would.to == State::Open);
+    /// assert_eq!(sm.snapshot(Duration::ZERO).state, State::MetricsOnly);
+    /// ```
     pub fn metrics_only(&self, now: impl Now) -> Transition {
         self.operator(State::MetricsOnly, now)
     }
 
     /// Closes the breaker with an empty window, whatever its state.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+    ///
+    /// let sm = StateMachine::new(&CircuitBreakerConfig::default()).unwrap();
+    /// sm.force_open(Duration::ZERO);
+    /// let transition = sm.reset(Duration::from_secs(1));
+    /// assert_eq!(
+    ///     (transition.from, transition.to),
+    ///     (State::ForcedOpen, State::Closed)
+    /// );
+    /// assert!(sm.admit(Duration::from_secs(1)).is_ok());
+    /// ```
     pub fn reset(&self, now: impl Now) -> Transition {
         self.operator(State::Closed, now)
     }
@@ -933,6 +1382,25 @@ impl StateMachine {
     /// The current state and counts. A half-open trial that has run past
     /// `max_half_open_wait` is ended (reopened) first, so a reader never sees a breaker stuck
     /// half-open.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+    /// use palisade::classify::Outcome;
+    ///
+    /// let mut config = CircuitBreakerConfig::default();
+    /// config.consecutive_failures = Some(1);
+    /// config.open_duration = Duration::from_secs(1);
+    /// config.max_half_open_wait = Duration::from_secs(5);
+    /// let sm = StateMachine::new(&config).unwrap();
+    /// let permit = sm.admit(Duration::ZERO).unwrap();
+    /// sm.record(permit, Outcome::failure(), Duration::ZERO);
+    /// let probe = sm.admit(Duration::from_secs(1)).unwrap(); // half-open, and the probe hangs
+    /// assert_eq!(sm.snapshot(Duration::from_secs(2)).state, State::HalfOpen);
+    /// // Past max_half_open_wait, reading the state ends the trial.
+    /// assert_eq!(sm.snapshot(Duration::from_secs(6)).state, State::Open);
+    /// # sm.release(probe);
+    /// ```
     pub fn snapshot(&self, now: impl Now) -> Snapshot {
         let t = Clock::new(now).get();
         let w = self.word.load(Ordering::Acquire);

@@ -14,6 +14,30 @@
 use crate::sync::{AtomicU32, AtomicU64, Ordering, Padded};
 
 /// Counts read from a window.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+/// use palisade::classify::Outcome;
+///
+/// let mut config = CircuitBreakerConfig::default();
+/// config.slow_call_duration = Some(Duration::from_secs(1));
+/// let sm = StateMachine::new(&config).unwrap();
+/// for (outcome, took) in [
+///     (Outcome::success(), 2),
+///     (Outcome::failure(), 0),
+///     (Outcome::success(), 0),
+/// ] {
+///     let permit = sm.admit(Duration::ZERO).unwrap();
+///     sm.record(
+///         permit,
+///         outcome.with_duration(Duration::from_secs(took)),
+///         Duration::ZERO,
+///     );
+/// }
+/// let s = sm.snapshot(Duration::ZERO);
+/// assert_eq!((s.calls, s.failures, s.slow_calls), (3, 1, 1));
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct WindowCounts {
     /// Outcomes (successes and failures) in the window.
@@ -26,11 +50,34 @@ pub struct WindowCounts {
 
 impl WindowCounts {
     /// Failures over calls, 0 when the window is empty.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::WindowCounts;
+    ///
+    /// let counts = WindowCounts {
+    ///     calls: 20,
+    ///     failures: 5,
+    ///     slow_calls: 0,
+    /// };
+    /// assert_eq!(counts.failure_rate(), 0.25);
+    /// assert_eq!(WindowCounts::default().failure_rate(), 0.0);
+    /// ```
     pub fn failure_rate(&self) -> f64 {
         ratio(self.failures, self.calls)
     }
 
     /// Slow calls over calls, 0 when the window is empty.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::WindowCounts;
+    ///
+    /// let counts = WindowCounts {
+    ///     calls: 20,
+    ///     failures: 0,
+    ///     slow_calls: 4,
+    /// };
+    /// assert_eq!(counts.slow_call_rate(), 0.2);
+    /// ```
     pub fn slow_call_rate(&self) -> f64 {
         ratio(self.slow_calls, self.calls)
     }

@@ -45,6 +45,46 @@ pub(crate) enum End {
 ///
 /// Dropping the hooks unsettled (the body dropped unfinished) gives everything back and records
 /// the call as ignored: a caller that stops reading says nothing about the dependency.
+///
+/// ```
+/// # #[cfg(not(feature = "http"))] fn main() {}
+/// # #[cfg(feature = "http")]
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::classify::http::HttpClassifier;
+/// use palisade::http::TrackLayer;
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .build()
+///     .unwrap()
+///     .with_classifier(HttpClassifier::default());
+/// let breaker = layer.handle();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .layer(TrackLayer::new()) // wraps each body in `Tracked`, which carries the hooks
+///     .service(tower::service_fn(|_: http::Request<()>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+///             "catalog",
+///         ))))
+///     }));
+///
+/// let response = svc
+///     .ready()
+///     .await
+///     .unwrap()
+///     .call(http::Request::new(()))
+///     .await
+///     .unwrap();
+/// assert_eq!(breaker.snapshot().calls, 0); // the outcome waits in the body's hooks...
+/// response.into_body().collect().await.unwrap();
+/// assert_eq!(breaker.snapshot().calls, 1); // ...and is recorded when the body ends
+///
+/// # }
+/// ```
 #[derive(Default)]
 pub struct Hooks {
     deferred: Option<(Guard, Outcome)>,

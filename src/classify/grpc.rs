@@ -36,6 +36,18 @@ use crate::error::ConfigError;
 use crate::http::{Tracked, parse_grpc_pushback, parse_grpc_status};
 
 /// gRPC status codes, as numbers (tonic's `Code` converts with `i32::from(code)`).
+///
+/// ```
+/// use palisade::classify::grpc::Code;
+///
+/// assert_eq!(Code::from(14), Code::UNAVAILABLE);
+/// assert_eq!(
+///     Code::from(i32::from(tonic::Code::DeadlineExceeded)),
+///     Code::DEADLINE_EXCEEDED
+/// );
+/// assert_eq!(Code::UNAUTHENTICATED.0, 16);
+/// assert_eq!(Code::from(-1), Code(u32::MAX)); // not a code: refused by the builder
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Code(pub u32);
 
@@ -67,9 +79,46 @@ impl From<i32> for Code {
 }
 
 /// The default cap on `grpc-retry-pushback-ms`: 5 minutes, like the breaker's own.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, StatusCode};
+/// use palisade::classify::grpc::{GrpcClassifier, DEFAULT_MAX_PUSHBACK};
+///
+/// // A trailers-only UNAVAILABLE asking for ten minutes off gets the cap.
+/// let mut headers = HeaderMap::new();
+/// headers.insert("grpc-status", "14".parse().unwrap());
+/// headers.insert("grpc-retry-pushback-ms", "600000".parse().unwrap());
+/// let outcome = GrpcClassifier::default()
+///     .classify_head(StatusCode::OK, &headers)
+///     .unwrap();
+/// assert_eq!(outcome.pushback(), Some(DEFAULT_MAX_PUSHBACK));
+/// assert_eq!(DEFAULT_MAX_PUSHBACK, Duration::from_secs(300));
+/// ```
 pub const DEFAULT_MAX_PUSHBACK: Duration = Duration::from_secs(300);
 
 /// Classifies gRPC responses by status code; see the [module docs](self).
+///
+/// ```
+/// use palisade::classify::grpc::{Code, GrpcClassifier};
+///
+/// let classifier = GrpcClassifier::default();
+/// for code in [
+///     Code::UNAVAILABLE,
+///     Code::DEADLINE_EXCEEDED,
+///     Code::RESOURCE_EXHAUSTED,
+///     Code::INTERNAL,
+///     Code::UNKNOWN,
+///     Code::DATA_LOSS,
+/// ] {
+///     assert!(classifier.is_failure(code), "{code:?}");
+/// }
+/// assert!(classifier.is_ignored(Code::CANCELLED));
+/// // The dependency answered; the request was at fault.
+/// assert!(
+///     !classifier.is_failure(Code::NOT_FOUND) && !classifier.is_ignored(Code::NOT_FOUND)
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GrpcClassifier {
     failures: u32,
@@ -97,6 +146,17 @@ impl Default for GrpcClassifier {
 
 impl GrpcClassifier {
     /// The defaults, to change.
+    ///
+    /// ```
+    /// use palisade::classify::grpc::{Code, GrpcClassifier};
+    ///
+    /// let classifier = GrpcClassifier::builder()
+    ///     .failure(Code::ABORTED)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(classifier.is_failure(Code::ABORTED));
+    /// assert!(classifier.is_failure(Code::UNAVAILABLE)); // the defaults are kept
+    /// ```
     pub fn builder() -> Builder {
         Builder {
             classifier: Self::default(),
@@ -105,11 +165,25 @@ impl GrpcClassifier {
     }
 
     /// Whether `code` is a failure.
+    ///
+    /// ```
+    /// use palisade::classify::grpc::{Code, GrpcClassifier};
+    ///
+    /// assert!(GrpcClassifier::default().is_failure(Code::UNAVAILABLE));
+    /// assert!(!GrpcClassifier::default().is_failure(Code::INVALID_ARGUMENT));
+    /// ```
     pub fn is_failure(&self, code: Code) -> bool {
         code.0 <= 16 && self.failures & 1 << code.0 != 0
     }
 
     /// Whether `code` is ignored.
+    ///
+    /// ```
+    /// use palisade::classify::grpc::{Code, GrpcClassifier};
+    ///
+    /// assert!(GrpcClassifier::default().is_ignored(Code::CANCELLED));
+    /// assert!(!GrpcClassifier::default().is_ignored(Code::OK));
+    /// ```
     pub fn is_ignored(&self, code: Code) -> bool {
         code.0 <= 16 && self.ignored & 1 << code.0 != 0
     }
@@ -124,6 +198,38 @@ impl GrpcClassifier {
 
     /// The outcome of a response head: `None` when the head does not decide (a 200 with no
     /// `grpc-status`: the trailers will).
+    ///
+    /// ```
+    /// use http::{HeaderMap, StatusCode};
+    /// use palisade::classify::grpc::GrpcClassifier;
+    ///
+    /// let classifier = GrpcClassifier::default();
+    /// let mut headers = HeaderMap::new();
+    /// // A 200 head with no grpc-status: the trailers will tell.
+    /// assert_eq!(classifier.classify_head(StatusCode::OK, &headers), None);
+    /// // Trailers-only: the head decides.
+    /// headers.insert("grpc-status", "14".parse().unwrap()); // UNAVAILABLE
+    /// assert!(
+    ///     classifier
+    ///         .classify_head(StatusCode::OK, &headers)
+    ///         .unwrap()
+    ///         .is_failure()
+    /// );
+    /// // A proxy's 503 maps to UNAVAILABLE; its 404 to UNIMPLEMENTED, a success.
+    /// let none = HeaderMap::new();
+    /// assert!(
+    ///     classifier
+    ///         .classify_head(StatusCode::SERVICE_UNAVAILABLE, &none)
+    ///         .unwrap()
+    ///         .is_failure()
+    /// );
+    /// assert!(
+    ///     classifier
+    ///         .classify_head(StatusCode::NOT_FOUND, &none)
+    ///         .unwrap()
+    ///         .is_success()
+    /// );
+    /// ```
     pub fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
         if status != StatusCode::OK {
             return Some(outcome_of_code(
@@ -219,6 +325,20 @@ impl<B: Body> Classify<Response<Tracked<B>>> for GrpcClassifier {
 }
 
 /// Builds a [`GrpcClassifier`].
+///
+/// ```
+/// use palisade::classify::grpc::{Code, GrpcClassifier};
+///
+/// let classifier = GrpcClassifier::builder()
+///     .failure(Code::PERMISSION_DENIED)
+///     .success(Code::RESOURCE_EXHAUSTED) // a per-caller quota, not a sick server
+///     .ignore(Code::ABORTED)
+///     .build()
+///     .unwrap();
+/// assert!(classifier.is_failure(Code::PERMISSION_DENIED));
+/// assert!(!classifier.is_failure(Code::RESOURCE_EXHAUSTED));
+/// assert!(classifier.is_ignored(Code::ABORTED));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
     classifier: GrpcClassifier,
@@ -258,27 +378,89 @@ impl Builder {
     }
 
     /// Counts `code` as a failure.
+    ///
+    /// ```
+    /// use palisade::classify::grpc::{Code, GrpcClassifier};
+    ///
+    /// // A tonic code converts through its number.
+    /// let code = i32::from(tonic::Code::Unauthenticated);
+    /// let classifier = GrpcClassifier::builder().failure(code).build().unwrap();
+    /// assert!(classifier.is_failure(Code::UNAUTHENTICATED));
+    /// ```
     pub fn failure(self, code: impl Into<Code>) -> Self {
         self.mark("failure", code, true, false)
     }
 
     /// Counts `code` as a success.
+    ///
+    /// ```
+    /// use palisade::classify::grpc::{Code, GrpcClassifier};
+    ///
+    /// let classifier = GrpcClassifier::builder()
+    ///     .success(Code::UNKNOWN)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!classifier.is_failure(Code::UNKNOWN));
+    /// ```
     pub fn success(self, code: impl Into<Code>) -> Self {
         self.mark("success", code, false, false)
     }
 
     /// Does not count `code`.
+    ///
+    /// ```
+    /// use palisade::classify::grpc::{Code, GrpcClassifier};
+    ///
+    /// let classifier = GrpcClassifier::builder()
+    ///     .ignore(Code::DEADLINE_EXCEEDED)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(classifier.is_ignored(Code::DEADLINE_EXCEEDED));
+    /// assert!(!classifier.is_failure(Code::DEADLINE_EXCEEDED));
+    /// ```
     pub fn ignore(self, code: impl Into<Code>) -> Self {
         self.mark("ignore", code, false, true)
     }
 
     /// The cap on `grpc-retry-pushback-ms` (default 5 minutes); zero ignores pushback.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{HeaderMap, StatusCode};
+    /// use palisade::classify::grpc::GrpcClassifier;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("grpc-status", "14".parse().unwrap());
+    /// headers.insert("grpc-retry-pushback-ms", "5000".parse().unwrap());
+    /// let classifier = GrpcClassifier::builder()
+    ///     .max_pushback(Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap();
+    /// let outcome = classifier.classify_head(StatusCode::OK, &headers).unwrap();
+    /// assert_eq!(outcome.pushback(), Some(Duration::from_secs(1)));
+    /// ```
     pub fn max_pushback(mut self, cap: Duration) -> Self {
         self.classifier.max_pushback = cap;
         self
     }
 
     /// The classifier; a [`ConfigError`] naming the method if a code was out of range.
+    ///
+    /// ```
+    /// use palisade::classify::grpc::{Code, GrpcClassifier};
+    ///
+    /// assert!(
+    ///     GrpcClassifier::builder()
+    ///         .failure(Code::ABORTED)
+    ///         .build()
+    ///         .is_ok()
+    /// );
+    /// let err = GrpcClassifier::builder()
+    ///     .ignore(Code(17))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "ignore");
+    /// ```
     pub fn build(&self) -> Result<GrpcClassifier, ConfigError> {
         match &self.error {
             Some(err) => Err(err.clone()),

@@ -32,6 +32,20 @@ use crate::error::ConfigError;
 use crate::http::{Tracked, parse_retry_after};
 
 /// The default cap on a `Retry-After`: 5 minutes, like the breaker's own.
+///
+/// ```
+/// use std::time::Duration;
+/// use http::{HeaderMap, StatusCode};
+/// use palisade::classify::http::{HttpClassifier, DEFAULT_MAX_PUSHBACK};
+///
+/// // A dependency asking for an hour off gets the cap.
+/// let mut headers = HeaderMap::new();
+/// headers.insert("retry-after", "3600".parse().unwrap());
+/// let outcome =
+///     HttpClassifier::default().classify_head(StatusCode::SERVICE_UNAVAILABLE, &headers);
+/// assert_eq!(outcome.pushback(), Some(DEFAULT_MAX_PUSHBACK));
+/// assert_eq!(DEFAULT_MAX_PUSHBACK, Duration::from_secs(300));
+/// ```
 pub const DEFAULT_MAX_PUSHBACK: Duration = Duration::from_secs(300);
 
 /// Classifies HTTP responses by status; see the [module docs](self).
@@ -40,6 +54,26 @@ pub const DEFAULT_MAX_PUSHBACK: Duration = Duration::from_secs(300);
 /// successful head defers the outcome to the end of the body: a body that breaks half-way is a
 /// failure, one dropped unread is ignored. On `reqwest::Response` (feature `reqwest`) the head
 /// decides.
+///
+/// ```
+/// use http::StatusCode;
+/// use palisade::classify::http::HttpClassifier;
+///
+/// let classifier = HttpClassifier::default();
+/// for failure in [500, 502, 503, 504, 429, 408] {
+///     assert!(
+///         classifier.is_failure(StatusCode::from_u16(failure).unwrap()),
+///         "{failure}"
+///     );
+/// }
+/// // The dependency answered correctly: the caller asked for something wrong or unsupported.
+/// for success in [200, 301, 400, 404, 409, 501, 505] {
+///     assert!(
+///         !classifier.is_failure(StatusCode::from_u16(success).unwrap()),
+///         "{success}"
+///     );
+/// }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpClassifier {
     /// Bit `s - 100` set: status `s` is a failure (statuses 100 to 999).
@@ -75,6 +109,18 @@ fn set(bits: &mut [u64; 15], status: u16, on: bool) {
 
 impl HttpClassifier {
     /// The defaults, to change.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use palisade::classify::http::HttpClassifier;
+    ///
+    /// let classifier = HttpClassifier::builder()
+    ///     .failure(StatusCode::NOT_FOUND)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(classifier.is_failure(StatusCode::NOT_FOUND));
+    /// assert!(classifier.is_failure(StatusCode::BAD_GATEWAY)); // the defaults are kept
+    /// ```
     pub fn builder() -> Builder {
         Builder {
             classifier: Self::default(),
@@ -83,6 +129,15 @@ impl HttpClassifier {
     }
 
     /// Whether `status` is a failure.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use palisade::classify::http::HttpClassifier;
+    ///
+    /// let classifier = HttpClassifier::default();
+    /// assert!(classifier.is_failure(StatusCode::SERVICE_UNAVAILABLE));
+    /// assert!(!classifier.is_failure(StatusCode::NOT_IMPLEMENTED));
+    /// ```
     pub fn is_failure(&self, status: StatusCode) -> bool {
         let i = usize::from(status.as_u16().saturating_sub(100));
         self.failures
@@ -92,6 +147,31 @@ impl HttpClassifier {
 
     /// The outcome of a response head: its status, and for 429 and 503 the `Retry-After`
     /// pushback (measured from the `Date` header when it is a date).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{HeaderMap, StatusCode};
+    /// use palisade::classify::http::HttpClassifier;
+    ///
+    /// let classifier = HttpClassifier::default();
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("retry-after", "120".parse().unwrap());
+    /// let outcome = classifier.classify_head(StatusCode::TOO_MANY_REQUESTS, &headers);
+    /// assert!(outcome.is_failure());
+    /// assert_eq!(outcome.pushback(), Some(Duration::from_secs(120)));
+    /// // Only 429 and 503 push back; a 500's Retry-After is not read.
+    /// assert_eq!(
+    ///     classifier
+    ///         .classify_head(StatusCode::INTERNAL_SERVER_ERROR, &headers)
+    ///         .pushback(),
+    ///     None
+    /// );
+    /// assert!(
+    ///     classifier
+    ///         .classify_head(StatusCode::OK, &headers)
+    ///         .is_success()
+    /// );
+    /// ```
     pub fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Outcome {
         if !self.is_failure(status) {
             return Outcome::success();
@@ -143,11 +223,42 @@ impl Classify<reqwest::Response> for HttpClassifier {
 }
 
 /// A status: a `StatusCode`, or a `u16` checked to be from 100 to 999.
+///
+/// ```
+/// use http::StatusCode;
+/// use palisade::classify::http::HttpClassifier;
+///
+/// let classifier = HttpClassifier::builder()
+///     .failure(StatusCode::CONFLICT) // a StatusCode
+///     .failure(423u16) // or a number
+///     .build()
+///     .unwrap();
+/// assert!(classifier.is_failure(StatusCode::LOCKED));
+///
+/// let err = HttpClassifier::builder()
+///     .failure(1000u16)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.field(), "failure");
+/// ```
 pub trait StatusLike: TryInto<StatusCode> + Copy + std::fmt::Debug {}
 
 impl<T: TryInto<StatusCode> + Copy + std::fmt::Debug> StatusLike for T {}
 
 /// Builds an [`HttpClassifier`].
+///
+/// ```
+/// use http::StatusCode;
+/// use palisade::classify::http::HttpClassifier;
+///
+/// let classifier = HttpClassifier::builder()
+///     .failure(StatusCode::CONFLICT)
+///     .success(StatusCode::TOO_MANY_REQUESTS) // a client-side quota, not a sick dependency
+///     .build()
+///     .unwrap();
+/// assert!(classifier.is_failure(StatusCode::CONFLICT));
+/// assert!(!classifier.is_failure(StatusCode::TOO_MANY_REQUESTS));
+/// ```
 #[derive(Debug, Clone)]
 pub struct Builder {
     classifier: HttpClassifier,
@@ -170,16 +281,58 @@ impl Builder {
     }
 
     /// Counts `status` as a failure (a `StatusCode`, or a `u16` from 100 to 999).
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use palisade::classify::http::HttpClassifier;
+    ///
+    /// let classifier = HttpClassifier::builder().failure(409u16).build().unwrap();
+    /// assert!(classifier.is_failure(StatusCode::CONFLICT));
+    /// ```
     pub fn failure(self, status: impl StatusLike) -> Self {
         self.mark("failure", status, true)
     }
 
     /// Counts `status` as a success.
+    ///
+    /// ```
+    /// use http::StatusCode;
+    /// use palisade::classify::http::HttpClassifier;
+    ///
+    /// let classifier = HttpClassifier::builder()
+    ///     .success(StatusCode::SERVICE_UNAVAILABLE)
+    ///     .build()
+    ///     .unwrap();
+    /// assert!(!classifier.is_failure(StatusCode::SERVICE_UNAVAILABLE));
+    /// ```
     pub fn success(self, status: impl StatusLike) -> Self {
         self.mark("success", status, false)
     }
 
     /// The cap on a `Retry-After` pushback (default 5 minutes); zero ignores pushback.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::{HeaderMap, StatusCode};
+    /// use palisade::classify::http::HttpClassifier;
+    ///
+    /// let mut headers = HeaderMap::new();
+    /// headers.insert("retry-after", "120".parse().unwrap());
+    /// let capped = HttpClassifier::builder()
+    ///     .max_pushback(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// let outcome = capped.classify_head(StatusCode::SERVICE_UNAVAILABLE, &headers);
+    /// assert_eq!(outcome.pushback(), Some(Duration::from_secs(30)));
+    ///
+    /// // A cap of zero: the pushback is zero, and the breaker keeps its own open duration.
+    /// let deaf = HttpClassifier::builder()
+    ///     .max_pushback(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap();
+    /// let outcome = deaf.classify_head(StatusCode::SERVICE_UNAVAILABLE, &headers);
+    /// assert_eq!(outcome.pushback(), Some(Duration::ZERO));
+    /// ```
     pub fn max_pushback(mut self, cap: Duration) -> Self {
         self.classifier.max_pushback = cap;
         self
@@ -187,6 +340,17 @@ impl Builder {
 
     /// The classifier; a [`ConfigError`] naming `failure` or `success` if a status was out of
     /// range.
+    ///
+    /// ```
+    /// use palisade::classify::http::HttpClassifier;
+    ///
+    /// assert!(HttpClassifier::builder().failure(418u16).build().is_ok());
+    /// let err = HttpClassifier::builder()
+    ///     .success(42u16)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "success");
+    /// ```
     pub fn build(&self) -> Result<HttpClassifier, ConfigError> {
         match &self.error {
             Some(err) => Err(err.clone()),

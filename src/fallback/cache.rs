@@ -13,6 +13,43 @@ use super::recover::{Failure, Recover, Served};
 
 /// Marks a response served from the stale cache: how old it was. The HTTP integration puts
 /// it in the response's extensions (and an `Age` header).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::fallback::{Failure, Recover, Stale, StaleCache};
+///
+/// /// A response that can say it was served stale.
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct Page {
+///     body: String,
+///     stale_for: Option<Duration>,
+/// }
+///
+/// let cache = StaleCache::builder(|path: &&str| Some(path.to_string()))
+///     .mark(|page: &mut Page, stale: Stale| page.stale_for = Some(stale.age))
+///     .build()
+///     .unwrap();
+/// let mut fresh = Page {
+///     body: "catalog".into(),
+///     stale_for: None,
+/// };
+/// cache.succeeded(cache.keep(&"/catalog"), &mut fresh);
+///
+/// tokio::time::advance(Duration::from_secs(42)).await;
+/// let served = cache
+///     .recover(cache.keep(&"/catalog"), Failure::Error("down".into()))
+///     .unwrap();
+/// assert_eq!(
+///     served,
+///     Page {
+///         body: "catalog".into(),
+///         stale_for: Some(Duration::from_secs(42))
+///     }
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stale {
     /// Time since the response was received from the dependency.
@@ -20,6 +57,31 @@ pub struct Stale {
 }
 
 /// What a [`StaleCache`] holds and has done.
+///
+/// ```
+/// use palisade::fallback::{CacheStats, Failure, Recover, StaleCache};
+///
+/// let cache = StaleCache::builder(|id: &u32| Some(*id))
+///     .size(|s: &String| s.len())
+///     .max_entry_bytes(8)
+///     .build()
+///     .unwrap();
+/// for (id, body) in [(1, "small"), (2, "far too large")] {
+///     let mut response = body.to_owned();
+///     cache.succeeded(cache.keep(&id), &mut response);
+/// }
+/// let _ = cache.recover(cache.keep(&1), Failure::Error("down".into()));
+/// assert_eq!(
+///     cache.stats(),
+///     CacheStats {
+///         entries: 1,
+///         bytes: 5,
+///         stored: 1,
+///         served: 1,
+///         too_large: 1
+///     }
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 pub struct CacheStats {
@@ -145,6 +207,21 @@ struct Limits {
 }
 
 /// Builds a [`StaleCache`].
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::fallback::StaleCache;
+///
+/// let cache = StaleCache::builder(|req: &(String, u32)| Some(req.clone())) // (tenant, item)
+///     .max_stale(Duration::from_secs(600))
+///     .max_entries(1_000)
+///     .max_bytes(1 << 20)
+///     .max_entry_bytes(64 << 10)
+///     .size(|response: &Vec<u8>| response.len())
+///     .build()
+///     .unwrap();
+/// assert_eq!(cache.stats().entries, 0);
+/// ```
 pub struct StaleCacheBuilder<Req, Res, K> {
     key: KeyFn<Req, K>,
     mark: MarkFn<Res>,
@@ -167,6 +244,32 @@ where
     /// A builder. `key` says under which key a request's response is stored and looked up;
     /// `None` means "do not cache this request". Defaults: `max_stale` 5 minutes, 10 000
     /// entries, 64 MiB, 1 MiB per entry, size = `size_of::<Res>()`, no stale mark.
+    ///
+    /// ```
+    /// use palisade::fallback::{Failure, Recover, StaleCache};
+    ///
+    /// // GET requests are cached per path; anything else is not.
+    /// let cache = StaleCache::builder(|req: &(&str, &str)| match req {
+    ///     ("GET", path) => Some(path.to_string()),
+    ///     _ => None,
+    /// })
+    /// .build()
+    /// .unwrap();
+    /// let mut page = String::from("<html>");
+    /// cache.succeeded(cache.keep(&("GET", "/")), &mut page);
+    /// cache.succeeded(cache.keep(&("POST", "/")), &mut String::from("created"));
+    /// assert_eq!(cache.stats().entries, 1);
+    /// assert!(
+    ///     cache
+    ///         .recover(cache.keep(&("GET", "/")), Failure::Error("down".into()))
+    ///         .is_ok()
+    /// );
+    /// assert!(
+    ///     cache
+    ///         .recover(cache.keep(&("POST", "/")), Failure::Error("down".into()))
+    ///         .is_err()
+    /// );
+    /// ```
     pub fn builder(
         key: impl Fn(&Req) -> Option<K> + Send + Sync + 'static,
     ) -> StaleCacheBuilder<Req, Res, K> {
@@ -184,6 +287,15 @@ where
     }
 
     /// Entries, bytes and counters.
+    ///
+    /// ```
+    /// use palisade::fallback::{Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id)).build().unwrap();
+    /// cache.succeeded(cache.keep(&7), &mut String::from("item 7"));
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.entries, stats.stored, stats.served), (1, 1, 0));
+    /// ```
     pub fn stats(&self) -> CacheStats {
         self.inner.stats()
     }
@@ -261,42 +373,157 @@ where
     K: Hash + Eq + Clone,
 {
     /// The oldest response that may be served (`> 0`).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::fallback::{Failure, Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id))
+    ///     .max_stale(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// cache.succeeded(cache.keep(&7), &mut String::from("item 7"));
+    /// let down = || Failure::Error("down".into());
+    /// tokio::time::advance(Duration::from_secs(60)).await;
+    /// assert!(cache.recover(cache.keep(&7), down()).is_ok()); // a minute old: still served
+    /// tokio::time::advance(Duration::from_secs(1)).await;
+    /// // Too old: the failure goes through.
+    /// assert!(cache.recover(cache.keep(&7), down()).is_err());
+    /// # }
+    /// ```
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.limits.max_stale = max_stale;
         self
     }
 
     /// The most entries kept (`>= 1`).
+    ///
+    /// ```
+    /// use palisade::fallback::{Failure, Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id))
+    ///     .max_entries(2)
+    ///     .build()
+    ///     .unwrap();
+    /// for id in 1..=3 {
+    ///     cache.succeeded(cache.keep(&id), &mut format!("item {id}"));
+    /// }
+    /// assert_eq!(cache.stats().entries, 2);
+    /// assert!(
+    ///     cache
+    ///         .recover(cache.keep(&1), Failure::Error("down".into()))
+    ///         .is_err()
+    /// ); // the oldest went
+    /// assert!(
+    ///     cache
+    ///         .recover(cache.keep(&3), Failure::Error("down".into()))
+    ///         .is_ok()
+    /// );
+    /// ```
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.limits.max_entries = max_entries;
         self
     }
 
     /// The most bytes kept, as measured by the size function (`>= max_entry_bytes`).
+    ///
+    /// ```
+    /// use palisade::fallback::{Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id))
+    ///     .size(|s: &String| s.len())
+    ///     .max_entry_bytes(10)
+    ///     .max_bytes(20)
+    ///     .build()
+    ///     .unwrap();
+    /// for id in 1..=3 {
+    ///     cache.succeeded(cache.keep(&id), &mut "ten bytes!".to_owned());
+    /// }
+    /// assert_eq!((cache.stats().entries, cache.stats().bytes), (2, 20));
+    /// ```
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
         self.limits.max_bytes = max_bytes;
         self
     }
 
     /// Larger responses are passed through uncached (`>= 1`).
+    ///
+    /// ```
+    /// use palisade::fallback::{Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id))
+    ///     .size(|s: &String| s.len())
+    ///     .max_entry_bytes(4)
+    ///     .build()
+    ///     .unwrap();
+    /// cache.succeeded(cache.keep(&1), &mut "tiny".to_owned());
+    /// // Refused, and the older entry for the key dropped.
+    /// cache.succeeded(cache.keep(&1), &mut "too big".to_owned());
+    /// assert_eq!((cache.stats().entries, cache.stats().too_large), (0, 1));
+    /// ```
     pub fn max_entry_bytes(mut self, max_entry_bytes: usize) -> Self {
         self.limits.max_entry_bytes = max_entry_bytes;
         self
     }
 
     /// How many bytes a response weighs.
+    ///
+    /// ```
+    /// use palisade::fallback::{Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id))
+    ///     .size(|body: &Vec<u8>| body.len())
+    ///     .build()
+    ///     .unwrap();
+    /// cache.succeeded(cache.keep(&1), &mut vec![0; 300]);
+    /// assert_eq!(cache.stats().bytes, 300);
+    /// ```
     pub fn size(mut self, size: impl Fn(&Res) -> usize + Send + Sync + 'static) -> Self {
         self.size = Box::new(size);
         self
     }
 
     /// Marks a response served stale (for example, sets a field or an extension).
+    ///
+    /// ```
+    /// use palisade::fallback::{Failure, Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id))
+    ///     .mark(|body: &mut String, stale| {
+    ///         body.push_str(&format!(" (as of {}s ago)", stale.age.as_secs()))
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// cache.succeeded(cache.keep(&1), &mut "12 in stock".to_owned());
+    /// let served = cache
+    ///     .recover(cache.keep(&1), Failure::Error("down".into()))
+    ///     .unwrap();
+    /// assert_eq!(served, "12 in stock (as of 0s ago)");
+    /// ```
     pub fn mark(mut self, mark: impl Fn(&mut Res, Stale) + Send + Sync + 'static) -> Self {
         self.mark = Box::new(mark);
         self
     }
 
     /// Validates the bounds and builds the cache.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::fallback::StaleCache;
+    ///
+    /// assert!(
+    ///     StaleCache::<u32, String, u32>::builder(|id| Some(*id))
+    ///         .build()
+    ///         .is_ok()
+    /// );
+    /// let err = StaleCache::<u32, String, u32>::builder(|id| Some(*id))
+    ///     .max_stale(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "max_stale");
+    /// ```
     pub fn build(self) -> Result<StaleCache<Req, Res, K>, ConfigError> {
         if self.limits.max_stale.is_zero() {
             return Err(ConfigError::new(

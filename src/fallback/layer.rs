@@ -14,6 +14,27 @@ use super::recover::{Failure, Kinds, Recover};
 
 /// Recovers from selected failures with a [`Recover`] implementation. See the
 /// [module docs](super).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::fallback::{self, FailureKind, FallbackLayer, Kinds};
+/// use palisade::error::BulkheadFull;
+/// use tower::{service_fn, BoxError, Layer, ServiceExt};
+///
+/// // Recover only from local overload; let every other failure through.
+/// let layer = FallbackLayer::new(fallback::value("try again shortly"))
+///     .kinds(Kinds::only(FailureKind::BulkheadFull));
+/// let overloaded = layer.layer(service_fn(|_: ()| async {
+///     Err::<&str, BoxError>(Box::new(BulkheadFull::new(4)))
+/// }));
+/// let broken = layer.layer(service_fn(|_: ()| async {
+///     Err::<&str, BoxError>("corrupt".into())
+/// }));
+/// assert_eq!(overloaded.oneshot(()).await.unwrap(), "try again shortly");
+/// assert_eq!(broken.oneshot(()).await.unwrap_err().to_string(), "corrupt");
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct FallbackLayer<R, C = DefaultClassifier> {
     recover: R,
@@ -26,6 +47,20 @@ impl<R> FallbackLayer<R> {
     /// Recovers from every kind of failure with `recover`. Responses are all successes (the
     /// default classifier); set one with [`with_classifier`](Self::with_classifier) to
     /// recover from failure responses too.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::fallback::{self, FallbackLayer};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// let layer = FallbackLayer::new(fallback::value(Vec::<String>::new())); // no recommendations
+    /// let svc = layer.layer(service_fn(|_: u32| async {
+    ///     Err::<Vec<String>, _>(std::io::Error::other("down"))
+    /// }));
+    /// assert!(svc.oneshot(7).await.unwrap().is_empty());
+    /// # }
+    /// ```
     pub fn new(recover: R) -> Self {
         Self {
             recover,
@@ -38,6 +73,39 @@ impl<R> FallbackLayer<R> {
 
 impl<R, C> FallbackLayer<R, C> {
     /// Only these kinds of failure are recovered; the others reach the caller unchanged.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::fallback::{self, FailureKind, FallbackLayer, Kinds};
+    /// use palisade::timeout::TimeoutLayer;
+    /// use tower::{service_fn, ServiceBuilder, ServiceExt};
+    ///
+    /// // A timeout is recovered; an error of the dependency is not.
+    /// let svc = |fail_fast: bool| {
+    ///     ServiceBuilder::new()
+    ///         .layer(
+    ///             FallbackLayer::new(fallback::value("cached answer"))
+    ///                 .kinds(Kinds::only(FailureKind::TimedOut)),
+    ///         )
+    ///         .layer(
+    ///             TimeoutLayer::builder()
+    ///                 .timeout(Duration::from_millis(100))
+    ///                 .build()
+    ///                 .unwrap(),
+    ///         )
+    ///         .service(service_fn(move |_: ()| async move {
+    ///             if fail_fast {
+    ///                 return Err(std::io::Error::other("refused"));
+    ///             }
+    ///             std::future::pending().await
+    ///         }))
+    /// };
+    /// assert_eq!(svc(false).oneshot(()).await.unwrap(), "cached answer");
+    /// assert!(svc(true).oneshot(()).await.is_err());
+    /// # }
+    /// ```
     #[must_use]
     pub fn kinds(mut self, kinds: Kinds) -> Self {
         self.kinds = kinds;
@@ -45,6 +113,26 @@ impl<R, C> FallbackLayer<R, C> {
     }
 
     /// Classifies responses, so that a failure response (an HTTP 503, say) can be recovered.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::classify::Outcome;
+    /// use palisade::fallback::{self, FallbackLayer};
+    /// use tower::{service_fn, BoxError, Layer, ServiceExt};
+    ///
+    /// // Responses are (status, body); a 503 is a failure, to be recovered.
+    /// let layer = FallbackLayer::new(fallback::value((200, "default".to_owned())))
+    ///     .with_classifier(|res: Result<&(u16, String), &BoxError>| match res {
+    ///         Ok((503, _)) | Err(_) => Outcome::failure(),
+    ///         Ok(_) => Outcome::success(),
+    ///     });
+    /// let svc = layer.layer(service_fn(|_: ()| async {
+    ///     Ok::<_, BoxError>((503, "busy".to_owned()))
+    /// }));
+    /// assert_eq!(svc.oneshot(()).await.unwrap(), (200, "default".to_owned()));
+    /// # }
+    /// ```
     pub fn with_classifier<C2>(self, classifier: C2) -> FallbackLayer<R, C2> {
         FallbackLayer {
             recover: self.recover,
@@ -55,6 +143,33 @@ impl<R, C> FallbackLayer<R, C> {
     }
 
     /// Tells `listeners` about every fallback served.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use palisade::events::{Event, Listeners};
+    /// use palisade::fallback::{self, FailureKind, FallbackLayer, Served};
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// let served = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = served.clone();
+    /// let listeners = Listeners::new("recommendations").with(move |event: &Event<'_>| {
+    ///     if let Event::FallbackServed { kind, served, .. } = event {
+    ///         seen.lock().unwrap().push((*kind, *served));
+    ///     }
+    /// });
+    /// let layer = FallbackLayer::new(fallback::value(0u32)).listeners(listeners);
+    /// let svc = layer.layer(service_fn(|_: ()| async {
+    ///     Err::<u32, _>(std::io::Error::other("down"))
+    /// }));
+    /// assert_eq!(svc.oneshot(()).await.unwrap(), 0);
+    /// assert_eq!(
+    ///     *served.lock().unwrap(),
+    ///     [(FailureKind::InnerError, Served::Fresh)]
+    /// );
+    /// # }
+    /// ```
     #[must_use]
     pub fn listeners(mut self, listeners: Listeners) -> Self {
         self.listeners = listeners;
@@ -62,6 +177,17 @@ impl<R, C> FallbackLayer<R, C> {
     }
 
     /// The shared recovery (for example a [`StaleCache`](super::StaleCache), to read its stats).
+    ///
+    /// ```
+    /// use palisade::fallback::{FallbackLayer, StaleCache};
+    ///
+    /// let layer = FallbackLayer::new(
+    ///     StaleCache::<u32, String, u32>::builder(|id| Some(*id))
+    ///         .build()
+    ///         .unwrap(),
+    /// );
+    /// assert_eq!(layer.recover().stats().entries, 0); // the layer's cache, shared by its services
+    /// ```
     pub fn recover(&self) -> &R {
         &self.recover
     }
@@ -101,6 +227,34 @@ impl<S, R: Clone, C: Clone> Layer<S> for FallbackLayer<R, C> {
 /// # Cancellation
 ///
 /// Dropping the response future drops the inner future; nothing is recovered or stored.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::fallback::{self, FallbackLayer};
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// let mut svc = ServiceBuilder::new()
+///     .layer(FallbackLayer::new(fallback::from_fn(|failure: fallback::Failure<String>| {
+///         // Only errors of the dependency are answered; the failure is given back otherwise.
+///         match failure.kind() {
+///             fallback::FailureKind::InnerError => Ok("unknown".to_owned()),
+///             _ => Err(failure),
+///         }
+///     })))
+///     .service(service_fn(|id: u32| async move {
+///         match id {
+///             0 => Err(std::io::Error::other("no such id")),
+///             _ => Ok(format!("item {id}")),
+///         }
+///     }));
+/// // A success is never replaced.
+/// assert_eq!(svc.ready().await.unwrap().call(7).await.unwrap(), "item 7");
+/// assert_eq!(svc.ready().await.unwrap().call(0).await.unwrap(), "unknown");
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Fallback<S, R, C = DefaultClassifier> {
     inner: S,
@@ -154,6 +308,19 @@ where
 
 pin_project! {
     /// Response future of [`Fallback`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::fallback::{self, FallbackLayer};
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// let mut svc = FallbackLayer::new(fallback::value(-1))
+    ///     .layer(service_fn(|_: ()| async { Err::<i32, _>(std::io::Error::other("down")) }));
+    /// let future = svc.ready().await.unwrap().call(()); // recovers when the call fails
+    /// assert_eq!(future.await.unwrap(), -1);
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F, R, Req, K, C> {
         #[pin]

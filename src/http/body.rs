@@ -86,6 +86,29 @@ pin_project! {
     /// * dropped unfinished, records nothing (the call is ignored);
     ///
     /// and in every case gives back the bulkhead permit it holds.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, StreamBody};
+    /// use palisade::error::Elapsed;
+    /// use palisade::http::TrackLayer;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// // A body that starts and never finishes.
+    /// type Frames = Result<http_body::Frame<Bytes>, std::io::Error>;
+    /// let layer = TrackLayer::new().deadline(Duration::from_secs(1)).unwrap();
+    /// let client = layer.layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     let stalled = futures::stream::pending::<Frames>();
+    ///     Ok::<_, std::io::Error>(http::Response::new(StreamBody::new(stalled)))
+    /// }));
+    /// let response = client.oneshot(http::Request::new(())).await.unwrap(); // the head is in time
+    /// let err = response.into_body().collect().await.unwrap_err(); // the body is not
+    /// assert!(err.is::<Elapsed>());
+    /// # }
+    /// ```
     pub struct Tracked<B> {
         #[pin]
         inner: Source<B>,
@@ -115,6 +138,19 @@ impl<B> fmt::Debug for Tracked<B> {
 
 impl<B> Tracked<B> {
     /// Wraps `body`; nothing is held until a layer hands it something.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use palisade::http::Tracked;
+    ///
+    /// let body = Tracked::new(Full::new(Bytes::from("hello")));
+    /// // It reads like the body it wraps.
+    /// assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+    /// # }
+    /// ```
     pub fn new(body: B) -> Self {
         Self::with_deadline(body, None)
     }
@@ -130,6 +166,19 @@ impl<B> Tracked<B> {
     }
 
     /// A body that replays `data` (a response served from the stale cache).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use palisade::http::Tracked;
+    ///
+    /// let body: Tracked<Full<Bytes>> = Tracked::replay(Bytes::from("kept earlier"));
+    /// assert!(body.get_ref().is_none()); // no live body behind it
+    /// assert_eq!(body.collect().await.unwrap().to_bytes(), "kept earlier");
+    /// # }
+    /// ```
     pub fn replay(data: Bytes) -> Self {
         Self {
             inner: Source::Replay {
@@ -143,6 +192,16 @@ impl<B> Tracked<B> {
     }
 
     /// The wrapped body, unless this one replays cached data.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body::Body;
+    /// use http_body_util::Full;
+    /// use palisade::http::Tracked;
+    ///
+    /// let body = Tracked::new(Full::new(Bytes::from("hello")));
+    /// assert_eq!(body.get_ref().unwrap().size_hint().exact(), Some(5));
+    /// ```
     pub fn get_ref(&self) -> Option<&B> {
         match &self.inner {
             Source::Live { body } => Some(body),

@@ -15,6 +15,30 @@ use crate::error::ConfigError;
 use crate::fallback::{CacheStats, Failure, Recover, Served, Stale, StaleCache};
 
 /// What the key of a request is made from: its method, URI and headers.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use palisade::fallback::Recover;
+/// use palisade::http::{HttpStaleCache, RequestHead, Tracked};
+///
+/// // The user's part of the key, from the request head: the tenant header; and nothing
+/// // under /private/ is kept at all.
+/// fn tenant(head: &RequestHead<'_>) -> Option<String> {
+///     let tenant = head.headers.get("x-tenant")?.to_str().ok()?;
+///     (!head.uri.contains("/private/")).then(|| tenant.to_owned())
+/// }
+/// let cache = HttpStaleCache::builder().user_key(tenant).build().unwrap();
+/// let get = |path: &str| {
+///     http::Request::get(path)
+///         .header("x-tenant", "acme")
+///         .body(())
+///         .unwrap()
+/// };
+/// type Response = http::Response<Tracked<Empty<Bytes>>>;
+/// assert!(Recover::<_, Response>::keep(&cache, &get("/catalog")).is_some());
+/// assert!(Recover::<_, Response>::keep(&cache, &get("/private/orders")).is_none());
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub struct RequestHead<'a> {
@@ -27,6 +51,39 @@ pub struct RequestHead<'a> {
 }
 
 /// The key a response is kept under: method, URI, and the user's part.
+///
+/// ```
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use palisade::fallback::Recover;
+/// use palisade::http::{CacheKey, HttpStaleCache, Tracked};
+///
+/// type Response = http::Response<Tracked<Empty<Bytes>>>;
+/// let cache = HttpStaleCache::builder()
+///     .user_key(|head| {
+///         head.headers
+///             .get("x-tenant")?
+///             .to_str()
+///             .ok()
+///             .map(str::to_owned)
+///     })
+///     .build()
+///     .unwrap();
+/// let key = |tenant: &str| -> Option<CacheKey> {
+///     let req = http::Request::get("http://inventory/items/7")
+///         .header("x-tenant", tenant)
+///         .body(())
+///         .unwrap();
+///     Recover::<_, Response>::keep(&cache, &req)
+/// };
+/// assert_eq!(key("acme"), key("acme"));
+/// assert_ne!(key("acme"), key("globex")); // never served to another tenant
+/// let post = http::Request::post("http://inventory/items")
+///     .header("x-tenant", "acme")
+///     .body(())
+///     .unwrap();
+/// assert_eq!(Recover::<_, Response>::keep(&cache, &post), None); // POST: not cached
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CacheKey {
     method: Method,
@@ -35,6 +92,59 @@ pub struct CacheKey {
 }
 
 /// A kept response: its head and its whole body.
+///
+/// ```
+/// # use std::sync::{Arc, atomic::{AtomicU16, Ordering::SeqCst}};
+/// # use bytes::Bytes;
+/// # use http_body_util::{BodyExt, Full};
+/// # use palisade::http::{HttpStaleCache, Tracked};
+/// # use tower::{BoxError, Layer, Service, ServiceExt};
+/// # /// A client through a policy with `cache` as its fallback, of a server answering `status`
+/// # /// with the request's path as the body and an `etag` header.
+/// # fn client(
+/// #     cache: &HttpStaleCache,
+/// #     status: Arc<AtomicU16>,
+/// # ) -> impl Service<
+/// #     http::Request<()>,
+/// #     Response = http::Response<Tracked<Full<Bytes>>>,
+/// #     Error = BoxError,
+/// # > {
+/// #     let server = tower::service_fn(move |req: http::Request<()>| {
+/// #         let res = http::Response::builder().status(status.load(SeqCst));
+/// #         let res = res.header("etag", "\"v1\"");
+/// #         let body = Full::new(Bytes::from(req.uri().path().to_owned()));
+/// #         std::future::ready(res.body(body).map_err(std::io::Error::other))
+/// #     });
+/// #     let policy = palisade::policy::Policy::builder().http().fallback(cache.clone());
+/// #     policy.build().unwrap().layer(server)
+/// # }
+/// # async fn read(res: http::Response<Tracked<Full<Bytes>>>) -> String {
+/// #     String::from_utf8(res.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+/// # }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::fallback::Stale;
+///
+/// let status = Arc::new(AtomicU16::new(200));
+/// let cache = HttpStaleCache::builder().build().unwrap();
+/// let mut client = client(&cache, status.clone());
+/// let get = || http::Request::get("/catalog").body(()).unwrap();
+///
+/// let fresh = client.ready().await.unwrap().call(get()).await.unwrap();
+/// assert_eq!(read(fresh).await, "/catalog"); // kept once its body has been read
+///
+/// status.store(503, SeqCst);
+/// tokio::time::advance(Duration::from_secs(90)).await;
+/// let stale = client.ready().await.unwrap().call(get()).await.unwrap();
+/// // The kept response, head and body, with its age.
+/// assert_eq!(stale.status(), 200);
+/// assert_eq!(stale.headers()["etag"], "\"v1\"");
+/// assert_eq!(stale.headers()["age"], "90");
+/// assert_eq!(stale.extensions().get::<Stale>().unwrap().age, Duration::from_secs(90));
+/// assert_eq!(read(stale).await, "/catalog");
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct CachedResponse {
     status: StatusCode,
@@ -108,6 +218,17 @@ impl fmt::Debug for HttpStaleCache {
 impl HttpStaleCache {
     /// A builder with the defaults: 5 minutes stale at most, 10 000 entries, 64 MiB, 1 MiB per
     /// response, GET and HEAD, no user key.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::http::HttpStaleCache;
+    ///
+    /// let cache = HttpStaleCache::builder()
+    ///     .max_stale(Duration::from_secs(60))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(cache.stats().entries, 0);
+    /// ```
     pub fn builder() -> HttpStaleCacheBuilder {
         HttpStaleCacheBuilder {
             max_stale: Duration::from_secs(300),
@@ -120,6 +241,46 @@ impl HttpStaleCache {
     }
 
     /// Entries, bytes, and responses stored, served and too large.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, atomic::{AtomicU16, Ordering::SeqCst}};
+    /// # use bytes::Bytes;
+    /// # use http_body_util::{BodyExt, Full};
+    /// # use palisade::http::{HttpStaleCache, Tracked};
+    /// # use tower::{BoxError, Layer, Service, ServiceExt};
+    /// # fn client(
+    /// #     cache: &HttpStaleCache,
+    /// #     status: Arc<AtomicU16>,
+    /// # ) -> impl Service<
+    /// #     http::Request<()>,
+    /// #     Response = http::Response<Tracked<Full<Bytes>>>,
+    /// #     Error = BoxError,
+    /// # > {
+    /// #     let server = tower::service_fn(move |req: http::Request<()>| {
+    /// #         let res = http::Response::builder().status(status.load(SeqCst));
+    /// #         let body = Full::new(Bytes::from(req.uri().path().to_owned()));
+    /// #         std::future::ready(res.body(body).map_err(std::io::Error::other))
+    /// #     });
+    /// #     let policy = palisade::policy::Policy::builder().http().fallback(cache.clone());
+    /// #     policy.build().unwrap().layer(server)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let status = Arc::new(AtomicU16::new(200));
+    /// let cache = HttpStaleCache::builder().build().unwrap();
+    /// let mut client = client(&cache, status.clone());
+    /// for path in ["/a", "/b"] {
+    ///     let req = http::Request::get(path).body(()).unwrap();
+    ///     let res = client.ready().await.unwrap().call(req).await.unwrap();
+    ///     res.into_body().collect().await.unwrap();
+    /// }
+    /// status.store(503, SeqCst);
+    /// let req = http::Request::get("/a").body(()).unwrap();
+    /// let _ = client.ready().await.unwrap().call(req).await.unwrap();
+    /// let stats = cache.stats();
+    /// assert_eq!((stats.entries, stats.stored, stats.served), (2, 2, 1));
+    /// # }
+    /// ```
     pub fn stats(&self) -> CacheStats {
         self.store.stats()
     }
@@ -248,6 +409,28 @@ recover_for!([] reqwest::Request, |cache, req| cache.key(RequestHead {
 }));
 
 /// Builds an [`HttpStaleCache`].
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::http::HttpStaleCache;
+///
+/// let cache = HttpStaleCache::builder()
+///     .max_stale(Duration::from_secs(600))
+///     .max_entries(1_000)
+///     .max_bytes(16 << 20)
+///     .max_entry_bytes(256 << 10)
+///     .methods([http::Method::GET])
+///     .user_key(|head| {
+///         head.headers
+///             .get("x-tenant")?
+///             .to_str()
+///             .ok()
+///             .map(str::to_owned)
+///     })
+///     .build()
+///     .unwrap();
+/// # let _ = cache;
+/// ```
 pub struct HttpStaleCacheBuilder {
     max_stale: Duration,
     max_entries: usize,
@@ -271,24 +454,129 @@ impl fmt::Debug for HttpStaleCacheBuilder {
 
 impl HttpStaleCacheBuilder {
     /// The oldest a response may be and still be served.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, atomic::{AtomicU16, Ordering::SeqCst}};
+    /// # use bytes::Bytes;
+    /// # use http_body_util::{BodyExt, Full};
+    /// # use palisade::http::{HttpStaleCache, Tracked};
+    /// # use tower::{BoxError, Layer, Service, ServiceExt};
+    /// # fn client(
+    /// #     cache: &HttpStaleCache,
+    /// #     status: Arc<AtomicU16>,
+    /// # ) -> impl Service<
+    /// #     http::Request<()>,
+    /// #     Response = http::Response<Tracked<Full<Bytes>>>,
+    /// #     Error = BoxError,
+    /// # > {
+    /// #     let server = tower::service_fn(move |req: http::Request<()>| {
+    /// #         let res = http::Response::builder().status(status.load(SeqCst));
+    /// #         let body = Full::new(Bytes::from(req.uri().path().to_owned()));
+    /// #         std::future::ready(res.body(body).map_err(std::io::Error::other))
+    /// #     });
+    /// #     let policy = palisade::policy::Policy::builder().http().fallback(cache.clone());
+    /// #     policy.build().unwrap().layer(server)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    ///
+    /// let status = Arc::new(AtomicU16::new(200));
+    /// let cache = HttpStaleCache::builder().max_stale(Duration::from_secs(60)).build().unwrap();
+    /// let mut client = client(&cache, status.clone());
+    /// let get = || http::Request::get("/catalog").body(()).unwrap();
+    /// let res = client.ready().await.unwrap().call(get()).await.unwrap();
+    /// res.into_body().collect().await.unwrap();
+    ///
+    /// status.store(503, SeqCst);
+    /// tokio::time::advance(Duration::from_secs(60)).await;
+    /// assert_eq!(client.ready().await.unwrap().call(get()).await.unwrap().status(), 200); // stale
+    /// tokio::time::advance(Duration::from_secs(1)).await;
+    /// // Too old.
+    /// assert_eq!(client.ready().await.unwrap().call(get()).await.unwrap().status(), 503);
+    /// # }
+    /// ```
     pub fn max_stale(mut self, max_stale: Duration) -> Self {
         self.max_stale = max_stale;
         self
     }
 
     /// At most this many responses are kept.
+    ///
+    /// ```
+    /// use palisade::http::HttpStaleCache;
+    ///
+    /// assert!(HttpStaleCache::builder().max_entries(100).build().is_ok());
+    /// assert_eq!(
+    ///     HttpStaleCache::builder()
+    ///         .max_entries(0)
+    ///         .build()
+    ///         .unwrap_err()
+    ///         .field(),
+    ///     "max_entries"
+    /// );
+    /// ```
     pub fn max_entries(mut self, max_entries: usize) -> Self {
         self.max_entries = max_entries;
         self
     }
 
     /// At most this many bytes (bodies and headers) are kept.
+    ///
+    /// ```
+    /// use palisade::http::HttpStaleCache;
+    ///
+    /// assert!(HttpStaleCache::builder().max_bytes(8 << 20).build().is_ok());
+    /// // At least one response of the largest size must fit.
+    /// let err = HttpStaleCache::builder()
+    ///     .max_entry_bytes(1 << 20)
+    ///     .max_bytes(1 << 10)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "max_bytes");
+    /// ```
     pub fn max_bytes(mut self, max_bytes: usize) -> Self {
         self.max_bytes = max_bytes;
         self
     }
 
     /// A response larger than this (body and headers) is passed through uncached.
+    ///
+    /// ```
+    /// # use std::sync::{Arc, atomic::{AtomicU16, Ordering::SeqCst}};
+    /// # use bytes::Bytes;
+    /// # use http_body_util::{BodyExt, Full};
+    /// # use palisade::http::{HttpStaleCache, Tracked};
+    /// # use tower::{BoxError, Layer, Service, ServiceExt};
+    /// # fn client(
+    /// #     cache: &HttpStaleCache,
+    /// #     status: Arc<AtomicU16>,
+    /// # ) -> impl Service<
+    /// #     http::Request<()>,
+    /// #     Response = http::Response<Tracked<Full<Bytes>>>,
+    /// #     Error = BoxError,
+    /// # > {
+    /// #     let server = tower::service_fn(move |req: http::Request<()>| {
+    /// #         let res = http::Response::builder().status(status.load(SeqCst));
+    /// #         let body = Full::new(Bytes::from(req.uri().path().to_owned()));
+    /// #         std::future::ready(res.body(body).map_err(std::io::Error::other))
+    /// #     });
+    /// #     let policy = palisade::policy::Policy::builder().http().fallback(cache.clone());
+    /// #     policy.build().unwrap().layer(server)
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let status = Arc::new(AtomicU16::new(200));
+    /// let cache = HttpStaleCache::builder().max_entry_bytes(16).build().unwrap();
+    /// let mut client = client(&cache, status);
+    /// for path in ["/short", "/a/path/far/longer/than/sixteen/bytes"] {
+    ///     let req = http::Request::get(path).body(()).unwrap();
+    ///     let res = client.ready().await.unwrap().call(req).await.unwrap();
+    ///     res.into_body().collect().await.unwrap(); // read in full either way
+    /// }
+    /// assert_eq!((cache.stats().entries, cache.stats().too_large), (1, 1));
+    /// # }
+    /// ```
     pub fn max_entry_bytes(mut self, max_entry_bytes: usize) -> Self {
         self.max_entry_bytes = max_entry_bytes;
         self
@@ -296,6 +584,33 @@ impl HttpStaleCacheBuilder {
 
     /// The part of the key that tells users apart (a tenant, a hash of the credentials).
     /// `None` from it leaves that request uncached.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use palisade::fallback::Recover;
+    /// use palisade::http::{HttpStaleCache, Tracked};
+    ///
+    /// type Response = http::Response<Tracked<Empty<Bytes>>>;
+    /// // One entry per tenant; a request without a tenant is not cached at all.
+    /// let cache = HttpStaleCache::builder()
+    ///     .user_key(|head| {
+    ///         head.headers
+    ///             .get("x-tenant")?
+    ///             .to_str()
+    ///             .ok()
+    ///             .map(str::to_owned)
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let with = http::Request::get("/orders")
+    ///     .header("x-tenant", "acme")
+    ///     .body(())
+    ///     .unwrap();
+    /// let without = http::Request::get("/orders").body(()).unwrap();
+    /// assert!(Recover::<_, Response>::keep(&cache, &with).is_some());
+    /// assert!(Recover::<_, Response>::keep(&cache, &without).is_none());
+    /// ```
     pub fn user_key(
         mut self,
         user_key: impl Fn(&RequestHead<'_>) -> Option<String> + Send + Sync + 'static,
@@ -306,12 +621,40 @@ impl HttpStaleCacheBuilder {
 
     /// The methods whose responses are kept (default GET and HEAD). Take care with others: a
     /// response to a POST stands for one request, not for the resource.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use palisade::fallback::Recover;
+    /// use palisade::http::{HttpStaleCache, Tracked};
+    ///
+    /// type Response = http::Response<Tracked<Empty<Bytes>>>;
+    /// let cache = HttpStaleCache::builder()
+    ///     .methods([http::Method::GET])
+    ///     .build()
+    ///     .unwrap();
+    /// let head = http::Request::head("/orders").body(()).unwrap();
+    /// assert!(Recover::<_, Response>::keep(&cache, &head).is_none()); // HEAD no longer cached
+    /// assert!(HttpStaleCache::builder().methods([]).build().is_err());
+    /// ```
     pub fn methods(mut self, methods: impl IntoIterator<Item = Method>) -> Self {
         self.methods = methods.into_iter().collect();
         self
     }
 
     /// The cache; a [`ConfigError`] names the field that is out of range.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::http::HttpStaleCache;
+    ///
+    /// assert!(HttpStaleCache::builder().build().is_ok());
+    /// let err = HttpStaleCache::builder()
+    ///     .max_stale(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "max_stale");
+    /// ```
     pub fn build(self) -> Result<HttpStaleCache, ConfigError> {
         if self.methods.is_empty() {
             return Err(ConfigError::new("methods", "must not be empty", "[]"));

@@ -72,6 +72,57 @@ use crate::classify::Hooks;
 /// slowly streamed response counts against the limit for as long as it occupies the
 /// dependency. Needs [`TrackLayer`] below the bulkhead. See
 /// [`BulkheadLayer::hold`](crate::bulkhead::BulkheadLayer::hold).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, Full};
+/// use palisade::bulkhead::BulkheadLayer;
+/// use palisade::http::{TrackLayer, UntilBodyEnd};
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+///
+/// let bulkhead = BulkheadLayer::builder()
+///     .max_concurrent(1)
+///     .build()
+///     .unwrap()
+///     .hold(UntilBodyEnd);
+/// let mut svc = ServiceBuilder::new()
+///     .layer(bulkhead)
+///     .layer(TrackLayer::new())
+///     .service(tower::service_fn(|_: http::Request<()>| async {
+///         Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
+///             "a large report",
+///         ))))
+///     }));
+///
+/// let report = svc
+///     .ready()
+///     .await
+///     .unwrap()
+///     .call(http::Request::new(()))
+///     .await
+///     .unwrap();
+/// // The body is still to be read: the one permit is taken, and another call is turned away.
+/// assert!(
+///     svc.ready()
+///         .await
+///         .unwrap()
+///         .call(http::Request::new(()))
+///         .await
+///         .is_err()
+/// );
+/// report.into_body().collect().await.unwrap();
+/// assert!(
+///     svc.ready()
+///         .await
+///         .unwrap()
+///         .call(http::Request::new(()))
+///         .await
+///         .is_ok()
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct UntilBodyEnd;
 

@@ -6,11 +6,13 @@
 //! any other HTTP body), and back to a `reqwest::Response`, URL included, around the whole
 //! stack: the caller sends and receives reqwest's own types.
 //!
-//! ```no_run
+//! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> Result<(), tower::BoxError> {
 //! use palisade::{policy::Policy, bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig};
 //! use tower::{Layer, Service, ServiceExt};
+//! # let server = palisade::testkit::FlakyServer::start().await?;
+//! # let inventory = server.url(); // a loopback stand-in for "http://inventory.internal"
 //!
 //! let policy = Policy::builder()
 //!     .name("inventory")
@@ -20,9 +22,10 @@
 //!     .circuit_breaker(CircuitBreakerConfig::default())
 //!     .build()?;                                   // a ConfigError names any wrong field
 //! let mut client = policy.layer(reqwest::Client::new());
-//! let req = reqwest::Request::new(reqwest::Method::GET, "http://inventory.internal/items/7".parse()?);
+//! let req = reqwest::Request::new(reqwest::Method::GET, format!("{inventory}/items/7").parse()?);
 //! let res: reqwest::Response = client.ready().await?.call(req).await?;
-//! # let _ = res;
+//! assert_eq!(res.url().path(), "/items/7");
+//! assert_eq!(res.text().await?, "/items/7"); // the body is tracked inside
 //! # Ok(())
 //! # }
 //! ```
@@ -54,6 +57,28 @@ where
 
 /// The reqwest adapter of a policy: [`ReqwestTrack`] on the client, [`IntoReqwest`] around the
 /// stack. Made by [`PolicyBuilder::reqwest`](crate::policy::PolicyBuilder::reqwest).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// use palisade::http::reqwest::ReqwestAdapter;
+/// use palisade::policy::{Adapter, PolicyConfig};
+/// use palisade::testkit::FlakyServer;
+/// use tower::{Layer, Service, ServiceExt};
+///
+/// // By hand, what `Policy::builder().reqwest()` does around its stack.
+/// let server = FlakyServer::start().await?;
+/// let adapter = ReqwestAdapter::default().finish(&PolicyConfig::default())?;
+/// let mut client = adapter.outer(adapter.layer(reqwest::Client::new()));
+/// let req = reqwest::Request::new(
+///     reqwest::Method::GET,
+///     format!("{}/ping", server.url()).parse()?,
+/// );
+/// let res: reqwest::Response = client.ready().await?.call(req).await?;
+/// assert_eq!(res.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ReqwestAdapter {
     deadline: Option<Duration>,
@@ -107,6 +132,28 @@ impl<S> Layer<S> for ReqwestAdapter {
 ///
 /// # Cancellation
 /// Dropping the future drops the client's.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// use palisade::http::reqwest::ReqwestAdapter;
+/// use palisade::http::Tracked;
+/// use palisade::testkit::FlakyServer;
+/// use tower::{Layer, ServiceExt};
+///
+/// let server = FlakyServer::start().await?;
+/// let track = ReqwestAdapter::default().layer(reqwest::Client::new()); // a ReqwestTrack
+/// let req = reqwest::Request::new(
+///     reqwest::Method::GET,
+///     format!("{}/items", server.url()).parse()?,
+/// );
+/// let res: http::Response<Tracked<reqwest::Body>> = track.oneshot(req).await?;
+/// assert_eq!(res.status(), 200);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct ReqwestTrack<S> {
     inner: S,
@@ -141,6 +188,25 @@ where
 
 pin_project! {
     /// Response future of [`ReqwestTrack`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// use std::time::Duration;
+    /// use palisade::http::reqwest::ReqwestAdapter;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// server.set(Fault::healthy().latency(Duration::from_millis(20)));
+    /// let mut track = ReqwestAdapter::default().layer(reqwest::Client::new());
+    /// let url = format!("{}/slowish", server.url()).parse()?;
+    /// let req = reqwest::Request::new(reqwest::Method::GET, url);
+    /// let future = track.ready().await?.call(req); // a TrackFuture: resolves with the head
+    /// assert_eq!(future.await?.status(), 200);
+    /// # Ok(())
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct TrackFuture<F> {
         #[pin]
@@ -173,6 +239,29 @@ where
 
 /// Turns the stack's `http::Response<Tracked<reqwest::Body>>` back into a `reqwest::Response`
 /// (with its URL), the type a reqwest caller expects. The body stays tracked inside.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), tower::BoxError> {
+/// use palisade::policy::Policy;
+/// use palisade::testkit::FlakyServer;
+/// use tower::{Layer, ServiceExt};
+///
+/// let server = FlakyServer::start().await?;
+/// // The outermost service of a reqwest policy is an IntoReqwest: reqwest's types in and out.
+/// let client = Policy::builder()
+///     .reqwest()
+///     .build()?
+///     .layer(reqwest::Client::new());
+/// let url: reqwest::Url = format!("{}/items/7?view=full", server.url()).parse()?;
+/// let res: reqwest::Response = client
+///     .oneshot(reqwest::Request::new(reqwest::Method::GET, url.clone()))
+///     .await?;
+/// assert_eq!(res.url(), &url); // kept through the stack
+///     
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct IntoReqwest<S> {
     inner: S,
@@ -204,6 +293,24 @@ where
 
 pin_project! {
     /// Response future of [`IntoReqwest`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), tower::BoxError> {
+    /// use palisade::policy::Policy;
+    /// use palisade::testkit::FlakyServer;
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let mut client = Policy::builder().reqwest().build()?.layer(reqwest::Client::new());
+    /// let url = format!("{}/orders", server.url()).parse()?;
+    /// let req = reqwest::Request::new(reqwest::Method::GET, url);
+    /// let future = client.ready().await?.call(req); // an IntoReqwestFuture
+    /// let res: reqwest::Response = future.await?;
+    /// assert_eq!(res.text().await?, "/orders");
+    /// # Ok(())
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct IntoReqwestFuture<F> {
         #[pin]

@@ -43,6 +43,23 @@ pub struct TrackLayer {
 
 impl TrackLayer {
     /// Tracks bodies; no deadline, no `grpc-timeout`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use palisade::http::{TrackLayer, Tracked};
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// let client = TrackLayer::new().layer(tower::service_fn(|_: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from("hello"))))
+    /// }));
+    /// let response: http::Response<Tracked<Full<Bytes>>> =
+    ///     client.oneshot(http::Request::new(())).await.unwrap();
+    /// assert!(response.body().get_ref().is_some());
+    /// # }
+    /// ```
     pub const fn new() -> Self {
         Self {
             deadline: None,
@@ -65,6 +82,36 @@ impl TrackLayer {
 
     /// A deadline for the whole response, head and body, counted from `call`.
     /// `Duration::MAX` means none; zero is a [`ConfigError`] on field `deadline`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Full;
+    /// use palisade::error::Elapsed;
+    /// use palisade::http::TrackLayer;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// let slow_head = tower::service_fn(|_: http::Request<()>| async {
+    ///     tokio::time::sleep(Duration::from_secs(2)).await;
+    ///     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from("late"))))
+    /// });
+    /// let client = TrackLayer::new()
+    ///     .deadline(Duration::from_secs(1))
+    ///     .unwrap()
+    ///     .layer(slow_head);
+    /// let err = client.oneshot(http::Request::new(())).await.unwrap_err();
+    /// assert!(err.is::<Elapsed>());
+    /// assert_eq!(
+    ///     TrackLayer::new()
+    ///         .deadline(Duration::ZERO)
+    ///         .unwrap_err()
+    ///         .field(),
+    ///     "deadline"
+    /// );
+    /// # }
+    /// ```
     pub fn deadline(mut self, deadline: Duration) -> Result<Self, ConfigError> {
         if deadline.is_zero() {
             return Err(ConfigError::new(
@@ -80,6 +127,53 @@ impl TrackLayer {
     /// Sends `grpc-timeout` with each request: `timeout` (the call's deadline), or the
     /// caller's own `grpc-timeout` when that is lower. `Duration::MAX` sends nothing; zero is a
     /// [`ConfigError`] on field `grpc_timeout`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Full};
+    /// use palisade::http::TrackLayer;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// // A server that answers with the grpc-timeout it was sent.
+    /// let server = tower::service_fn(|req: http::Request<()>| async move {
+    ///     let sent = req
+    ///         .headers()
+    ///         .get("grpc-timeout")
+    ///         .map(|v| v.to_str().unwrap().to_owned());
+    ///     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from(
+    ///         sent.unwrap_or_default(),
+    ///     ))))
+    /// });
+    /// let client = TrackLayer::new()
+    ///     .grpc_timeout(Duration::from_millis(250))
+    ///     .unwrap()
+    ///     .layer(server);
+    /// let sent = |req| {
+    ///     let client = client.clone();
+    ///     async move {
+    ///         client
+    ///             .oneshot(req)
+    ///             .await
+    ///             .unwrap()
+    ///             .into_body()
+    ///             .collect()
+    ///             .await
+    ///             .unwrap()
+    ///             .to_bytes()
+    ///     }
+    /// };
+    /// assert_eq!(sent(http::Request::new(())).await, "250000u");
+    /// // A caller asking for less keeps its own.
+    /// let hurried = http::Request::builder()
+    ///     .header("grpc-timeout", "100m")
+    ///     .body(())
+    ///     .unwrap();
+    /// assert_eq!(sent(hurried).await, "100m");
+    /// # }
+    /// ```
     pub fn grpc_timeout(mut self, timeout: Duration) -> Result<Self, ConfigError> {
         if timeout.is_zero() {
             return Err(ConfigError::new(
@@ -136,6 +230,48 @@ impl<S> Layer<S> for TrackLayer {
 /// # Cancellation
 /// Dropping the future drops the inner future; a dropped [`Tracked`] body gives back what it
 /// holds.
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use bytes::Bytes;
+/// use http_body_util::{BodyExt, StreamBody};
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::classify::http::HttpClassifier;
+/// use palisade::http::TrackLayer;
+/// use tower::{Service, ServiceBuilder, ServiceExt};
+///
+/// let layer = CircuitBreakerLayer::builder()
+///     .build()
+///     .unwrap()
+///     .with_classifier(HttpClassifier::default());
+/// let breaker = layer.handle();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(layer)
+///     .layer(TrackLayer::new()) // makes the `Track` service around the client
+///     .service(tower::service_fn(|_: http::Request<()>| async {
+///         // A 200 whose body breaks half-way.
+///         let frames = futures::stream::iter([
+///             Ok(http_body::Frame::data(Bytes::from("first half"))),
+///             Err(std::io::Error::other("connection reset")),
+///         ]);
+///         Ok::<_, std::io::Error>(http::Response::new(StreamBody::new(frames)))
+///     }));
+/// let response = svc
+///     .ready()
+///     .await
+///     .unwrap()
+///     .call(http::Request::new(()))
+///     .await
+///     .unwrap();
+/// assert_eq!(response.status(), 200);
+/// assert!(response.into_body().collect().await.is_err());
+/// assert_eq!(breaker.snapshot().failures, 1); // a failure, though its head said 200
+///
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Track<S> {
     inner: S,
@@ -193,6 +329,34 @@ fn lower_grpc_timeout(headers: &mut http::HeaderMap, timeout: Duration) {
 
 pin_project! {
     /// Response future of [`Track`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, StreamBody};
+    /// use palisade::http::TrackLayer;
+    /// use tokio::time::Instant;
+    /// use tower::{Layer, Service, ServiceExt};
+    ///
+    /// let mut client = TrackLayer::new().deadline(Duration::from_secs(1)).unwrap().layer(
+    ///     tower::service_fn(|_: http::Request<()>| async {
+    ///         tokio::time::sleep(Duration::from_millis(300)).await;
+    ///         type Frames = Result<http_body::Frame<Bytes>, std::io::Error>;
+    ///         let stalled = futures::stream::pending::<Frames>();
+    ///         Ok::<_, std::io::Error>(http::Response::new(StreamBody::new(stalled)))
+    ///     }),
+    /// );
+    /// let start = Instant::now();
+    /// let future = client.ready().await.unwrap().call(http::Request::new(()));
+    /// let response = future.await.unwrap(); // the head, 300 ms in
+    /// assert_eq!(start.elapsed(), Duration::from_millis(300));
+    /// // What is left of the deadline goes with the body, which fails when it has passed.
+    /// assert!(response.into_body().collect().await.is_err());
+    /// assert_eq!(start.elapsed(), Duration::from_secs(1));
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]

@@ -36,26 +36,429 @@ use crate::fallback::FailureKind;
 use super::label;
 
 /// `palisade_calls_total`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::observe::{metrics::CALLS_TOTAL, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .name("inventory")
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// let svc = policy.layer(service_fn(
+///     |x: u32| async move { Ok::<_, std::io::Error>(x) },
+/// ));
+/// svc.oneshot(1).await.unwrap();
+///
+/// let calls: Vec<_> = snapshotter
+///     .snapshot()
+///     .into_vec()
+///     .into_iter()
+///     .filter(|(key, ..)| key.key().name() == CALLS_TOTAL)
+///     .map(|(key, _, _, value)| {
+///         let labels: Vec<_> = key
+///             .key()
+///             .labels()
+///             .map(|l| format!("{}={}", l.key(), l.value()))
+///             .collect();
+///         (labels, value)
+///     })
+///     .collect();
+/// assert_eq!(
+///     calls,
+///     [(
+///         vec!["name=inventory".to_owned(), "outcome=success".to_owned()],
+///         DebugValue::Counter(1)
+///     )]
+/// );
+/// # }
+/// ```
 pub const CALLS_TOTAL: &str = "palisade_calls_total";
 /// `palisade_call_duration_seconds`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::observe::{metrics::CALL_DURATION_SECONDS, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// let svc = policy.layer(service_fn(|_: ()| async {
+///     tokio::time::sleep(Duration::from_millis(250)).await;
+///     Ok::<_, std::io::Error>(())
+/// }));
+/// svc.oneshot(()).await.unwrap();
+/// let durations: Vec<_> = snapshotter.snapshot().into_vec().into_iter()
+///     .filter(|(key, ..)| key.key().name() == CALL_DURATION_SECONDS)
+///     .map(|(.., value)| value)
+///     .collect();
+/// let [DebugValue::Histogram(samples)] = &durations[..] else { panic!("{durations:?}") };
+/// assert_eq!(samples.iter().map(|s| s.into_inner()).collect::<Vec<_>>(), [0.25]);
+/// # }
+/// ```
 pub const CALL_DURATION_SECONDS: &str = "palisade_call_duration_seconds";
 /// `palisade_rejections_total`.
+///
+/// ```
+/// # use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+/// # /// The series named `name`: their labels (`key=value`) and values.
+/// # fn series(snapshotter: &Snapshotter, name: &str) -> Vec<(Vec<String>, DebugValue)> {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .map(|(key, _, _, value)| {
+/// #             let labels = key.key().labels().map(|l| format!("{}={}", l.key(), l.value()));
+/// #             (labels.collect(), value)
+/// #         })
+/// #         .collect()
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::observe::{metrics::REJECTIONS_TOTAL, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .name("inventory")
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// policy.circuit_breaker().unwrap().force_open();
+/// let svc = policy.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+/// assert!(svc.oneshot(()).await.is_err());
+/// assert_eq!(
+///     series(&recorder.snapshotter(), REJECTIONS_TOTAL),
+///     [(
+///         vec!["name=inventory".to_owned(), "reason=forced_open".to_owned()],
+///         DebugValue::Counter(1),
+///     )],
+/// );
+/// # }
+/// ```
 pub const REJECTIONS_TOTAL: &str = "palisade_rejections_total";
 /// `palisade_circuit_state`.
+///
+/// ```
+/// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+/// use palisade::circuit_breaker::{CircuitBreakerConfig, State};
+/// use palisade::observe::{metrics::CIRCUIT_STATE, MetricsListener};
+/// use palisade::policy::Policy;
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// policy.circuit_breaker().unwrap().force_open();
+/// let state = snapshotter
+///     .snapshot()
+///     .into_vec()
+///     .into_iter()
+///     .find(|(key, ..)| key.key().name() == CIRCUIT_STATE)
+///     .map(|(.., value)| value);
+/// assert_eq!(
+///     state,
+///     Some(DebugValue::Gauge(
+///         f64::from(State::ForcedOpen.as_index()).into()
+///     ))
+/// );
+/// ```
 pub const CIRCUIT_STATE: &str = "palisade_circuit_state";
 /// `palisade_circuit_transitions_total`.
+///
+/// ```
+/// # use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+/// # /// The series named `name`: their labels (`key=value`) and values.
+/// # fn series(snapshotter: &Snapshotter, name: &str) -> Vec<(Vec<String>, DebugValue)> {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .map(|(key, _, _, value)| {
+/// #             let labels = key.key().labels().map(|l| format!("{}={}", l.key(), l.value()));
+/// #             (labels.collect(), value)
+/// #         })
+/// #         .collect()
+/// # }
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::observe::{metrics::CIRCUIT_TRANSITIONS_TOTAL, MetricsListener};
+/// use palisade::policy::Policy;
+///
+/// let recorder = DebuggingRecorder::new();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .name("inventory")
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// policy.circuit_breaker().unwrap().force_open();
+/// let labels = ["from=closed", "name=inventory", "to=forced_open"].map(str::to_owned).to_vec();
+/// let mut got = series(&recorder.snapshotter(), CIRCUIT_TRANSITIONS_TOTAL);
+/// got.iter_mut().for_each(|(l, _)| l.sort());
+/// assert_eq!(got, [(labels, DebugValue::Counter(1))]);
+/// ```
 pub const CIRCUIT_TRANSITIONS_TOTAL: &str = "palisade_circuit_transitions_total";
 /// `palisade_circuit_would_trips_total`.
+///
+/// ```
+/// # use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+/// # /// The series named `name`: their labels (`key=value`) and values.
+/// # fn series(snapshotter: &Snapshotter, name: &str) -> Vec<(Vec<String>, DebugValue)> {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .map(|(key, _, _, value)| {
+/// #             let labels = key.key().labels().map(|l| format!("{}={}", l.key(), l.value()));
+/// #             (labels.collect(), value)
+/// #         })
+/// #         .collect()
+/// # }
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::observe::{metrics::CIRCUIT_WOULD_TRIPS_TOTAL, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let mut breaker = CircuitBreakerConfig::default();
+/// breaker.consecutive_failures = Some(1);
+/// let policy = Policy::builder()
+///     .name("inventory")
+///     .circuit_breaker(breaker)
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// policy.circuit_breaker().unwrap().metrics_only(); // trying the settings out
+/// let down = service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("down")) });
+/// let svc = policy.layer(down);
+/// assert!(svc.oneshot(()).await.is_err()); // would have opened the breaker
+/// assert_eq!(
+///     series(&recorder.snapshotter(), CIRCUIT_WOULD_TRIPS_TOTAL),
+///     [(vec!["name=inventory".to_owned()], DebugValue::Counter(1))],
+/// );
+/// # }
+/// ```
 pub const CIRCUIT_WOULD_TRIPS_TOTAL: &str = "palisade_circuit_would_trips_total";
 /// `palisade_timeouts_total`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+/// use palisade::observe::{metrics::TIMEOUTS_TOTAL, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .timeout(Duration::from_millis(100))
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// let svc = policy.layer(service_fn(|_: ()| {
+///     std::future::pending::<Result<(), std::io::Error>>()
+/// }));
+/// assert!(svc.oneshot(()).await.is_err());
+/// let timeouts = snapshotter
+///     .snapshot()
+///     .into_vec()
+///     .into_iter()
+///     .find(|(key, ..)| key.key().name() == TIMEOUTS_TOTAL)
+///     .map(|(.., value)| value);
+/// assert_eq!(timeouts, Some(DebugValue::Counter(1)));
+/// # }
+/// ```
 pub const TIMEOUTS_TOTAL: &str = "palisade_timeouts_total";
 /// `palisade_bulkhead_in_flight`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+/// use palisade::bulkhead::BulkheadConfig;
+/// use palisade::observe::{metrics::BULKHEAD_IN_FLIGHT, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, Service, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .bulkhead(BulkheadConfig::default())
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// let mut svc = policy.layer(service_fn(|_: ()| {
+///     std::future::pending::<Result<(), std::io::Error>>()
+/// }));
+/// let _calls = [
+///     svc.ready().await.unwrap().call(()),
+///     svc.ready().await.unwrap().call(()),
+/// ];
+/// let in_flight = snapshotter
+///     .snapshot()
+///     .into_vec()
+///     .into_iter()
+///     .find(|(key, ..)| key.key().name() == BULKHEAD_IN_FLIGHT)
+///     .map(|(.., value)| value);
+/// assert_eq!(in_flight, Some(DebugValue::Gauge(2.0.into())));
+/// # }
+/// ```
 pub const BULKHEAD_IN_FLIGHT: &str = "palisade_bulkhead_in_flight";
 /// `palisade_fallbacks_total`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+/// use palisade::fallback;
+/// use palisade::observe::{metrics::FALLBACKS_TOTAL, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let policy = Policy::builder()
+///     .fallback(fallback::value(0))
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// let svc = policy.layer(service_fn(|_: ()| async {
+///     Err::<i32, _>(std::io::Error::other("down"))
+/// }));
+/// assert_eq!(svc.oneshot(()).await.unwrap(), 0);
+/// let (key, .., value) = snapshotter
+///     .snapshot()
+///     .into_vec()
+///     .into_iter()
+///     .find(|(key, ..)| key.key().name() == FALLBACKS_TOTAL)
+///     .unwrap();
+/// assert!(
+///     key.key()
+///         .labels()
+///         .any(|l| l.key() == "kind" && l.value() == "inner_error")
+/// );
+/// assert_eq!(value, DebugValue::Counter(1));
+/// # }
+/// ```
 pub const FALLBACKS_TOTAL: &str = "palisade_fallbacks_total";
 /// `palisade_fallback_stale_age_seconds`.
+///
+/// ```
+/// # use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+/// # /// The series named `name`: their labels (`key=value`) and values.
+/// # fn series(snapshotter: &Snapshotter, name: &str) -> Vec<(Vec<String>, DebugValue)> {
+/// #     snapshotter.snapshot().into_vec().into_iter()
+/// #         .filter(|(key, ..)| key.key().name() == name)
+/// #         .map(|(key, _, _, value)| {
+/// #             let labels = key.key().labels().map(|l| format!("{}={}", l.key(), l.value()));
+/// #             (labels.collect(), value)
+/// #         })
+/// #         .collect()
+/// # }
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::fallback::StaleCache;
+/// use palisade::observe::{metrics::FALLBACK_STALE_AGE_SECONDS, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let cache = StaleCache::builder(|id: &u32| Some(*id)).build().unwrap();
+/// let policy = Policy::builder()
+///     .fallback(cache)
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// let up = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+/// let flag = up.clone();
+/// let svc = policy.layer(service_fn(move |id: u32| {
+///     let up = flag.load(std::sync::atomic::Ordering::SeqCst);
+///     async move {
+///         match up {
+///             true => Ok(format!("item {id}")),
+///             false => Err(std::io::Error::other("down")),
+///         }
+///     }
+/// }));
+/// svc.clone().oneshot(7).await.unwrap();
+/// up.store(false, std::sync::atomic::Ordering::SeqCst);
+/// tokio::time::advance(Duration::from_secs(30)).await;
+/// assert_eq!(svc.oneshot(7).await.unwrap(), "item 7"); // served stale, 30 s old
+/// let ages = series(&recorder.snapshotter(), FALLBACK_STALE_AGE_SECONDS);
+/// let [(_, DebugValue::Histogram(samples))] = &ages[..] else { panic!("{ages:?}") };
+/// assert_eq!(samples.iter().map(|s| s.into_inner()).collect::<Vec<_>>(), [30.0]);
+/// # }
+/// ```
 pub const FALLBACK_STALE_AGE_SECONDS: &str = "palisade_fallback_stale_age_seconds";
 /// `palisade_stale_cache_entries`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+/// use palisade::fallback::StaleCache;
+/// use palisade::observe::{metrics::STALE_CACHE_ENTRIES, MetricsListener};
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// let cache = StaleCache::builder(|id: &u32| Some(*id)).build().unwrap();
+/// let policy = Policy::builder()
+///     .fallback(cache)
+///     .listener(MetricsListener::new())
+///     .build()
+///     .unwrap();
+/// let svc = policy.layer(service_fn(|id: u32| async move {
+///     Ok::<_, std::io::Error>(format!("item {id}"))
+/// }));
+/// for id in [1, 2, 2] {
+///     svc.clone().oneshot(id).await.unwrap();
+/// }
+/// let entries = snapshotter
+///     .snapshot()
+///     .into_vec()
+///     .into_iter()
+///     .find(|(key, ..)| key.key().name() == STALE_CACHE_ENTRIES)
+///     .map(|(.., value)| value);
+/// assert_eq!(entries, Some(DebugValue::Gauge(2.0.into())));
+/// # }
+/// ```
 pub const STALE_CACHE_ENTRIES: &str = "palisade_stale_cache_entries";
 
 /// Turns events into `metrics` series. Give it to a [`Policy`](crate::policy::Policy) with
@@ -66,6 +469,43 @@ pub const STALE_CACHE_ENTRIES: &str = "palisade_stale_cache_entries";
 /// the cost is the handles' own (an atomic add for a counter, a sample for a histogram), never
 /// a registration. Used directly through [`on_event`](Listener::on_event), unbound, it
 /// registers on every event: always let [`Listeners`](crate::events::Listeners) bind it.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use metrics_util::debugging::DebuggingRecorder;
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::events::Listeners;
+/// use palisade::observe::MetricsListener;
+///
+/// let recorder = DebuggingRecorder::new();
+/// let snapshotter = recorder.snapshotter();
+/// let _recorder = metrics::set_default_local_recorder(&recorder);
+/// // On a layer built on its own: the series carry the listeners' name.
+/// let breaker = CircuitBreakerLayer::builder()
+///     .name("payments")
+///     .listeners(Listeners::new("payments").with(MetricsListener::new()))
+///     .build()
+///     .unwrap()
+///     .handle();
+/// breaker.force_open();
+/// let names: Vec<String> = snapshotter
+///     .snapshot()
+///     .into_vec()
+///     .into_iter()
+///     .flat_map(|(key, ..)| {
+///         key.key()
+///             .labels()
+///             .map(|l| format!("{}={}", l.key(), l.value()))
+///             .collect::<Vec<_>>()
+///     })
+///     .collect();
+/// assert!(
+///     names.iter().all(|label| label != "name=default")
+///         && names.contains(&"name=payments".to_owned())
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MetricsListener {
     _private: (),
@@ -73,6 +513,20 @@ pub struct MetricsListener {
 
 impl MetricsListener {
     /// A listener that reports to the `metrics` recorder in force.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::observe::MetricsListener;
+    /// use palisade::policy::Policy;
+    ///
+    /// const LISTENER: MetricsListener = MetricsListener::new(); // a const: usable in statics
+    /// let policy = Policy::builder()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .listener(LISTENER)
+    ///     .build()
+    ///     .unwrap();
+    /// # let _ = policy;
+    /// ```
     pub const fn new() -> Self {
         Self { _private: () }
     }

@@ -108,12 +108,28 @@ pub use self::tracing::TracingListener;
 pub use registry::{BreakerReport, BulkheadReport, CacheReport, Registry, RegistrySnapshot};
 
 /// The strings palisade uses for label values and log fields.
+///
+/// ```
+/// use palisade::circuit_breaker::State;
+/// use palisade::observe::label;
+///
+/// // The same words in every log line, metric label and admin page.
+/// assert_eq!(label::state(State::HalfOpen), "half_open");
+/// ```
 pub mod label {
     use crate::circuit_breaker::{Cause, RejectReason, State};
     use crate::classify::OutcomeKind;
     use crate::events::Rejection;
 
     /// `closed`, `open`, `half_open`, `forced_open`, `disabled` or `metrics_only`.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::State;
+    /// use palisade::observe::label;
+    ///
+    /// assert_eq!(label::state(State::ForcedOpen), "forced_open");
+    /// assert_eq!(label::state(State::MetricsOnly), "metrics_only");
+    /// ```
     pub const fn state(state: State) -> &'static str {
         match state {
             State::Closed => "closed",
@@ -126,6 +142,13 @@ pub mod label {
     }
 
     /// `success`, `failure` or `ignored`.
+    ///
+    /// ```
+    /// use palisade::classify::Outcome;
+    /// use palisade::observe::label;
+    ///
+    /// assert_eq!(label::outcome(Outcome::failure().kind()), "failure");
+    /// ```
     pub const fn outcome(kind: OutcomeKind) -> &'static str {
         match kind {
             OutcomeKind::Success => "success",
@@ -135,6 +158,18 @@ pub mod label {
     }
 
     /// `open`, `half_open_full`, `forced_open` or `bulkhead_full`.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::RejectReason;
+    /// use palisade::events::Rejection;
+    /// use palisade::observe::label;
+    ///
+    /// assert_eq!(
+    ///     label::rejection(Rejection::Circuit(RejectReason::HalfOpenFull)),
+    ///     "half_open_full"
+    /// );
+    /// assert_eq!(label::rejection(Rejection::BulkheadFull), "bulkhead_full");
+    /// ```
     pub const fn rejection(rejection: Rejection) -> &'static str {
         match rejection {
             Rejection::Circuit(RejectReason::Open) => "open",
@@ -146,6 +181,14 @@ pub mod label {
 
     /// `failure_rate`, `slow_call_rate`, `consecutive_failures`, `open_duration_elapsed`,
     /// `probes_succeeded`, `probes_failed`, `half_open_timeout` or `operator`.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::Cause;
+    /// use palisade::observe::label;
+    ///
+    /// assert_eq!(label::cause(Cause::FailureRate), "failure_rate");
+    /// assert_eq!(label::cause(Cause::HalfOpenTimeout), "half_open_timeout");
+    /// ```
     pub const fn cause(cause: Cause) -> &'static str {
         match cause {
             Cause::FailureRate => "failure_rate",

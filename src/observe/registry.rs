@@ -84,6 +84,13 @@ impl fmt::Debug for Registry {
 
 impl Registry {
     /// An empty registry.
+    ///
+    /// ```
+    /// use palisade::observe::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// assert!(registry.snapshot().circuit_breakers.is_empty());
+    /// ```
     pub fn new() -> Self {
         Self::default()
     }
@@ -96,6 +103,24 @@ impl Registry {
     /// Registers a policy's circuit breaker and bulkhead (those it has), under the policy's
     /// name. A stale cache used as the policy's fallback is registered with
     /// [`register_stale_cache`](Self::register_stale_cache).
+    ///
+    /// ```
+    /// use palisade::observe::Registry;
+    /// use palisade::policy::Policy;
+    /// use palisade::{bulkhead::BulkheadConfig, circuit_breaker::CircuitBreakerConfig};
+    ///
+    /// let registry = Registry::new();
+    /// let policy = Policy::builder()
+    ///     .name("inventory")
+    ///     .bulkhead(BulkheadConfig::default())
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// registry.register(&policy);
+    /// registry.register(&policy); // registered again under its name: still listed once
+    /// assert!(registry.circuit_breaker("inventory").is_some());
+    /// assert_eq!(registry.bulkheads().len(), 1);
+    /// ```
     pub fn register<R, C, A, H>(&self, policy: &PolicyLayer<R, C, A, H>) -> &Self {
         if let Some(breaker) = policy.circuit_breaker() {
             self.register_circuit_breaker(breaker);
@@ -107,6 +132,20 @@ impl Registry {
     }
 
     /// Registers a circuit breaker under its name.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use palisade::observe::Registry;
+    ///
+    /// // A breaker built on its own, outside any policy.
+    /// let layer = CircuitBreakerLayer::builder()
+    ///     .name("payments")
+    ///     .build()
+    ///     .unwrap();
+    /// let registry = Registry::new();
+    /// registry.register_circuit_breaker(layer.handle());
+    /// assert_eq!(registry.snapshot().circuit_breakers[0].name, "payments");
+    /// ```
     pub fn register_circuit_breaker(&self, handle: circuit_breaker::Handle) -> &Self {
         let mut entries = self.lock();
         match entries
@@ -122,6 +161,20 @@ impl Registry {
     }
 
     /// Registers a bulkhead under its name.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadLayer;
+    /// use palisade::observe::Registry;
+    ///
+    /// let layer = BulkheadLayer::builder()
+    ///     .name("payments")
+    ///     .max_concurrent(4)
+    ///     .build()
+    ///     .unwrap();
+    /// let registry = Registry::new();
+    /// registry.register_bulkhead(layer.handle());
+    /// assert_eq!(registry.snapshot().bulkheads[0].max_concurrent, 4);
+    /// ```
     pub fn register_bulkhead(&self, handle: bulkhead::Handle) -> &Self {
         let mut entries = self.lock();
         match entries
@@ -137,6 +190,21 @@ impl Registry {
     }
 
     /// Registers a stale cache under `name` (a cache has no name of its own: use the policy's).
+    ///
+    /// ```
+    /// use palisade::fallback::{Recover, StaleCache};
+    /// use palisade::observe::Registry;
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id)).build().unwrap();
+    /// let registry = Registry::new();
+    /// registry.register_stale_cache("inventory", &cache);
+    /// cache.succeeded(cache.keep(&7), &mut String::from("item 7"));
+    /// let report = &registry.snapshot().stale_caches[0];
+    /// assert_eq!(
+    ///     (report.name.as_str(), report.stats.entries),
+    ///     ("inventory", 1)
+    /// );
+    /// ```
     pub fn register_stale_cache<Req, Res, K>(
         &self,
         name: impl Into<String>,
@@ -159,6 +227,22 @@ impl Registry {
     }
 
     /// Forgets every part registered under `name`.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::observe::Registry;
+    /// use palisade::policy::Policy;
+    ///
+    /// let registry = Registry::new();
+    /// let policy = Policy::builder()
+    ///     .name("legacy")
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// registry.register(&policy);
+    /// registry.remove("legacy");
+    /// assert!(registry.circuit_breaker("legacy").is_none());
+    /// ```
     pub fn remove(&self, name: &str) {
         let mut entries = self.lock();
         entries.breakers.retain(|h| h.name() != name);
@@ -167,6 +251,25 @@ impl Registry {
     }
 
     /// The circuit breaker registered under `name`, to read or to operate (force open, reset).
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::{CircuitBreakerConfig, State};
+    /// use palisade::observe::Registry;
+    /// use palisade::policy::Policy;
+    ///
+    /// let registry = Registry::new();
+    /// let policy = Policy::builder()
+    ///     .name("inventory")
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// registry.register(&policy);
+    /// // An admin endpoint forces the breaker open by name...
+    /// registry.circuit_breaker("inventory").unwrap().force_open();
+    /// // ...and the policy's services see it.
+    /// assert_eq!(policy.circuit_breaker().unwrap().state(), State::ForcedOpen);
+    /// assert!(registry.circuit_breaker("pricing").is_none());
+    /// ```
     pub fn circuit_breaker(&self, name: &str) -> Option<circuit_breaker::Handle> {
         self.lock()
             .breakers
@@ -176,6 +279,22 @@ impl Registry {
     }
 
     /// The bulkhead registered under `name`.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    /// use palisade::observe::Registry;
+    /// use palisade::policy::Policy;
+    ///
+    /// let registry = Registry::new();
+    /// registry.register(
+    ///     &Policy::builder()
+    ///         .name("inventory")
+    ///         .bulkhead(BulkheadConfig::default())
+    ///         .build()
+    ///         .unwrap(),
+    /// );
+    /// assert_eq!(registry.bulkhead("inventory").unwrap().available(), 25);
+    /// ```
     pub fn bulkhead(&self, name: &str) -> Option<bulkhead::Handle> {
         self.lock()
             .bulkheads
@@ -185,16 +304,79 @@ impl Registry {
     }
 
     /// Every registered circuit breaker, in registration order.
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::observe::Registry;
+    /// use palisade::policy::Policy;
+    ///
+    /// let registry = Registry::new();
+    /// for name in ["inventory", "pricing"] {
+    ///     registry.register(
+    ///         &Policy::builder()
+    ///             .name(name)
+    ///             .circuit_breaker(CircuitBreakerConfig::default())
+    ///             .build()
+    ///             .unwrap(),
+    ///     );
+    /// }
+    /// for breaker in registry.circuit_breakers() {
+    ///     breaker.reset(); // say, after an incident
+    /// }
+    /// let names: Vec<_> = registry
+    ///     .circuit_breakers()
+    ///     .iter()
+    ///     .map(|b| b.name().to_owned())
+    ///     .collect();
+    /// assert_eq!(names, ["inventory", "pricing"]);
+    /// ```
     pub fn circuit_breakers(&self) -> Vec<circuit_breaker::Handle> {
         self.lock().breakers.clone()
     }
 
     /// Every registered bulkhead, in registration order.
+    ///
+    /// ```
+    /// use palisade::bulkhead::BulkheadConfig;
+    /// use palisade::observe::Registry;
+    /// use palisade::policy::Policy;
+    ///
+    /// let registry = Registry::new();
+    /// registry.register(
+    ///     &Policy::builder()
+    ///         .name("inventory")
+    ///         .bulkhead(BulkheadConfig::default())
+    ///         .build()
+    ///         .unwrap(),
+    /// );
+    /// let in_flight: usize = registry.bulkheads().iter().map(|b| b.in_flight()).sum();
+    /// assert_eq!(in_flight, 0);
+    /// ```
     pub fn bulkheads(&self) -> Vec<bulkhead::Handle> {
         self.lock().bulkheads.clone()
     }
 
     /// The state and figures of everything registered, read now (in registration order).
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::observe::Registry;
+    /// use palisade::policy::Policy;
+    ///
+    /// let registry = Registry::new();
+    /// let policy = Policy::builder()
+    ///     .name("inventory")
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()
+    ///     .unwrap();
+    /// registry.register(&policy);
+    /// policy.circuit_breaker().unwrap().force_open();
+    /// let report = registry.snapshot();
+    /// assert_eq!(
+    ///     report.circuit_breakers[0].state,
+    ///     palisade::circuit_breaker::State::ForcedOpen
+    /// );
+    /// ```
     pub fn snapshot(&self) -> RegistrySnapshot {
         // Read outside the lock: a snapshot may end an overdue half-open trial, which tells
         // listeners, which are user code.
@@ -244,6 +426,29 @@ impl Registry {
 ///
 /// `state` is one of `closed`, `open`, `half_open`, `forced_open`, `disabled`,
 /// `metrics_only`; `retry_after_seconds` is `null` unless the breaker is open.
+///
+/// ```
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::observe::Registry;
+/// use palisade::policy::Policy;
+///
+/// let registry = Registry::new();
+/// registry.register(
+///     &Policy::builder()
+///         .name("inventory")
+///         .circuit_breaker(CircuitBreakerConfig::default())
+///         .build()
+///         .unwrap(),
+/// );
+/// # #[cfg(feature = "serde")] {
+/// let json = serde_json::to_value(registry.snapshot()).unwrap();
+/// assert_eq!(json["circuit_breakers"][0]["state"], "closed");
+/// assert_eq!(
+///     json["circuit_breakers"][0]["retry_after_seconds"],
+///     serde_json::Value::Null
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -257,6 +462,39 @@ pub struct RegistrySnapshot {
 }
 
 /// One circuit breaker's state and window figures.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::observe::Registry;
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let policy = Policy::builder()
+///     .name("inventory")
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .build()
+///     .unwrap();
+/// let registry = Registry::new();
+/// registry.register(&policy);
+/// for fail in [false, true, false, false] {
+///     let svc = policy.layer(service_fn(move |_: ()| async move {
+///         if fail {
+///             Err(std::io::Error::other("down"))
+///         } else {
+///             Ok(())
+///         }
+///     }));
+///     let _ = svc.oneshot(()).await;
+/// }
+/// let report = &registry.snapshot().circuit_breakers[0];
+/// assert_eq!(
+///     (report.calls, report.failures, report.failure_rate),
+///     (4, 1, 0.25)
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -323,6 +561,33 @@ impl BreakerReport {
 }
 
 /// One bulkhead's limits and counts.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::bulkhead::BulkheadConfig;
+/// use palisade::observe::Registry;
+/// use palisade::policy::Policy;
+/// use tower::{service_fn, Layer, Service, ServiceExt};
+///
+/// let policy = Policy::builder()
+///     .name("inventory")
+///     .bulkhead(BulkheadConfig::default())
+///     .build()
+///     .unwrap();
+/// let registry = Registry::new();
+/// registry.register(&policy);
+/// let mut svc = policy.layer(service_fn(|_: ()| {
+///     std::future::pending::<Result<(), std::io::Error>>()
+/// }));
+/// let _call = svc.ready().await.unwrap().call(());
+/// let report = &registry.snapshot().bulkheads[0];
+/// assert_eq!(
+///     (report.in_flight, report.available, report.max_queued),
+///     (1, 24, 0)
+/// );
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]
@@ -356,6 +621,20 @@ impl BulkheadReport {
 }
 
 /// One stale cache's size and counters.
+///
+/// ```
+/// use palisade::fallback::{CacheStats, StaleCache};
+/// use palisade::observe::Registry;
+///
+/// let cache = StaleCache::<u32, String, u32>::builder(|id| Some(*id))
+///     .build()
+///     .unwrap();
+/// let registry = Registry::new();
+/// registry.register_stale_cache("inventory", &cache);
+/// let report = &registry.snapshot().stale_caches[0];
+/// assert_eq!(report.name, "inventory");
+/// assert_eq!(report.stats, CacheStats::default());
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize))]
 #[non_exhaustive]

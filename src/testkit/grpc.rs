@@ -43,15 +43,63 @@ use http::uri::PathAndQuery;
 use tonic::client::GrpcService;
 
 /// The gRPC service name, as it appears in the path.
+///
+/// ```
+/// use palisade::testkit::grpc::{METHOD, SAY_PATH, SERVICE};
+///
+/// assert_eq!(format!("/{SERVICE}/{METHOD}"), SAY_PATH);
+/// ```
 pub const SERVICE: &str = "palisade.testkit.Echo";
 
 /// The one method of [`SERVICE`].
+///
+/// ```
+/// use palisade::testkit::grpc::{METHOD, SERVICE};
+///
+/// // As tonic reports the method being called, to a layer that reads it from the extensions.
+/// let method = tonic::GrpcMethod::new(SERVICE, METHOD);
+/// assert_eq!(method.method(), "Say");
+/// ```
 pub const METHOD: &str = "Say";
 
 /// The request path of `Echo/Say`: `/palisade.testkit.Echo/Say`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bytes::Bytes;
+/// use http_body_util::Full;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use palisade::testkit::grpc::SAY_PATH;
+/// use palisade::testkit::FlakyServer;
+///
+/// // A raw gRPC request over HTTP/2: an empty message (5 zero bytes) to the Say path.
+/// let server = FlakyServer::start().await?;
+/// let client = Client::builder(TokioExecutor::new())
+///     .http2_only(true)
+///     .build_http::<Full<Bytes>>();
+/// let request = http::Request::post(format!("{}{SAY_PATH}", server.url()))
+///     .header("content-type", "application/grpc")
+///     .body(Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])))?;
+/// let response = client.request(request).await?;
+/// assert_eq!(response.headers()["content-type"], "application/grpc");
+/// assert_eq!(server.stats().grpc_requests, 1);
+/// # Ok(())
+/// # }
+/// ```
 pub const SAY_PATH: &str = "/palisade.testkit.Echo/Say";
 
 /// The request of `Echo/Say`.
+///
+/// ```
+/// use palisade::testkit::grpc::EchoRequest;
+/// use prost::Message;
+///
+/// let request = EchoRequest::new("hello");
+/// let bytes = request.encode_to_vec();
+/// assert_eq!(EchoRequest::decode(&bytes[..]).unwrap(), request);
+/// ```
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct EchoRequest {
     /// The text to echo.
@@ -61,6 +109,12 @@ pub struct EchoRequest {
 
 impl EchoRequest {
     /// A request to echo `message`.
+    ///
+    /// ```
+    /// use palisade::testkit::grpc::EchoRequest;
+    ///
+    /// assert_eq!(EchoRequest::new("hello").message, "hello");
+    /// ```
     pub fn new(message: impl Into<String>) -> Self {
         Self {
             message: message.into(),
@@ -69,6 +123,25 @@ impl EchoRequest {
 }
 
 /// The reply of `Echo/Say`: the request's text (or, for a slow or reset body, filler).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use palisade::testkit::grpc::{EchoClient, EchoReply, EchoRequest};
+/// use palisade::testkit::FlakyServer;
+///
+/// let server = FlakyServer::start().await?;
+/// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+///     .connect()
+///     .await?;
+/// let reply: EchoReply = EchoClient::new(channel)
+///     .say(EchoRequest::new("ping"))
+///     .await?
+///     .into_inner();
+/// assert_eq!(reply.message, "ping");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, PartialEq, Eq, prost::Message)]
 pub struct EchoReply {
     /// The echoed text.
@@ -93,6 +166,35 @@ pub struct EchoReply {
 /// # Clone
 ///
 /// Clones share what the transport's clones share (a `Channel`'s clones share its connection).
+///
+/// # Example
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use palisade::circuit_breaker::CircuitBreakerConfig;
+/// use palisade::error::{error_kind, ErrorKind};
+/// use palisade::policy::Policy;
+/// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+/// use palisade::testkit::FlakyServer;
+/// use tower::Layer;
+///
+/// let server = FlakyServer::start().await?;
+/// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+///     .connect()
+///     .await?;
+/// let policy = Policy::builder()
+///     .grpc()
+///     .circuit_breaker(CircuitBreakerConfig::default())
+///     .build()?;
+/// policy.circuit_breaker().unwrap().force_open();
+/// let mut client = EchoClient::new(policy.layer(channel));
+/// let status = client.say(EchoRequest::new("hello")).await.unwrap_err();
+/// // The layer's error is the status's source: error_kind finds it.
+/// assert!(matches!(error_kind(&status), ErrorKind::CircuitOpen(_)));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct EchoClient<T> {
     inner: tonic::client::Grpc<T>,
@@ -109,6 +211,25 @@ impl<T> fmt::Debug for EchoClient<T> {
 impl<T> EchoClient<T> {
     /// A client sending requests through `transport` (whose requests carry their own
     /// authority, as a tonic `Channel`'s do).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+    ///     .connect()
+    ///     .await?;
+    /// let mut client = EchoClient::new(channel);
+    /// assert_eq!(
+    ///     client.say(EchoRequest::new("hi")).await?.get_ref().message,
+    ///     "hi"
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn new(transport: T) -> Self {
         Self {
             inner: tonic::client::Grpc::new(transport),
@@ -117,6 +238,32 @@ impl<T> EchoClient<T> {
 
     /// A client that sets the scheme and authority of every request from `origin`
     /// (`http://127.0.0.1:port`): needed for a bare HTTP/2 connection that does not add them.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// // hyper's client needs absolute URIs; the origin supplies scheme and authority.
+    /// let server = FlakyServer::start().await?;
+    /// let http2 = Client::builder(TokioExecutor::new())
+    ///     .http2_only(true)
+    ///     .build_http::<tonic::body::Body>();
+    /// let mut client = EchoClient::with_origin(http2, server.url().parse()?);
+    /// assert_eq!(
+    ///     client
+    ///         .say(EchoRequest::new("over hyper"))
+    ///         .await?
+    ///         .get_ref()
+    ///         .message,
+    ///     "over hyper"
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn with_origin(transport: T, origin: http::Uri) -> Self {
         Self {
             inner: tonic::client::Grpc::with_origin(transport, origin),
@@ -124,16 +271,58 @@ impl<T> EchoClient<T> {
     }
 
     /// The gRPC client underneath.
+    ///
+    /// ```
+    /// use palisade::testkit::grpc::EchoClient;
+    ///
+    /// let client = EchoClient::new(tower::service_fn(
+    ///     |_: http::Request<tonic::body::Body>| async {
+    ///         Err::<http::Response<tonic::body::Body>, _>(std::io::Error::other(
+    ///             "no transport",
+    ///         ))
+    ///     },
+    /// ));
+    /// let _grpc: &tonic::client::Grpc<_> = client.get_ref();
+    /// ```
     pub fn get_ref(&self) -> &tonic::client::Grpc<T> {
         &self.inner
     }
 
     /// The gRPC client underneath, mutably.
+    ///
+    /// ```
+    /// use palisade::testkit::grpc::EchoClient;
+    ///
+    /// let mut client = EchoClient::new(tower::service_fn(
+    ///     |_: http::Request<tonic::body::Body>| async {
+    ///         Err::<http::Response<tonic::body::Body>, _>(std::io::Error::other(
+    ///             "no transport",
+    ///         ))
+    ///     },
+    /// ));
+    /// // Settings of the gRPC client underneath, such as the largest reply accepted.
+    /// let grpc = client.get_mut();
+    /// *grpc = grpc.clone().max_decoding_message_size(1 << 20);
+    /// ```
     pub fn get_mut(&mut self) -> &mut tonic::client::Grpc<T> {
         &mut self.inner
     }
 
     /// The gRPC client underneath, consuming the wrapper.
+    ///
+    /// ```
+    /// use palisade::testkit::grpc::EchoClient;
+    ///
+    /// let client = EchoClient::new(tower::service_fn(
+    ///     |_: http::Request<tonic::body::Body>| async {
+    ///         Err::<http::Response<tonic::body::Body>, _>(std::io::Error::other(
+    ///             "no transport",
+    ///         ))
+    ///     },
+    /// ));
+    /// let grpc: tonic::client::Grpc<_> = client.into_inner();
+    /// # let _ = grpc;
+    /// ```
     pub fn into_inner(self) -> tonic::client::Grpc<T> {
         self.inner
     }
@@ -148,6 +337,29 @@ where
 {
     /// Calls `Echo/Say` (unary): waits for the transport to be ready, then sends the request
     /// and decodes the reply.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+    ///     .connect()
+    ///     .await?;
+    /// let mut client = EchoClient::new(channel);
+    /// // A tonic::Request carries metadata and a deadline of its own.
+    /// let mut request = tonic::Request::new(EchoRequest::new("hello"));
+    /// request.set_timeout(Duration::from_millis(100));
+    /// server.set(Fault::hang());
+    /// let status = client.say(request).await.unwrap_err();
+    /// assert_eq!(status.code(), tonic::Code::Cancelled); // tonic gave up at the deadline
+    ///
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn say(
         &mut self,
         request: impl tonic::IntoRequest<EchoRequest>,

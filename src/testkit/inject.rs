@@ -21,12 +21,37 @@ use crate::testkit::rng::{self, SharedRng};
 /// It is an inner error as far as palisade is concerned
 /// ([`ErrorKind::Inner`](crate::error::ErrorKind::Inner)): a circuit breaker around the
 /// injecting layer counts it as a failure, as it would a failure of the dependency.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::error::{error_kind, ErrorKind};
+/// use palisade::testkit::{FaultInjectionLayer, InjectedFault};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let layer = FaultInjectionLayer::builder()
+///     .error_rate(1.0)
+///     .build()
+///     .unwrap();
+/// let svc = layer.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+/// let err = svc.oneshot(()).await.unwrap_err();
+/// assert!(err.is::<InjectedFault>());
+/// assert!(matches!(error_kind(err.as_ref()), ErrorKind::Inner(_))); // a failure, to a breaker
+///     
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct InjectedFault;
 
 impl InjectedFault {
     /// The injected failure.
+    ///
+    /// ```
+    /// use palisade::testkit::InjectedFault;
+    ///
+    /// assert_eq!(InjectedFault::new().to_string(), "injected fault");
+    /// ```
     pub const fn new() -> Self {
         Self
     }
@@ -43,6 +68,43 @@ impl Error for InjectedFault {}
 /// Wraps services in a [`FaultInjection`]. Build one with [`FaultInjectionLayer::builder`].
 ///
 /// Every service made by one layer (and every clone of them) draws from one random sequence.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State};
+/// use palisade::testkit::FaultInjectionLayer;
+/// use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+///
+/// // A breaker tested against a dependency that fails 60 % of calls, without a socket.
+/// let breaker = CircuitBreakerLayer::builder()
+///     .window(SlidingWindow::Count(20))
+///     .minimum_calls(10)
+///     .build()
+///     .unwrap();
+/// let handle = breaker.handle();
+/// let mut svc = ServiceBuilder::new()
+///     .layer(breaker)
+///     .layer(
+///         FaultInjectionLayer::builder()
+///             .seed(1)
+///             .error_rate(0.6)
+///             .latency(Duration::from_millis(5))
+///             .build()
+///             .unwrap(),
+///     )
+///     .service(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+/// let mut calls = 0;
+/// while handle.state() == State::Closed && calls < 100 {
+///     let _ = svc.ready().await.unwrap().call(()).await;
+///     calls += 1;
+/// }
+/// assert_eq!(handle.state(), State::Open);
+/// assert!(calls >= 10); // once the window held its minimum of 10 calls
+///
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct FaultInjectionLayer {
     error_rate: f64,
@@ -61,16 +123,52 @@ impl fmt::Debug for FaultInjectionLayer {
 
 impl FaultInjectionLayer {
     /// A builder: no failures, no latency, seed 0.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::testkit::FaultInjectionLayer;
+    ///
+    /// let layer = FaultInjectionLayer::builder().build().unwrap(); // injects nothing
+    /// assert_eq!(
+    ///     (layer.error_rate(), layer.latency_range()),
+    ///     (0.0, (Duration::ZERO, Duration::ZERO))
+    /// );
+    /// ```
     pub fn builder() -> FaultInjectionBuilder {
         FaultInjectionBuilder::default()
     }
 
     /// The probability that a call fails with [`InjectedFault`].
+    ///
+    /// ```
+    /// use palisade::testkit::FaultInjectionLayer;
+    ///
+    /// assert_eq!(
+    ///     FaultInjectionLayer::builder()
+    ///         .error_rate(0.25)
+    ///         .build()
+    ///         .unwrap()
+    ///         .error_rate(),
+    ///     0.25
+    /// );
+    /// ```
     pub fn error_rate(&self) -> f64 {
         self.error_rate
     }
 
     /// The range latency is drawn from (`(d, d)` for a fixed latency).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::testkit::FaultInjectionLayer;
+    ///
+    /// let ms = Duration::from_millis;
+    /// let layer = FaultInjectionLayer::builder()
+    ///     .latency_between(ms(10), ms(50))
+    ///     .build()
+    ///     .unwrap();
+    /// assert_eq!(layer.latency_range(), (ms(10), ms(50)));
+    /// ```
     pub fn latency_range(&self) -> (Duration, Duration) {
         self.latency
     }
@@ -90,6 +188,19 @@ impl<S> Layer<S> for FaultInjectionLayer {
 }
 
 /// Builds a [`FaultInjectionLayer`]; [`build`](Self::build) checks every setting.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::testkit::FaultInjectionLayer;
+///
+/// let layer = FaultInjectionLayer::builder()
+///     .seed(42)
+///     .error_rate(0.1)
+///     .latency_between(Duration::from_millis(1), Duration::from_millis(20))
+///     .build()
+///     .unwrap();
+/// assert_eq!(layer.error_rate(), 0.1);
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct FaultInjectionBuilder {
     seed: u64,
@@ -100,6 +211,32 @@ pub struct FaultInjectionBuilder {
 impl FaultInjectionBuilder {
     /// The seed of the random sequence (default 0): the same seed and the same order of calls
     /// give the same failures and latencies.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::testkit::FaultInjectionLayer;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// // The same seed gives the same failures, run after run.
+    /// async fn failures(seed: u64) -> Vec<bool> {
+    ///     let layer = FaultInjectionLayer::builder()
+    ///         .seed(seed)
+    ///         .error_rate(0.5)
+    ///         .build()
+    ///         .unwrap();
+    ///     let mut svc =
+    ///         layer.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    ///     let mut failed = Vec::new();
+    ///     for _ in 0..16 {
+    ///         failed.push(svc.ready().await.unwrap().call(()).await.is_err());
+    ///     }
+    ///     failed
+    /// }
+    /// assert_eq!(failures(7).await, failures(7).await);
+    /// assert_ne!(failures(7).await, failures(8).await);
+    /// # }
+    /// ```
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self
@@ -107,12 +244,51 @@ impl FaultInjectionBuilder {
 
     /// The probability that a call fails with [`InjectedFault`] without reaching the inner
     /// service, within `0.0..=1.0` (default 0).
+    ///
+    /// ```
+    /// use palisade::testkit::FaultInjectionLayer;
+    ///
+    /// assert!(
+    ///     FaultInjectionLayer::builder()
+    ///         .error_rate(1.0)
+    ///         .build()
+    ///         .is_ok()
+    /// ); // every call fails
+    /// assert_eq!(
+    ///     FaultInjectionLayer::builder()
+    ///         .error_rate(f64::NAN)
+    ///         .build()
+    ///         .unwrap_err()
+    ///         .field(),
+    ///     "error_rate"
+    /// );
+    /// ```
     pub fn error_rate(mut self, rate: f64) -> Self {
         self.error_rate = rate;
         self
     }
 
     /// A fixed latency before each call reaches the inner service (or fails).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::testkit::FaultInjectionLayer;
+    /// use tokio::time::Instant;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// let layer = FaultInjectionLayer::builder()
+    ///     .latency(Duration::from_millis(300))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = layer.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    /// let start = Instant::now();
+    /// svc.oneshot(()).await.unwrap();
+    /// assert_eq!(start.elapsed(), Duration::from_millis(300)); // paused time: exactly
+    ///
+    /// # }
+    /// ```
     pub fn latency(mut self, latency: Duration) -> Self {
         self.latency = (latency, latency);
         self
@@ -120,6 +296,34 @@ impl FaultInjectionBuilder {
 
     /// A latency drawn uniformly from `min..=max` before each call reaches the inner service
     /// (or fails). `min` must not exceed `max`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::time::Duration;
+    /// use palisade::testkit::FaultInjectionLayer;
+    /// use tokio::time::Instant;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// let ms = Duration::from_millis;
+    /// let layer = FaultInjectionLayer::builder()
+    ///     .latency_between(ms(10), ms(50))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = layer.layer(service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) }));
+    /// for _ in 0..10 {
+    ///     let start = Instant::now();
+    ///     svc.clone().oneshot(()).await.unwrap();
+    ///     assert!((ms(10)..=ms(50)).contains(&start.elapsed()));
+    /// }
+    /// assert!(
+    ///     FaultInjectionLayer::builder()
+    ///         .latency_between(ms(50), ms(10))
+    ///         .build()
+    ///         .is_err()
+    /// );
+    /// # }
+    /// ```
     pub fn latency_between(mut self, min: Duration, max: Duration) -> Self {
         self.latency = (min, max);
         self
@@ -131,6 +335,25 @@ impl FaultInjectionBuilder {
     ///
     /// A [`ConfigError`] naming `error_rate` (not within `0.0..=1.0`, or NaN) or `latency`
     /// (minimum above maximum).
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::testkit::FaultInjectionLayer;
+    ///
+    /// assert!(
+    ///     FaultInjectionLayer::builder()
+    ///         .error_rate(0.5)
+    ///         .build()
+    ///         .is_ok()
+    /// );
+    /// let err = FaultInjectionLayer::builder()
+    ///     .latency_between(Duration::from_secs(2), Duration::from_secs(1))
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert_eq!(err.field(), "latency");
+    /// ```
     pub fn build(&self) -> Result<FaultInjectionLayer, ConfigError> {
         if !(0.0..=1.0).contains(&self.error_rate) {
             return Err(ConfigError::new(
@@ -298,6 +521,28 @@ pin_project! {
 
 pin_project! {
     /// Response future of [`FaultInjection`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use palisade::testkit::FaultInjectionLayer;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// let calls = Arc::new(AtomicUsize::new(0));
+    /// let count = calls.clone();
+    /// let layer = FaultInjectionLayer::builder().latency(Duration::from_secs(1)).build().unwrap();
+    /// let mut svc = layer.layer(service_fn(move |_: ()| {
+    ///     count.fetch_add(1, Ordering::SeqCst);
+    ///     async { Ok::<_, std::io::Error>(()) }
+    /// }));
+    /// let future = svc.ready().await.unwrap().call(()); // waiting out its latency
+    /// drop(future); // dropped during the latency: the inner service never sees the request
+    /// assert_eq!(calls.load(Ordering::SeqCst), 0);
+    /// # }
+    /// ```
     pub struct FaultInjectionFuture<F, S, Req> {
         #[pin]
         state: State<F, S, Req>,

@@ -19,6 +19,27 @@ use super::{stopped, time_for};
 /// What a [`FaultProxy`] does with a connection. A mode applies to connections accepted
 /// after it is [`set`](FaultProxy::set); connections already open keep the one they were
 /// accepted under.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use std::time::Duration;
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use palisade::testkit::{FaultProxy, FlakyServer, ProxyMode};
+///
+/// let server = FlakyServer::start().await?;
+/// let proxy = FaultProxy::start(server.addr()).await?;
+/// proxy.set(ProxyMode::Blackhole); // accepts, reads, never answers
+/// let mut conn = tokio::net::TcpStream::connect(proxy.addr()).await?;
+/// conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n").await?;
+/// let read =
+///     tokio::time::timeout(Duration::from_millis(100), conn.read(&mut [0; 64])).await;
+/// assert!(read.is_err()); // nothing came back
+/// assert_eq!(server.stats().requests, 0); // and nothing reached the server
+///
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum ProxyMode {
@@ -57,6 +78,20 @@ pub enum ProxyMode {
 
 impl ProxyMode {
     /// [`ProxyMode::Delay`] before connecting upstream, with no delay per chunk.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::testkit::ProxyMode;
+    ///
+    /// let mode = ProxyMode::delay(Duration::from_millis(500));
+    /// assert_eq!(
+    ///     mode,
+    ///     ProxyMode::Delay {
+    ///         connect: Duration::from_millis(500),
+    ///         per_chunk: Duration::ZERO
+    ///     }
+    /// );
+    /// ```
     pub const fn delay(connect: Duration) -> Self {
         Self::Delay {
             connect,
@@ -66,6 +101,28 @@ impl ProxyMode {
 }
 
 /// What the proxy has experienced, as counted when [`stats`](FaultProxy::stats) was called.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// use palisade::testkit::{FaultProxy, FlakyServer};
+///
+/// let server = FlakyServer::start().await?;
+/// let proxy = FaultProxy::start(server.addr()).await?;
+/// let mut conn = tokio::net::TcpStream::connect(proxy.addr()).await?;
+/// let get = b"GET /x HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+/// conn.write_all(get).await?;
+/// conn.read_to_end(&mut Vec::new()).await?;
+/// let stats = proxy.stats();
+/// assert_eq!(
+///     (stats.connections_accepted, stats.bytes_from_clients),
+///     (1, get.len() as u64)
+/// );
+/// assert!(stats.bytes_from_upstream > 0);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ProxyStats {
@@ -195,6 +252,21 @@ impl FaultProxy {
     /// # Panics
     ///
     /// When called outside a tokio runtime.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{FaultProxy, FlakyServer, ProxyMode};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// assert_eq!(proxy.mode(), ProxyMode::PassThrough);
+    /// assert_eq!(proxy.upstream(), server.addr());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn start(upstream: SocketAddr) -> io::Result<Self> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let addr = listener.local_addr()?;
@@ -220,21 +292,89 @@ impl FaultProxy {
     }
 
     /// The address it listens on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{FaultProxy, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// assert!(proxy.addr().ip().is_loopback());
+    /// assert_ne!(proxy.addr(), server.addr());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// `http://127.0.0.1:port`, for HTTP clients.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{FaultProxy, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// assert_eq!(proxy.url(), format!("http://{}", proxy.addr()));
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let response = client
+    ///     .get(format!("{}/via-proxy", proxy.url()).parse()?)
+    ///     .await?;
+    /// assert_eq!(response.status(), 200);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The address it forwards to.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{FaultProxy, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// assert_eq!(proxy.upstream(), server.addr());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn upstream(&self) -> SocketAddr {
         self.shared.upstream
     }
 
     /// Treats connections accepted from now on as `mode` says.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{FaultProxy, FlakyServer, ProxyMode};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// let client = Client::builder(TokioExecutor::new())
+    ///     .pool_max_idle_per_host(0) // a new connection per request: each sees the mode in force
+    ///     .build_http::<Empty<Bytes>>();
+    /// let uri: hyper::Uri = proxy.url().parse()?;
+    /// assert!(client.get(uri.clone()).await.is_ok());
+    /// proxy.set(ProxyMode::Refuse);
+    /// assert!(client.get(uri).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set(&self, mode: ProxyMode) {
         *self
             .shared
@@ -244,6 +384,26 @@ impl FaultProxy {
     }
 
     /// The mode in force.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{FaultProxy, FlakyServer, ProxyMode};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// proxy.set(ProxyMode::Throttle {
+    ///     bytes_per_sec: 1024,
+    /// });
+    /// assert_eq!(
+    ///     proxy.mode(),
+    ///     ProxyMode::Throttle {
+    ///         bytes_per_sec: 1024
+    ///     }
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn mode(&self) -> ProxyMode {
         self.shared.mode()
     }
@@ -251,12 +411,51 @@ impl FaultProxy {
     /// Resets every connection open now (both sides, with a TCP reset), as a crashed
     /// dependency or a dropped network path would. A pooled client connection then fails
     /// on its next use.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use tokio::io::AsyncReadExt;
+    /// use palisade::testkit::{FaultProxy, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// let mut conn = tokio::net::TcpStream::connect(proxy.addr()).await?;
+    /// proxy
+    ///     .wait_for(Duration::from_secs(5), |s| s.connections_open == 1)
+    ///     .await
+    ///     .unwrap();
+    /// proxy.reset_open_connections(); // as a crashed dependency would
+    /// let read = conn.read(&mut [0; 16]).await;
+    /// assert!(read.is_err() || read.is_ok_and(|n| n == 0));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reset_open_connections(&self) {
         self.sever
             .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     /// The counters now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use palisade::testkit::{FaultProxy, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// let _conn = tokio::net::TcpStream::connect(proxy.addr()).await?;
+    /// proxy
+    ///     .wait_for(Duration::from_secs(5), |s| s.connections_open == 1)
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(proxy.stats().connections_accepted, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> ProxyStats {
         self.shared.stats()
     }
@@ -267,6 +466,35 @@ impl FaultProxy {
     /// # Errors
     ///
     /// The last counters seen, if `until` was still false when the time ran out.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use palisade::testkit::{FaultProxy, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// let conn = tokio::net::TcpStream::connect(proxy.addr()).await?;
+    /// let open = proxy
+    ///     .wait_for(Duration::from_secs(5), |s| s.connections_open == 1)
+    ///     .await;
+    /// assert!(open.is_ok());
+    /// drop(conn);
+    /// let closed = proxy
+    ///     .wait_for(Duration::from_secs(5), |s| s.connections_open == 0)
+    ///     .await;
+    /// assert_eq!(closed.unwrap().connections_accepted, 1);
+    /// // A condition that never comes true: the last counters seen, as an error.
+    /// let never = proxy
+    ///     .wait_for(Duration::from_millis(50), |s| s.connections_accepted == 99)
+    ///     .await;
+    /// assert_eq!(never.unwrap_err().connections_accepted, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn wait_for(
         &self,
         timeout: Duration,
@@ -276,6 +504,20 @@ impl FaultProxy {
     }
 
     /// Shuts down as dropping does, and waits until every connection is closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{FaultProxy, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let proxy = FaultProxy::start(server.addr()).await?;
+    /// let addr = proxy.addr();
+    /// proxy.shutdown().await; // every connection is closed when it returns
+    /// assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(task) = self.task.take() {

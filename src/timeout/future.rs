@@ -15,6 +15,35 @@ pin_project! {
     ///
     /// Fails with [`Elapsed`] (boxed) once the deadline passes, after dropping the inner
     /// future.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use palisade::error::Elapsed;
+    /// use palisade::timeout::TimeoutLayer;
+    /// use tower::{service_fn, Layer, Service, ServiceExt};
+    ///
+    /// // The inner future holds a resource; the timeout drops it the moment the deadline passes.
+    /// let resource = Arc::new(());
+    /// let held = resource.clone();
+    /// let layer = TimeoutLayer::builder().timeout(Duration::from_millis(100)).build().unwrap();
+    /// let mut svc = layer.layer(service_fn(move |_: ()| {
+    ///     let held = held.clone();
+    ///     async move {
+    ///         tokio::time::sleep(Duration::from_secs(60)).await;
+    ///         drop(held);
+    ///         Ok::<_, std::io::Error>(())
+    ///     }
+    /// }));
+    /// let future = svc.ready().await.unwrap().call(());
+    /// assert_eq!(Arc::strong_count(&resource), 3); // the service's copy and the future's
+    /// let err = future.await.unwrap_err();
+    /// assert!(err.is::<Elapsed>());
+    /// assert_eq!(Arc::strong_count(&resource), 2); // the future's copy is gone
+    /// # }
+    /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
         #[pin]

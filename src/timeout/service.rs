@@ -19,9 +19,61 @@ use super::future::ResponseFuture;
 /// `Some(Duration::ZERO)` fails the call at once with [`Elapsed`](crate::error::Elapsed)
 /// without calling the inner service; `Some(Duration::MAX)` means no timeout for that request;
 /// `None` keeps the default.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+/// # async fn main() {
+/// use std::time::Duration;
+/// use palisade::timeout::{RequestTimeout, TimeoutLayer};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// struct Query {
+///     interactive: bool,
+/// }
+///
+/// /// Interactive queries get 100 ms; batch queries the layer's default. A named type can be
+/// /// kept in a struct field, where a closure's type could not be written.
+/// #[derive(Clone)]
+/// struct ByPriority;
+///
+/// impl RequestTimeout<Query> for ByPriority {
+///     fn timeout(&self, query: &Query) -> Option<Duration> {
+///         query.interactive.then_some(Duration::from_millis(100))
+///     }
+/// }
+///
+/// let layer = TimeoutLayer::builder()
+///     .timeout(Duration::from_secs(5))
+///     .per_request(ByPriority)
+///     .build()
+///     .unwrap();
+/// let svc = layer.layer(service_fn(|_: Query| async {
+///     tokio::time::sleep(Duration::from_secs(1)).await;
+///     Ok::<_, std::io::Error>("rows")
+/// }));
+/// assert!(
+///     svc.clone()
+///         .oneshot(Query { interactive: true })
+///         .await
+///         .is_err()
+/// );
+/// assert_eq!(
+///     svc.oneshot(Query { interactive: false }).await.unwrap(),
+///     "rows"
+/// );
+/// # }
+/// ```
 pub trait RequestTimeout<Req> {
     /// The timeout for this request, or `None` for the layer's default. Called once per call,
     /// before the inner service sees the request; must not block.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::timeout::RequestTimeout;
+    ///
+    /// let from_request = |budget_ms: &u64| Some(Duration::from_millis(*budget_ms));
+    /// assert_eq!(from_request.timeout(&250), Some(Duration::from_millis(250)));
+    /// ```
     fn timeout(&self, req: &Req) -> Option<Duration>;
 }
 
@@ -37,6 +89,16 @@ where
 
 /// No per-request timeout: every request gets the layer's default. The default for
 /// [`TimeoutLayer`](super::TimeoutLayer); costs nothing.
+///
+/// ```
+/// use std::time::Duration;
+/// use palisade::timeout::{NoPerRequest, RequestTimeout};
+///
+/// assert_eq!(
+///     RequestTimeout::<&str>::timeout(&NoPerRequest, &"any request"),
+///     None
+/// );
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct NoPerRequest;
 
@@ -145,6 +207,21 @@ impl<S, F> Timeout<S, F> {
     }
 
     /// The default timeout (`Duration::MAX`: none).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::timeout::TimeoutLayer;
+    /// use tower::{service_fn, Layer};
+    ///
+    /// let layer = TimeoutLayer::builder()
+    ///     .timeout(Duration::from_secs(2))
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = layer.layer(service_fn(
+    ///     |x: u32| async move { Ok::<_, std::io::Error>(x) },
+    /// ));
+    /// assert_eq!(svc.timeout(), Duration::from_secs(2));
+    /// ```
     pub fn timeout(&self) -> Duration {
         self.timeout
     }

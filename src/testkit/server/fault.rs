@@ -3,6 +3,30 @@ use std::time::Duration;
 use crate::testkit::rng;
 
 /// Where a gRPC status goes in the response.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+/// use palisade::testkit::{Fault, FlakyServer, GrpcStatusIn};
+///
+/// let server = FlakyServer::start().await?;
+/// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+///     .connect()
+///     .await?;
+/// let mut client = EchoClient::new(channel);
+/// for placement in [GrpcStatusIn::TrailersOnly, GrpcStatusIn::Trailers] {
+///     server.set(Fault::grpc_status(
+///         tonic::Code::NotFound,
+///         "no such item",
+///         placement,
+///     ));
+///     let status = client.say(EchoRequest::new("item 7")).await.unwrap_err();
+///     assert_eq!(status.code(), tonic::Code::NotFound); // the same to the client, either way
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GrpcStatusIn {
     /// In the response head, with no body and no trailers (a "trailers-only" response, as
@@ -16,6 +40,25 @@ pub enum GrpcStatusIn {
 ///
 /// Each reply is defined for HTTP and for gRPC requests (content type `application/grpc...`);
 /// the differences are listed per variant.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use palisade::testkit::{Fault, FlakyServer, Reply};
+///
+/// let server = FlakyServer::builder()
+///     .fault(Fault::reply(Reply::Status(418)))
+///     .start()
+///     .await?;
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+/// assert_eq!(client.get(server.url().parse()?).await?.status(), 418);
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Reply {
@@ -117,6 +160,14 @@ impl Default for Fault {
 
 impl Fault {
     /// Always answer with `reply`, at once.
+    ///
+    /// ```
+    /// use palisade::testkit::{Fault, Reply};
+    ///
+    /// let fault = Fault::reply(Reply::ResetAfter { bytes: 10 });
+    /// assert_eq!(fault, Fault::reset_after(10));
+    /// assert_eq!(fault.usual_reply(), &Reply::ResetAfter { bytes: 10 });
+    /// ```
     pub fn reply(reply: Reply) -> Self {
         Self {
             reply,
@@ -127,34 +178,161 @@ impl Fault {
     }
 
     /// Healthy: `200` (HTTP) or an OK reply (gRPC), at once. See [`Reply::Healthy`].
+    ///
+    /// ```
+    /// use palisade::testkit::{Fault, Reply};
+    ///
+    /// assert_eq!(Fault::healthy().usual_reply(), &Reply::Healthy);
+    /// assert_eq!(Fault::default(), Fault::healthy());
+    /// ```
     pub fn healthy() -> Self {
         Self::reply(Reply::Healthy)
     }
 
     /// Always this HTTP status. See [`Reply::Status`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::status(502))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// assert_eq!(client.get(server.url().parse()?).await?.status(), 502);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn status(status: u16) -> Self {
         Self::reply(Reply::Status(status))
     }
 
     /// This HTTP status with probability `rate`, healthy otherwise (`rate` at or above 1:
     /// always; at or below 0, or NaN: never).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::error_rate(503, 0.5))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let mut failed = 0;
+    /// for _ in 0..100 {
+    ///     if client.get(server.url().parse()?).await?.status() == 503 {
+    ///         failed += 1;
+    ///     }
+    /// }
+    /// assert!((30..=70).contains(&failed), "{failed} of 100");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn error_rate(status: u16, rate: f64) -> Self {
         Self::healthy().sometimes(rate, Reply::Status(status))
     }
 
     /// Read each request and never answer. See [`Reply::Hang`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder().fault(Fault::hang()).start().await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let call = tokio::time::timeout(
+    ///     Duration::from_millis(100),
+    ///     client.get(server.url().parse()?),
+    /// )
+    /// .await;
+    /// assert!(call.is_err()); // no answer
+    /// assert_eq!(server.stats().requests, 1); // though the request arrived
+    ///
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn hang() -> Self {
         Self::reply(Reply::Hang)
     }
 
     /// Send a `200` head and `bytes` bytes of body, then reset the connection. See
     /// [`Reply::ResetAfter`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Empty};
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::reset_after(16))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let response = client.get(server.url().parse()?).await?;
+    /// assert_eq!(response.status(), 200); // a good head...
+    /// assert!(response.into_body().collect().await.is_err()); // ...and a broken body
+    ///
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reset_after(bytes: usize) -> Self {
         Self::reply(Reply::ResetAfter { bytes })
     }
 
     /// A `200` whose body of `bytes` bytes is sent at `bytes_per_sec`. See
     /// [`Reply::SlowBody`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::{BodyExt, Empty};
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// // 2000 bytes at 10 000 bytes a second: about 200 ms.
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::slow_body(2000, 10_000))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let start = std::time::Instant::now();
+    /// let body = client
+    ///     .get(server.url().parse()?)
+    ///     .await?
+    ///     .into_body()
+    ///     .collect()
+    ///     .await?
+    ///     .to_bytes();
+    /// assert_eq!(body.len(), 2000);
+    /// assert!(start.elapsed() >= Duration::from_millis(190));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn slow_body(bytes: usize, bytes_per_sec: u64) -> Self {
         Self::reply(Reply::SlowBody {
             bytes,
@@ -164,6 +342,30 @@ impl Fault {
 
     /// This status (`503`, `429`...) with `Retry-After: value`, verbatim. See
     /// [`Reply::RetryAfter`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::classify::http::HttpClassifier;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::retry_after(429, "30"))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let response = client.get(server.url().parse()?).await?;
+    /// let outcome =
+    ///     HttpClassifier::default().classify_head(response.status(), response.headers());
+    /// assert_eq!(outcome.pushback(), Some(Duration::from_secs(30)));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn retry_after(status: u16, value: impl Into<String>) -> Self {
         Self::reply(Reply::RetryAfter {
             status,
@@ -173,6 +375,33 @@ impl Fault {
 
     /// This gRPC status, in the head or in the trailers. See [`Reply::GrpcStatus`]; add a
     /// `grpc-retry-pushback-ms` with [`pushback_ms`](Self::pushback_ms).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+    /// use palisade::testkit::{Fault, FlakyServer, GrpcStatusIn};
+    ///
+    /// let fault = Fault::grpc_status(
+    ///     tonic::Code::ResourceExhausted,
+    ///     "quota",
+    ///     GrpcStatusIn::TrailersOnly,
+    /// );
+    /// let server = FlakyServer::builder().fault(fault).start().await?;
+    /// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+    ///     .connect()
+    ///     .await?;
+    /// let status = EchoClient::new(channel)
+    ///     .say(EchoRequest::new("hi"))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(
+    ///     (status.code(), status.message()),
+    ///     (tonic::Code::ResourceExhausted, "quota")
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn grpc_status(
         code: tonic::Code,
         message: impl Into<String>,
@@ -187,6 +416,37 @@ impl Fault {
     }
 
     /// A gRPC reply whose body ends without a `grpc-status`. See [`Reply::GrpcNoStatus`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::circuit_breaker::CircuitBreakerConfig;
+    /// use palisade::policy::Policy;
+    /// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+    /// use palisade::testkit::{Fault, FlakyServer};
+    /// use tower::Layer;
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::grpc_no_status())
+    ///     .start()
+    ///     .await?;
+    /// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+    ///     .connect()
+    ///     .await?;
+    /// let policy = Policy::builder()
+    ///     .grpc()
+    ///     .circuit_breaker(CircuitBreakerConfig::default())
+    ///     .build()?;
+    /// let breaker = policy.circuit_breaker().unwrap();
+    /// let mut client = EchoClient::new(policy.layer(channel));
+    /// let reply = client.say(EchoRequest::new("hi")).await;
+    /// // Whatever the client makes of it, the breaker counts a failure: a body that ends with
+    /// // no status is never a silent success.
+    /// # let _ = reply;
+    /// assert_eq!(breaker.snapshot().failures, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn grpc_no_status() -> Self {
         Self::reply(Reply::GrpcNoStatus)
     }
@@ -194,6 +454,16 @@ impl Fault {
     /// The same fault, answering `reply` instead with probability `rate` (at or above 1:
     /// always; at or below 0, or NaN: never). Replaces an earlier `sometimes` or
     /// `error_rate`.
+    ///
+    /// ```
+    /// use palisade::testkit::{Fault, Reply};
+    ///
+    /// let fault = Fault::healthy().sometimes(0.1, Reply::Hang);
+    /// assert_eq!(fault.occasional_reply(), Some((0.1, &Reply::Hang)));
+    /// // A later `sometimes` (or `error_rate`) replaces it.
+    /// let fault = fault.sometimes(0.2, Reply::Status(500));
+    /// assert_eq!(fault.occasional_reply(), Some((0.2, &Reply::Status(500))));
+    /// ```
     #[must_use]
     pub fn sometimes(mut self, rate: f64, reply: Reply) -> Self {
         self.sometimes = Some((rate, reply));
@@ -201,6 +471,28 @@ impl Fault {
     }
 
     /// The same fault, each response head delayed by `latency`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::healthy().latency(Duration::from_millis(100)))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let start = std::time::Instant::now();
+    /// assert_eq!(client.get(server.url().parse()?).await?.status(), 200);
+    /// assert!(start.elapsed() >= Duration::from_millis(100));
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn latency(mut self, latency: Duration) -> Self {
         self.latency = (latency, latency);
@@ -209,6 +501,25 @@ impl Fault {
 
     /// The same fault, each response head delayed by a latency drawn uniformly from
     /// `min..=max` (`min` if `max` is smaller).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::testkit::Fault;
+    ///
+    /// let ms = Duration::from_millis;
+    /// assert_eq!(
+    ///     Fault::healthy()
+    ///         .latency_between(ms(10), ms(50))
+    ///         .latency_range(),
+    ///     (ms(10), ms(50))
+    /// );
+    /// assert_eq!(
+    ///     Fault::healthy()
+    ///         .latency_between(ms(50), ms(10))
+    ///         .latency_range(),
+    ///     (ms(50), ms(50))
+    /// );
+    /// ```
     #[must_use]
     pub fn latency_between(mut self, min: Duration, max: Duration) -> Self {
         self.latency = (min, max.max(min));
@@ -217,6 +528,31 @@ impl Fault {
 
     /// The same fault, with `grpc-retry-pushback-ms: value` (verbatim) beside every gRPC status
     /// it sends (its [`Reply::GrpcStatus`] replies, the usual and the occasional one).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::grpc::{EchoClient, EchoRequest};
+    /// use palisade::testkit::{Fault, FlakyServer, GrpcStatusIn};
+    ///
+    /// let fault =
+    ///     Fault::grpc_status(tonic::Code::Unavailable, "busy", GrpcStatusIn::Trailers)
+    ///         .pushback_ms("2500");
+    /// let server = FlakyServer::builder().fault(fault).start().await?;
+    /// let channel = tonic::transport::Endpoint::from_shared(server.url())?
+    ///     .connect()
+    ///     .await?;
+    /// let status = EchoClient::new(channel)
+    ///     .say(EchoRequest::new("hi"))
+    ///     .await
+    ///     .unwrap_err();
+    /// assert_eq!(
+    ///     status.metadata().get("grpc-retry-pushback-ms").unwrap(),
+    ///     "2500"
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn pushback_ms(mut self, value: impl Into<String>) -> Self {
         let value = value.into();
@@ -235,6 +571,32 @@ impl Fault {
     }
 
     /// The same fault, its random choices drawn from a sequence started at `seed`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let mut statuses = Vec::new();
+    /// for _ in 0..2 {
+    ///     server.set(Fault::error_rate(503, 0.5).seed(7)); // the sequence starts again at `set`
+    ///     let mut run = Vec::new();
+    ///     for _ in 0..10 {
+    ///         run.push(client.get(server.url().parse()?).await?.status().as_u16());
+    ///     }
+    ///     statuses.push(run);
+    /// }
+    /// assert_eq!(statuses[0], statuses[1]); // the same replies, in the same order
+    ///     
+    /// # Ok(())
+    /// # }
+    /// ```
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
@@ -242,16 +604,44 @@ impl Fault {
     }
 
     /// The usual reply.
+    ///
+    /// ```
+    /// use palisade::testkit::{Fault, Reply};
+    ///
+    /// assert_eq!(Fault::error_rate(503, 0.3).usual_reply(), &Reply::Healthy);
+    /// assert_eq!(Fault::hang().usual_reply(), &Reply::Hang);
+    /// ```
     pub fn usual_reply(&self) -> &Reply {
         &self.reply
     }
 
     /// The occasional reply and its rate, if any.
+    ///
+    /// ```
+    /// use palisade::testkit::{Fault, Reply};
+    ///
+    /// assert_eq!(
+    ///     Fault::error_rate(503, 0.3).occasional_reply(),
+    ///     Some((0.3, &Reply::Status(503)))
+    /// );
+    /// assert_eq!(Fault::healthy().occasional_reply(), None);
+    /// ```
     pub fn occasional_reply(&self) -> Option<(f64, &Reply)> {
         self.sometimes.as_ref().map(|(rate, reply)| (*rate, reply))
     }
 
     /// The latency range (`(d, d)` for a fixed latency).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::testkit::Fault;
+    ///
+    /// let fault = Fault::healthy().latency(Duration::from_millis(20));
+    /// assert_eq!(
+    ///     fault.latency_range(),
+    ///     (Duration::from_millis(20), Duration::from_millis(20))
+    /// );
+    /// ```
     pub fn latency_range(&self) -> (Duration, Duration) {
         self.latency
     }

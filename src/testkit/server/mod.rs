@@ -29,6 +29,31 @@ use conn::{ConnCtl, ConnIo};
 const GRACE: Duration = Duration::from_secs(1);
 
 /// What the server has experienced, as counted when [`stats`](FlakyServer::stats) was called.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bytes::Bytes;
+/// use http_body_util::Empty;
+/// use hyper_util::client::legacy::Client;
+/// use hyper_util::rt::TokioExecutor;
+/// use palisade::testkit::FlakyServer;
+///
+/// let server = FlakyServer::start().await?;
+/// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+/// for _ in 0..3 {
+///     client.get(server.url().parse()?).await?;
+/// }
+/// let stats = server.stats();
+/// assert_eq!(
+///     (stats.requests, stats.http_requests, stats.grpc_requests),
+///     (3, 3, 0)
+/// );
+/// assert_eq!(stats.connections_accepted, 1); // the client kept its connection
+///
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ServerStats {
@@ -239,6 +264,20 @@ impl fmt::Debug for FlakyServer {
 }
 
 /// Starts a [`FlakyServer`] on a chosen port or with a first fault.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use palisade::testkit::{Fault, FlakyServer};
+///
+/// let server = FlakyServer::builder()
+///     .fault(Fault::status(503))
+///     .start()
+///     .await?;
+/// assert_eq!(server.fault(), Fault::status(503));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct FlakyServerBuilder {
     port: u16,
@@ -247,12 +286,47 @@ pub struct FlakyServerBuilder {
 
 impl FlakyServerBuilder {
     /// The port on `127.0.0.1` (default 0: any free port).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// // Take a free port, let it go, and ask for it by number.
+    /// let port = std::net::TcpListener::bind("127.0.0.1:0")?
+    ///     .local_addr()?
+    ///     .port();
+    /// let server = FlakyServer::builder().port(port).start().await?;
+    /// assert_eq!(server.addr().port(), port);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn port(mut self, port: u16) -> Self {
         self.port = port;
         self
     }
 
     /// The fault from the first request on (default [`Fault::healthy`]).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// // Failing from the very first request.
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::status(500))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// assert_eq!(client.get(server.url().parse()?).await?.status(), 500);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fault(mut self, fault: Fault) -> Self {
         self.fault = fault;
         self
@@ -267,6 +341,27 @@ impl FlakyServerBuilder {
     /// # Panics
     ///
     /// When called outside a tokio runtime.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// let server = FlakyServer::builder().start().await?;
+    /// assert!(server.addr().ip().is_loopback());
+    /// // A port already taken cannot be bound.
+    /// assert!(
+    ///     FlakyServer::builder()
+    ///         .port(server.addr().port())
+    ///         .start()
+    ///         .await
+    ///         .is_err()
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn start(self) -> io::Result<FlakyServer> {
         let listener = TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], self.port))).await?;
         let addr = listener.local_addr()?;
@@ -292,42 +387,165 @@ impl FlakyServer {
     /// # Panics
     ///
     /// When called outside a tokio runtime.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// assert_eq!(server.fault(), Fault::healthy());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn start() -> io::Result<Self> {
         Self::builder().start().await
     }
 
     /// A builder, to choose the port or the first fault.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder().fault(Fault::hang()).start().await?;
+    /// assert_eq!(server.fault(), Fault::hang());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn builder() -> FlakyServerBuilder {
         FlakyServerBuilder::default()
     }
 
     /// The address it listens on.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let _conn = tokio::net::TcpStream::connect(server.addr()).await?; // any TCP client
+    /// assert!(server.addr().ip().is_loopback());
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// Its base URL, `http://127.0.0.1:port`, with no trailing slash.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// assert_eq!(
+    ///     server.url(),
+    ///     format!("http://127.0.0.1:{}", server.addr().port())
+    /// );
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// Answers requests that arrive from now on as `fault` says, and starts its random
     /// sequence again from its seed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// server.set(Fault::status(503));
+    /// assert_eq!(client.get(server.url().parse()?).await?.status(), 503);
+    /// server.set(Fault::healthy()); // recovered
+    /// assert_eq!(client.get(server.url().parse()?).await?.status(), 200);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn set(&self, fault: Fault) {
         self.shared.set(fault);
     }
 
     /// The fault in force.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// server.set(Fault::error_rate(503, 0.2));
+    /// assert_eq!(server.fault(), Fault::error_rate(503, 0.2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn fault(&self) -> Fault {
         self.shared.fault()
     }
 
     /// The counters now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// client.get(server.url().parse()?).await?;
+    /// assert_eq!(server.stats().requests, 1);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn stats(&self) -> ServerStats {
         self.shared.stats()
     }
 
     /// Starts counting the maximum in flight again from the requests in flight now.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder()
+    ///     .fault(Fault::healthy().latency(Duration::from_millis(50)))
+    ///     .start()
+    ///     .await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let uri: hyper::Uri = server.url().parse()?;
+    /// let (a, b) = tokio::join!(client.get(uri.clone()), client.get(uri.clone()));
+    /// (a?, b?);
+    /// assert_eq!(server.stats().max_in_flight, 2);
+    /// server.reset_max_in_flight(); // a new phase of the test starts counting afresh
+    /// assert_eq!(server.stats().max_in_flight, 0);
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn reset_max_in_flight(&self) {
         let now = self.shared.in_flight.load(Ordering::SeqCst);
         self.shared.max_in_flight.store(now, Ordering::SeqCst);
@@ -339,6 +557,31 @@ impl FlakyServer {
     /// # Errors
     ///
     /// The last counters seen, if `until` was still false when the time ran out.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use bytes::Bytes;
+    /// use http_body_util::Empty;
+    /// use hyper_util::client::legacy::Client;
+    /// use hyper_util::rt::TokioExecutor;
+    /// use palisade::testkit::{Fault, FlakyServer};
+    ///
+    /// let server = FlakyServer::builder().fault(Fault::hang()).start().await?;
+    /// let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
+    /// let call = tokio::spawn(client.get(server.url().parse()?));
+    /// let stats = server
+    ///     .wait_for(Duration::from_secs(5), |s| s.in_flight == 1)
+    ///     .await
+    ///     .unwrap();
+    /// assert_eq!(stats.requests, 1); // the request has arrived, and hangs
+    /// call.abort();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn wait_for(
         &self,
         timeout: Duration,
@@ -348,6 +591,20 @@ impl FlakyServer {
     }
 
     /// Shuts down as dropping does, and waits until every connection is closed.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use palisade::testkit::FlakyServer;
+    ///
+    /// let server = FlakyServer::start().await?;
+    /// let addr = server.addr();
+    /// server.shutdown().await;
+    /// assert!(tokio::net::TcpStream::connect(addr).await.is_err()); // no longer listening
+    ///
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn shutdown(mut self) {
         let _ = self.shutdown.send(true);
         if let Some(task) = self.task.take() {
