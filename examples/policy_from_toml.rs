@@ -1,7 +1,7 @@
 //! `cargo run --example policy_from_toml`: a `PolicyConfig` read from TOML (feature `serde`;
 //! durations written as `"250ms"`), built into a Policy for a hyper client and used against the
 //! testkit's flaky server on `127.0.0.1`, where its breaker opens as configured. Then two bad
-//! configurations: one that TOML parsing refuses (the message names the field and the rule),
+//! configurations: one that TOML parsing refuses (the message names the dotted field, `circuit_breaker.failure_rate`, and the rule),
 //! and one changed after parsing that `build()` refuses with a `ConfigError` whose `field()` is
 //! `circuit_breaker.failure_rate`. Ends by itself in well under a second.
 
@@ -109,7 +109,10 @@ async fn main() -> Result<(), BoxError> {
         "  toml::from_str refuses it:\n    {}",
         message.trim_end().replace('\n', "\n    ")
     );
-    assert!(message.contains("failure_rate"), "{message}");
+    assert!(
+        message.contains("`circuit_breaker.failure_rate`"),
+        "{message}"
+    );
 
     println!("a bad value set after parsing (say, an override from the environment): 0");
     let mut overridden = config;

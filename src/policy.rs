@@ -53,6 +53,13 @@
 //! failure_rate = 0.5
 //! open_duration = "10s"
 //! ```
+//!
+//! Reading validates the whole configuration as `build()` does, and a bad field is named with
+//! its section: `` invalid configuration: `circuit_breaker.failure_rate` must be a fraction in
+//! (0, 1], got 1.5 ``. Read through a format crate (`toml::from_str`, `serde_json::from_str`)
+//! or the trait, `<PolicyConfig as serde::Deserialize>::deserialize`: serde's derive also gives
+//! each configuration type an inherent `deserialize` function that reads the fields without
+//! checking them (`build()` still refuses what it would have refused).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -110,10 +117,13 @@ pub struct PolicyConfig {
     /// Name given to every part, for events and metrics. Default `"default"`.
     pub name: String,
     /// The timeout, if any.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "unchecked::section"))]
     pub timeout: Option<TimeoutConfig>,
     /// The bulkhead, if any.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "unchecked::section"))]
     pub bulkhead: Option<BulkheadConfig>,
     /// The circuit breaker, if any.
+    #[cfg_attr(feature = "serde", serde(deserialize_with = "unchecked::section"))]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
 }
 
@@ -129,6 +139,39 @@ impl Default for PolicyConfig {
 }
 
 validated_deserialize!(PolicyConfig);
+
+/// The sections of a [`PolicyConfig`] are read unchecked, so that its own `validate()` checks
+/// them and names a bad field with its section (`circuit_breaker.failure_rate`), as `build()`
+/// does; read alone, each section checks itself.
+#[cfg(feature = "serde")]
+mod unchecked {
+    use serde::{Deserialize, Deserializer};
+
+    use super::{BulkheadConfig, CircuitBreakerConfig, TimeoutConfig};
+
+    pub(super) fn section<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        Unchecked<T>: Deserialize<'de>,
+    {
+        Ok(Option::<Unchecked<T>>::deserialize(d)?.map(|u| u.0))
+    }
+
+    pub(super) struct Unchecked<T>(T);
+
+    macro_rules! unchecked {
+        ($($config:ty),*) => {$(
+            impl<'de> Deserialize<'de> for Unchecked<$config> {
+                fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                    // The fields alone: serde's `remote = "Self"` function, not the
+                    // validating `Deserialize` impl.
+                    <$config>::deserialize(d).map(Unchecked)
+                }
+            }
+        )*};
+    }
+    unchecked!(TimeoutConfig, BulkheadConfig, CircuitBreakerConfig);
+}
 
 impl PolicyConfig {
     /// Checks every part; the error names the field with its section

@@ -289,7 +289,9 @@ pub(crate) fn outcome_of_trailers(trailers: Option<&HeaderMap>, rule: EndRule) -
         .get("grpc-retry-pushback-ms")
         .and_then(|v| parse_grpc_pushback(v.as_bytes(), max_pushback))
     {
-        Some(pushback) if outcome.is_failure() => outcome.with_pushback(pushback),
+        Some(pushback) if outcome.is_failure() && !max_pushback.is_zero() => {
+            outcome.with_pushback(pushback)
+        }
         _ => outcome,
     }
 }
@@ -438,6 +440,14 @@ impl Builder {
     ///     .unwrap();
     /// let outcome = classifier.classify_head(StatusCode::OK, &headers).unwrap();
     /// assert_eq!(outcome.pushback(), Some(Duration::from_secs(1)));
+    ///
+    /// // A cap of zero: no pushback, and the breaker keeps its own open duration.
+    /// let deaf = GrpcClassifier::builder()
+    ///     .max_pushback(Duration::ZERO)
+    ///     .build()
+    ///     .unwrap();
+    /// let outcome = deaf.classify_head(StatusCode::OK, &headers).unwrap();
+    /// assert_eq!(outcome.pushback(), None);
     /// ```
     pub fn max_pushback(mut self, cap: Duration) -> Self {
         self.classifier.max_pushback = cap;

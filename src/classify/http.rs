@@ -180,6 +180,9 @@ impl HttpClassifier {
         if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
             return outcome;
         }
+        if self.max_pushback.is_zero() {
+            return outcome; // pushback ignored
+        }
         let pushback = headers.get(RETRY_AFTER).and_then(|value| {
             let date = headers.get(DATE).map(|d| d.as_bytes());
             parse_retry_after(value.as_bytes(), date, self.max_pushback)
@@ -325,13 +328,13 @@ impl Builder {
     /// let outcome = capped.classify_head(StatusCode::SERVICE_UNAVAILABLE, &headers);
     /// assert_eq!(outcome.pushback(), Some(Duration::from_secs(30)));
     ///
-    /// // A cap of zero: the pushback is zero, and the breaker keeps its own open duration.
+    /// // A cap of zero: no pushback, and the breaker keeps its own open duration.
     /// let deaf = HttpClassifier::builder()
     ///     .max_pushback(Duration::ZERO)
     ///     .build()
     ///     .unwrap();
     /// let outcome = deaf.classify_head(StatusCode::SERVICE_UNAVAILABLE, &headers);
-    /// assert_eq!(outcome.pushback(), Some(Duration::ZERO));
+    /// assert_eq!(outcome.pushback(), None);
     /// ```
     pub fn max_pushback(mut self, cap: Duration) -> Self {
         self.classifier.max_pushback = cap;
