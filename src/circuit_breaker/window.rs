@@ -274,14 +274,16 @@ impl TimeWindow {
                     for t in from..=tick {
                         let b = &self.buckets[(t % BUCKETS) as usize];
                         let fresh = (t & FIELD) << TAG_SHIFT;
-                        let mut cur = b.load(Ordering::Relaxed);
+                        let mut cur = b.load(Ordering::Acquire);
                         // Only replace a bucket that belongs to an older tick.
-                        while (wrapped && cur != fresh) || is_older(cur >> TAG_SHIFT, t) {
+                        while (wrapped && cur != fresh)
+                            || is_stale(cur >> TAG_SHIFT, t, self.latest.load(Ordering::Acquire))
+                        {
                             match b.compare_exchange_weak(
                                 cur,
                                 fresh,
                                 Ordering::AcqRel,
-                                Ordering::Relaxed,
+                                Ordering::Acquire,
                             ) {
                                 Ok(_) => break,
                                 Err(actual) => cur = actual,
@@ -309,7 +311,7 @@ impl TimeWindow {
         self.advance(tick);
         let b = &self.buckets[(tick % BUCKETS) as usize];
         let tag = tick & FIELD;
-        let mut cur = b.load(Ordering::Relaxed);
+        let mut cur = b.load(Ordering::Acquire);
         loop {
             let cur_tag = cur >> TAG_SHIFT;
             let next = if cur_tag == tag {
@@ -318,7 +320,7 @@ impl TimeWindow {
                     break; // full: keep the sample as it is
                 }
                 cur + (1 << CALLS_SHIFT) + (u64::from(failed) << FAIL_SHIFT) + u64::from(slow)
-            } else if is_older(cur_tag, tick) {
+            } else if is_stale(cur_tag, tick, self.latest.load(Ordering::Acquire)) {
                 (tag << TAG_SHIFT)
                     | (1 << CALLS_SHIFT)
                     | (u64::from(failed) << FAIL_SHIFT)
@@ -326,7 +328,7 @@ impl TimeWindow {
             } else {
                 break; // a record that arrived after the window moved on
             };
-            match b.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Relaxed) {
+            match b.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -388,10 +390,15 @@ impl TimeWindow {
     }
 }
 
-/// Whether a bucket tagged `tag` (a tick mod 2^16) belongs to a tick before `tick`.
-fn is_older(tag: u64, tick: u64) -> bool {
-    let d = (tick & FIELD).wrapping_sub(tag) & FIELD;
-    d != 0 && d < 0x8000
+/// Whether a bucket tagged `tag` (a tick mod 2^16) belongs to a tick before `t`, when no record
+/// has moved the window past tick `latest` (so no bucket holds a later tick: a bucket is
+/// written only for a tick `latest` has reached). A tag is newer than `t` only if it names a
+/// tick in `(t, latest]`; any other tag but `t`'s own is older, however long ago it was
+/// written. (Comparing tags modulo 2^16 alone would read a tag left before an idle gap of more
+/// than 2^15 ticks as newer, and drop every record until the gap reached 2^16 ticks.)
+fn is_stale(tag: u64, t: u64, latest: u64) -> bool {
+    let ahead = tag.wrapping_sub(t) & FIELD;
+    ahead != 0 && ahead > latest.saturating_sub(t)
 }
 
 #[cfg(all(test, not(palisade_loom)))]
@@ -451,5 +458,37 @@ mod tests {
                 slow_calls: 0
             })
         );
+    }
+
+    /// A record after any idle gap counts, whatever the gap is modulo the tags' range: in
+    /// particular gaps of 2^15 to 2^16 ticks, which a modular tag comparison reads backwards
+    /// (found by the reference-model proptest: a 20 ms window, idle for 20 s).
+    #[test]
+    fn time_window_counts_a_record_after_any_idle_gap() {
+        for gap in [
+            19, 20, 21, 1_000, 32_767, 32_768, 32_769, 40_000, 65_515, 65_516, 65_535, 65_536,
+            65_537, 100_000, 1_000_000,
+        ] {
+            let w = TimeWindow::new(100, 1);
+            w.record(1, 5_000, false, false);
+            let later = 5_000 + gap * 100;
+            let counts = w.record(1, later, true, false);
+            let expected = WindowCounts {
+                calls: 1 + u32::from(gap < BUCKETS),
+                failures: 1,
+                slow_calls: 0,
+            };
+            assert_eq!(counts, Some(expected), "gap of {gap} ticks");
+            assert_eq!(w.counts(later), expected, "gap of {gap} ticks");
+            // And the window keeps counting from there.
+            assert_eq!(
+                w.record(1, later + 1, true, false),
+                Some(WindowCounts {
+                    calls: expected.calls + 1,
+                    failures: 2,
+                    slow_calls: 0
+                })
+            );
+        }
     }
 }
