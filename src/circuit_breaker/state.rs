@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::classify::{Outcome, OutcomeKind};
 use crate::error::ConfigError;
-use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering, Padded, lock};
+use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering, Padded, StripedCounter, lock};
 
 use super::config::{CircuitBreakerConfig, SlidingWindow};
 use super::window::{BUCKETS, CountWindow, TimeWindow, WindowCounts};
@@ -597,7 +597,7 @@ pub struct StateMachine {
     word: Padded<AtomicU64>,
     window: Window,
     consecutive: Padded<AtomicU32>,
-    rejected: Padded<AtomicU64>,
+    rejected: StripedCounter,
     open_until: AtomicU64,
     /// `generation << 2 | UNARMED / ARMED / FIRED`: whether a timer of the shell's will report
     /// the end of the open state of that generation (see `arm_open_timer`).
@@ -651,7 +651,7 @@ impl StateMachine {
             word: Padded(AtomicU64::new(encode(State::Closed, 0))),
             window,
             consecutive: Padded(AtomicU32::new(0)),
-            rejected: Padded(AtomicU64::new(0)),
+            rejected: StripedCounter::new(),
             open_until: AtomicU64::new(0),
             open_timer: AtomicU64::new(0),
             half_open_since: AtomicU64::new(0),
@@ -835,7 +835,7 @@ impl StateMachine {
     }
 
     fn reject(&self, reason: RejectReason, retry_at: Option<u64>) -> Rejection {
-        self.rejected.fetch_add(1, Ordering::Relaxed);
+        self.rejected.add(1);
         Rejection {
             reason,
             retry_at: retry_at.map(Duration::from_nanos),
@@ -1435,7 +1435,7 @@ impl StateMachine {
             calls: counts.calls,
             failures: counts.failures,
             slow_calls: counts.slow_calls,
-            rejected: self.rejected.load(Ordering::Relaxed),
+            rejected: self.rejected.sum(),
             probes_in_flight,
             probe_successes,
             probe_failures,
