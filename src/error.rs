@@ -293,7 +293,19 @@ pub struct CallbackPanicked {
 }
 
 impl CallbackPanicked {
-    /// A panic of the callback named `callback`, with its message.
+    /// A panic of the callback named `callback`, with its message. palisade makes these; a
+    /// layer of your own that catches a callback's panic can make one too, so that callers
+    /// and [`error_kind`] tell it apart the same way.
+    ///
+    /// ```
+    /// use palisade::error::{error_kind, CallbackPanicked, ErrorKind};
+    /// use tower::BoxError;
+    ///
+    /// let err: BoxError = Box::new(CallbackPanicked::new("my key function", "no tenant"));
+    /// assert!(matches!(error_kind(err.as_ref()), ErrorKind::CallbackPanicked(_)));
+    /// // `Display` names the callback, never the message (which may hold request data).
+    /// assert_eq!(err.to_string(), "a user callback panicked: my key function");
+    /// ```
     pub fn new(callback: &'static str, message: impl Into<String>) -> Self {
         Self {
             callback,
@@ -304,11 +316,53 @@ impl CallbackPanicked {
     /// Which callback panicked: `"classifier"`, `"Classify::end_of_body"`, `"Recover::keep"`,
     /// `"Recover::succeeded"`, `"Recover::recover"`, `"Hold::hooks"`,
     /// `"per-request timeout"`.
+    ///
+    /// ```
+    /// use palisade::classify::Outcome;
+    /// use palisade::circuit_breaker::{CallError, CircuitBreakerLayer};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let breaker = CircuitBreakerLayer::builder().build().unwrap().handle();
+    /// let buggy = |_: Result<&u32, &std::io::Error>| -> Outcome { panic!("bug") };
+    /// match breaker.call_classified(async { Ok(7) }, buggy).await {
+    ///     Err(CallError::CallbackPanicked(p)) => assert_eq!(p.callback(), "classifier"),
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # }
+    /// ```
     pub fn callback(&self) -> &'static str {
         self.callback
     }
 
     /// The panic's message, when it was a string (`"<non-string panic payload>"` otherwise).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use palisade::error::{error_kind, ErrorKind};
+    /// use palisade::timeout::TimeoutLayer;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let layer = TimeoutLayer::builder()
+    ///     .timeout(Duration::from_secs(1))
+    ///     .per_request(|tenant: &u32| -> Option<Duration> {
+    ///         panic!("no deadline for tenant {tenant}")
+    ///     })
+    ///     .build()
+    ///     .unwrap();
+    /// let svc = layer.layer(service_fn(|_: u32| async { Ok::<_, std::io::Error>(()) }));
+    /// let err = svc.oneshot(7).await.unwrap_err();
+    /// match error_kind(err.as_ref()) {
+    ///     ErrorKind::CallbackPanicked(p) => {
+    ///         assert_eq!(p.callback(), "per-request timeout");
+    ///         assert_eq!(p.message(), "no deadline for tenant 7");
+    ///     }
+    ///     other => panic!("unexpected {other:?}"),
+    /// }
+    /// # }
+    /// ```
     pub fn message(&self) -> &str {
         &self.message
     }
