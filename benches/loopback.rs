@@ -44,7 +44,10 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use palisade::bulkhead::BulkheadConfig;
 use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow, State};
-use palisade::policy::Policy;
+use palisade::classify::http::HttpClassifier;
+use palisade::error::ConfigError;
+use palisade::http::{TrackLayer, UntilBodyEnd};
+use palisade::policy::{NoFallback, Policy, PolicyLayer};
 use palisade::testkit::{Fault, FlakyServer};
 use palisade::{ErrorKind, error_kind};
 use tokio::task::JoinSet;
@@ -171,6 +174,20 @@ fn main() -> Result<(), BoxError> {
 fn client() -> HyperClient {
     Client::builder(TokioExecutor::new()).build_http()
 }
+
+/// The Policy every part protects its client with: `.http()`, the timeout, the bulkhead and
+/// the breaker, open for `open`.
+fn policy(name: &str, open: Duration) -> Result<HttpPolicy, ConfigError> {
+    Policy::builder()
+        .name(name)
+        .http()
+        .timeout(TIMEOUT)
+        .bulkhead(bulkhead())
+        .circuit_breaker(breaker(open))
+        .build()
+}
+
+type HttpPolicy = PolicyLayer<NoFallback, HttpClassifier, TrackLayer, UntilBodyEnd>;
 
 /// The breaker all parts use: the last 20 calls, open at 50 % failures of at least 10, one
 /// probe, open for `open`.
@@ -407,13 +424,7 @@ async fn healthy(s: Settings) -> Result<(), BoxError> {
     let server = FlakyServer::start().await?;
     let uri: Uri = format!("{}/catalog/7", server.url()).parse()?;
     let bare = client();
-    let policy = Policy::builder()
-        .name("loopback")
-        .http()
-        .timeout(TIMEOUT)
-        .bulkhead(bulkhead())
-        .circuit_breaker(breaker(Duration::from_secs(30)))
-        .build()?;
+    let policy = policy("loopback", Duration::from_secs(30))?;
     let cb = policy.circuit_breaker().expect("a breaker");
     // The same client (one connection pool) under both.
     let protected = policy.layer(bare.clone());
@@ -621,13 +632,7 @@ async fn hanging(s: Settings) -> Result<(), BoxError> {
     let bare_uri: Uri = format!("{}/catalog/7", bare_server.url()).parse()?;
     let protected_uri: Uri = format!("{}/catalog/7", protected_server.url()).parse()?;
     let bare = client();
-    let policy = Policy::builder()
-        .name("loopback-hang")
-        .http()
-        .timeout(TIMEOUT)
-        .bulkhead(bulkhead())
-        .circuit_breaker(breaker(Duration::from_secs(30)))
-        .build()?;
+    let policy = policy("loopback-hang", Duration::from_secs(30))?;
     let cb = policy.circuit_breaker().expect("a breaker");
     let protected = policy.layer(bare.clone());
 
@@ -732,13 +737,7 @@ async fn recovery(s: Settings) -> Result<(), BoxError> {
         .start()
         .await?;
     let uri: Uri = format!("{}/catalog/7", server.url()).parse()?;
-    let policy = Policy::builder()
-        .name("loopback-recovery")
-        .http()
-        .timeout(TIMEOUT)
-        .bulkhead(bulkhead())
-        .circuit_breaker(breaker(s.open))
-        .build()?;
+    let policy = policy("loopback-recovery", s.open)?;
     let cb = policy.circuit_breaker().expect("a breaker");
     let mut svc = policy.layer(client());
 
@@ -857,12 +856,7 @@ async fn layers(s: Settings, only: Option<&str>) -> Result<(), BoxError> {
         .circuit_breaker(breaker(Duration::from_secs(30)))
         .build()?
         .layer(bare.clone());
-    let policy = base()
-        .timeout(TIMEOUT)
-        .bulkhead(bulkhead())
-        .circuit_breaker(breaker(Duration::from_secs(30)))
-        .build()?
-        .layer(bare.clone());
+    let policy = policy("loopback", Duration::from_secs(30))?.layer(bare.clone());
     if let Some(name) = only {
         if !LAYERS.contains(&name) {
             return Err(format!("--only: one of {LAYERS:?}, not {name:?}").into());

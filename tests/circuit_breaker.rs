@@ -403,20 +403,8 @@ async fn a_panicking_classifier_is_a_typed_error_and_leaks_no_probe_slot() {
     advance(OPEN).await;
     for _ in 0..3 {
         let mut s = svc.clone();
-        let result = std::panic::AssertUnwindSafe(async move { call(&mut s, Reply::Ok).await })
-            .catch_unwind()
-            .await
-            .expect("the classifier's panic is caught, not passed to the caller");
-        let err = result.unwrap_err();
-        match palisade::error::error_kind(err.as_ref()) {
-            palisade::error::ErrorKind::CallbackPanicked(p) => {
-                assert_eq!(
-                    (p.callback(), p.message()),
-                    ("classifier", "classifier bug")
-                );
-            }
-            other => panic!("expected CallbackPanicked, got {other:?}"),
-        }
+        let caught = support::caught_callback_panic(async move { call(&mut s, Reply::Ok).await });
+        assert_eq!(caught.await, ("classifier", "classifier bug".to_owned()));
         assert_eq!(breaker.snapshot().probes_in_flight, 0);
     }
     // Each probe was recorded as ignored: still half-open, and the next probe decides.

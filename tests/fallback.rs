@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use futures::FutureExt;
 use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State};
 use palisade::classify::Outcome;
 use palisade::error::{BulkheadFull, CircuitOpen, Elapsed};
@@ -163,23 +162,14 @@ async fn a_panicking_fallback_leaks_no_probe_slot_and_leaves_the_stack_usable() 
         S: Service<Do, Response = u16, Error = BoxError> + Clone,
     {
         let mut s = svc.clone();
-        let result =
-            std::panic::AssertUnwindSafe(
+        let caught =
+            support::caught_callback_panic(
                 async move { support::call(&mut s, Do::InnerError).await },
-            )
-            .catch_unwind()
-            .await
-            .expect("the fallback's panic is caught");
-        let err = result.unwrap_err();
-        match palisade::error::error_kind(err.as_ref()) {
-            palisade::error::ErrorKind::CallbackPanicked(p) => {
-                assert_eq!(
-                    (p.callback(), p.message()),
-                    ("Recover::recover", "fallback bug")
-                );
-            }
-            other => panic!("expected CallbackPanicked, got {other:?}"),
-        }
+            );
+        assert_eq!(
+            caught.await,
+            ("Recover::recover", "fallback bug".to_owned())
+        );
     }
     let breaker = breaker();
     let handle = breaker.handle();

@@ -15,22 +15,20 @@
 mod support;
 
 use std::any::Any;
-use std::future::Future;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Duration;
 
-use futures::FutureExt;
 use palisade::bulkhead::{self, BulkheadConfig};
 use palisade::circuit_breaker::{self, CircuitBreakerConfig, SlidingWindow, State};
 use palisade::classify::{Outcome, classify_error};
-use palisade::error::{ErrorKind, error_kind};
 use palisade::events::Event;
 use palisade::fallback::{self, Failure, FailureKind, StaleCache};
 use palisade::policy::Policy;
-use support::{Dependency, Reply, call};
+use support::{
+    Dependency, Reply, call, callback_panicked, catch, caught_callback_panic, panic_message,
+};
 use tokio::time::advance;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
@@ -70,11 +68,6 @@ enum At {
 
 const BOTH: [At; 2] = [At::Closed, At::HalfOpen];
 
-/// Runs `fut`, returning its panic if it panicked.
-async fn catch<F: Future>(fut: F) -> Result<F::Output, Box<dyn Any + Send>> {
-    AssertUnwindSafe(fut).catch_unwind().await
-}
-
 /// Runs one call on a clone of `svc` that the call owns (and drops as it unwinds), and
 /// returns the panic it must have raised.
 async fn panicking_call<S>(svc: &S, reply: Reply) -> Box<dyn Any + Send>
@@ -97,30 +90,7 @@ where
     S::Error: Into<BoxError>,
 {
     let mut clone = svc.clone();
-    let result = catch(async move { call(&mut clone, reply).await.map(|_| ()) })
-        .await
-        .unwrap_or_else(|panic| panic!("the panic escaped: {:?}", message(&*panic)));
-    callback_panicked(result)
-}
-
-/// The callback and message of the `CallbackPanicked` that `result` must have failed with.
-#[track_caller]
-fn callback_panicked<T>(result: Result<T, BoxError>) -> (&'static str, String) {
-    let Err(err) = result else {
-        panic!("expected CallbackPanicked, got a response")
-    };
-    match error_kind(err.as_ref()) {
-        ErrorKind::CallbackPanicked(p) => (p.callback(), p.message().to_owned()),
-        other => panic!("expected CallbackPanicked, got {other:?}"),
-    }
-}
-
-fn message(panic: &(dyn Any + Send)) -> &str {
-    panic
-        .downcast_ref::<&str>()
-        .copied()
-        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
-        .unwrap_or("?")
+    caught_callback_panic(async move { call(&mut clone, reply).await.map(|_| ()) }).await
 }
 
 /// Every permit free, nobody queued, no probe slot taken.
@@ -568,7 +538,7 @@ async fn a_dependency_panicking_in_its_future_leaks_nothing() {
             advance(OPEN).await;
         }
         let panic = panicking_call(&svc, Reply::Answer(BOOM)).await;
-        assert_eq!(message(&*panic), "dependency bug");
+        assert_eq!(panic_message(&*panic), "dependency bug");
         assert_at_rest(&bulkhead, &breaker);
         assert_next_call_works(at, &mut svc, &breaker).await;
         assert_at_rest(&bulkhead, &breaker);
@@ -640,10 +610,7 @@ mod over_http {
         S: Service<Request<()>, Response = Res, Error = BoxError> + Clone,
     {
         let mut clone = svc.clone();
-        let result = catch(async move { fetch(&mut clone, path).await })
-            .await
-            .unwrap_or_else(|panic| panic!("the panic escaped: {:?}", message(&*panic)));
-        callback_panicked(result)
+        caught_callback_panic(async move { fetch(&mut clone, path).await }).await
     }
 
     async fn next_fetch_works<S>(svc: &mut S, breaker: &circuit_breaker::Handle)

@@ -141,6 +141,45 @@ where
         .map_err(Into::into)
 }
 
+/// Runs `fut`, returning its panic if it panicked.
+pub async fn catch<F: Future>(fut: F) -> Result<F::Output, Box<dyn std::any::Any + Send>> {
+    use futures::FutureExt;
+    std::panic::AssertUnwindSafe(fut).catch_unwind().await
+}
+
+/// A panic's message, when it is a string.
+pub fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("?")
+}
+
+/// Runs `fut`, which must end (without unwinding) in the typed error for a user callback's
+/// panic; returns the callback it names and the panic's message.
+pub async fn caught_callback_panic<T, F>(fut: F) -> (&'static str, String)
+where
+    F: Future<Output = Result<T, BoxError>>,
+{
+    let result = catch(fut)
+        .await
+        .unwrap_or_else(|panic| panic!("the panic escaped: {:?}", panic_message(&*panic)));
+    callback_panicked(result)
+}
+
+/// The callback and message of the `CallbackPanicked` that `result` must have failed with.
+#[track_caller]
+pub fn callback_panicked<T>(result: Result<T, BoxError>) -> (&'static str, String) {
+    let Err(err) = result else {
+        panic!("expected CallbackPanicked, got a response")
+    };
+    match palisade::error::error_kind(err.as_ref()) {
+        palisade::error::ErrorKind::CallbackPanicked(p) => (p.callback(), p.message().to_owned()),
+        other => panic!("expected CallbackPanicked, got {other:?}"),
+    }
+}
+
 /// Any duration a configuration might be given, with the extremes always in the mix.
 pub fn any_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
     use proptest::prelude::*;
