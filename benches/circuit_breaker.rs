@@ -42,12 +42,13 @@ fn main() {
     ];
     {
         support::case(&mut c, (ONE, TWO), &mut allocs, "bare", bare, ());
+        let tower_timeout = tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(bare);
         support::case(
             &mut c,
             (ONE, TWO),
             &mut allocs,
             "tower_timeout",
-            tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(bare),
+            tower_timeout.clone(),
             (),
         );
         let closed = CircuitBreakerLayer::builder().build().unwrap();
@@ -127,7 +128,7 @@ fn main() {
             (ONE, TWO),
             &mut allocs,
             "tower_resilience_open",
-            tr_open,
+            tr_open.clone(),
             (),
         );
 
@@ -207,6 +208,22 @@ fn main() {
             "recloser_open",
             rc_open,
             (),
+        );
+
+        // The targets again, each case in turn with tower's Timeout, so that the VM's drift
+        // over a run (criterion measures one case after another) cannot decide them.
+        let rt = support::runtime1();
+        support::interleaved(
+            support::runner(&rt, "tower_timeout", tower_timeout, ()),
+            vec![
+                support::runner(&rt, "palisade_closed_count", closed.layer(bare), ()),
+                support::runner(&rt, "palisade_closed_slow_rule", slow.layer(bare), ()),
+                support::runner(&rt, "palisade_closed_time_window", timed.layer(bare), ()),
+                support::runner(&rt, "palisade_open", tripped.layer(bare), ()),
+                support::runner(&rt, "tower_resilience_open", tr_open, ()),
+            ],
+            41,
+            50_000,
         );
     }
     // The same with an inner future that is pending once (as any real network call is): the

@@ -106,6 +106,20 @@ fn run(case: &str, calls: u64) -> bool {
                 layer.handle().force_open();
                 drive_rejected(layer.layer(bare), calls).await
             }
+            "breaker_tripped" => {
+                // Tripped by a failure, as in `benches/circuit_breaker.rs`: a timer is armed
+                // for the end of the open state, and rejections read no clock until it fires.
+                let layer = CircuitBreakerLayer::builder()
+                    .window(SlidingWindow::Count(1))
+                    .minimum_calls(1)
+                    .open_duration(Duration::from_secs(3600))
+                    .build()
+                    .unwrap();
+                let failing =
+                    service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
+                let _ = layer.layer(failing).oneshot(()).await;
+                drive_rejected(layer.layer(bare), calls).await
+            }
             "policy" => {
                 let policy = Policy::builder()
                     .timeout(second)
@@ -199,6 +213,7 @@ fn main() {
         "breaker_noop_listener",
         "breaker_time_window",
         "breaker_open",
+        "breaker_tripped",
         "policy",
         "policy_with_fallback",
         "tower_resilience_breaker",

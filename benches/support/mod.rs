@@ -189,3 +189,92 @@ pub fn report(one: &str, two: &str, names: &[&str], baselines: &[&str], allocs: 
         println!("{line}");
     }
 }
+
+/// One case of an interleaved comparison: runs `calls` calls and says how long they took.
+pub struct Runner<'a> {
+    name: &'static str,
+    run: Box<dyn FnMut(u64) -> Duration + 'a>,
+}
+
+/// A case for [`interleaved`], driven on `rt` (one task).
+pub fn runner<'a, S, Req>(
+    rt: &'a tokio::runtime::Runtime,
+    name: &'static str,
+    mut svc: S,
+    req: Req,
+) -> Runner<'a>
+where
+    S: Service<Req> + 'a,
+    Req: Clone + 'a,
+{
+    Runner {
+        name,
+        run: Box::new(move |calls| {
+            rt.block_on(async {
+                let start = Instant::now();
+                drive(&mut svc, &req, calls).await;
+                start.elapsed()
+            })
+        }),
+    }
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Ratios that drift on a shared VM cannot disturb: the baseline and every case run in turn,
+/// `calls` calls each, for `rounds` rounds (forwards, then backwards, so that a slow drift
+/// weighs on both sides alike); each round gives each case a ratio to the baseline of that
+/// round. Prints the median time per call, the median ratio and its interquartile range.
+pub fn interleaved(
+    mut baseline: Runner<'_>,
+    mut cases: Vec<Runner<'_>>,
+    rounds: usize,
+    calls: u64,
+) {
+    let n = cases.len() + 1;
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); n];
+    let per_call = |d: Duration| d.as_nanos() as f64 / calls as f64;
+    // One warm-up round, not counted.
+    (baseline.run)(calls);
+    for case in &mut cases {
+        (case.run)(calls);
+    }
+    for round in 0..rounds {
+        for k in 0..n {
+            let j = if round % 2 == 0 { k } else { n - 1 - k };
+            let d = if j == 0 {
+                (baseline.run)(calls)
+            } else {
+                (cases[j - 1].run)(calls)
+            };
+            ns[j].push(per_call(d));
+        }
+    }
+    println!(
+        "\nInterleaved: {rounds} rounds of {calls} calls per case, one task; ratio to {} per round",
+        baseline.name
+    );
+    println!(
+        "{:<44} {:>9} {:>8} {:>17}",
+        "case", "ns/call", "ratio", "ratio q1 - q3"
+    );
+    let mut base = ns[0].clone();
+    base.sort_by(f64::total_cmp);
+    println!("{:<44} {:>9.1}", baseline.name, quantile(&base, 0.5));
+    for (i, case) in cases.iter().enumerate() {
+        let mut times = ns[i + 1].clone();
+        times.sort_by(f64::total_cmp);
+        let mut ratios: Vec<f64> = ns[i + 1].iter().zip(&ns[0]).map(|(c, b)| c / b).collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "{:<44} {:>9.1} {:>7.2}x {:>8.2}x - {:.2}x",
+            case.name,
+            quantile(&times, 0.5),
+            quantile(&ratios, 0.5),
+            quantile(&ratios, 0.25),
+            quantile(&ratios, 0.75),
+        );
+    }
+}

@@ -771,7 +771,24 @@ impl StateMachine {
     }
 
     #[inline(never)]
-    fn admit_slow(&self, mut w: u64, now: impl Now) -> Result<Permit, Rejection> {
+    fn admit_slow(&self, w: u64, now: impl Now) -> Result<Permit, Rejection> {
+        // The common rejections, kept out of the loop's larger frame. Open: a timer will say
+        // when the open duration is over, so no clock is needed.
+        match state_of(w) {
+            State::Open => {
+                let until = self.open_until.load(Ordering::Acquire);
+                if self.open_timer.load(Ordering::Acquire) == timer_word(gen_of(w), ARMED) {
+                    return Err(self.reject(RejectReason::Open, Some(until)));
+                }
+            }
+            State::ForcedOpen => return Err(self.reject(RejectReason::ForcedOpen, None)),
+            _ => {}
+        }
+        self.admit_loop(w, now)
+    }
+
+    #[inline(never)]
+    fn admit_loop(&self, mut w: u64, now: impl Now) -> Result<Permit, Rejection> {
         let mut clock = Clock::new(now);
         let mut probed = false;
         loop {
