@@ -30,7 +30,7 @@ use palisade::events::{Event, Rejection};
 use palisade::policy::PolicyBuilder;
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
-use support::{Dependency, Reply, call};
+use support::{Dependency, Reply, call, policy_handles};
 use tokio::time::advance;
 use tower::{BoxError, Layer};
 
@@ -372,10 +372,7 @@ async fn bare(case: &Case) -> Result<(), TestCaseError> {
     let policy = with_parts(palisade::policy::Policy::builder(), case.queue, &told)
         .build()
         .unwrap();
-    let (bulkhead, breaker) = (
-        policy.bulkhead().unwrap(),
-        policy.circuit_breaker().unwrap(),
-    );
+    let (bulkhead, breaker) = policy_handles(&policy);
     let dep = Dependency::new();
     let mut svc = policy.layer(dep.clone());
     if case.half_open {
@@ -584,10 +581,7 @@ mod over_http {
             .response_deadline(DEADLINE)
             .build()
             .unwrap();
-        let (bulkhead, breaker) = (
-            policy.bulkhead().unwrap(),
-            policy.circuit_breaker().unwrap(),
-        );
+        let (bulkhead, breaker) = policy_handles(&policy);
         let live = Arc::new(Live::default());
         let mut svc = policy.layer(dependency(&live));
         if case.half_open {

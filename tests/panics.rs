@@ -28,6 +28,7 @@ use palisade::fallback::{self, Failure, FailureKind, StaleCache};
 use palisade::policy::Policy;
 use support::{
     Dependency, Reply, call, callback_panicked, catch, caught_callback_panic, panic_message,
+    policy_handles,
 };
 use tokio::time::advance;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -155,10 +156,7 @@ async fn a_panicking_classifier_is_a_typed_error_and_leaks_nothing() {
             .fallback(fallback::value("fallback"))
             .build()
             .unwrap();
-        let (bulkhead, breaker) = (
-            policy.bulkhead().unwrap(),
-            policy.circuit_breaker().unwrap(),
-        );
+        let (bulkhead, breaker) = policy_handles(&policy);
         let mut svc = policy.layer(Dependency::new());
         bring_to(at, &mut svc, &breaker).await;
 
@@ -199,10 +197,7 @@ async fn a_listener_panicking_after_a_classifier_panic_is_caught() {
             })
             .build()
             .unwrap();
-        let (bulkhead, breaker) = (
-            policy.bulkhead().unwrap(),
-            policy.circuit_breaker().unwrap(),
-        );
+        let (bulkhead, breaker) = policy_handles(&policy);
         let mut svc = policy.layer(Dependency::new());
         bring_to(at, &mut svc, &breaker).await;
         let before = told.load(Ordering::SeqCst);
@@ -237,10 +232,7 @@ async fn a_panicking_fallback_is_a_typed_error_and_leaks_nothing() {
             .fallback(fallback::from_fn(buggy as Recovery))
             .build()
             .unwrap();
-        let (bulkhead, breaker) = (
-            policy.bulkhead().unwrap(),
-            policy.circuit_breaker().unwrap(),
-        );
+        let (bulkhead, breaker) = policy_handles(&policy);
         let mut svc = policy.layer(Dependency::new());
         if at == At::HalfOpen {
             // Trip with timeouts (recovered), so that only the probe's inner error panics.
@@ -320,10 +312,7 @@ async fn a_panicking_stale_cache_function_is_a_typed_error_and_leaks_nothing() {
                 .fallback(cache.clone())
                 .build()
                 .unwrap();
-            let (bulkhead, breaker) = (
-                policy.bulkhead().unwrap(),
-                policy.circuit_breaker().unwrap(),
-            );
+            let (bulkhead, breaker) = policy_handles(&policy);
             let mut svc = policy.layer(Dependency::new());
             let what = format!("{buggy:?} {at:?}");
             if buggy == Buggy::Mark {
@@ -376,10 +365,7 @@ async fn a_service_kept_after_a_key_function_panic_uses_its_admission_on_the_nex
         .fallback(buggy_cache(Buggy::Key, &Arc::new(AtomicBool::new(true))))
         .build()
         .unwrap();
-    let (bulkhead, breaker) = (
-        policy.bulkhead().unwrap(),
-        policy.circuit_breaker().unwrap(),
-    );
+    let (bulkhead, breaker) = policy_handles(&policy);
     let mut svc = policy.layer(Dependency::new());
     bring_to(At::HalfOpen, &mut svc, &breaker).await;
 
@@ -419,10 +405,7 @@ async fn a_listener_panicking_on_every_event_is_caught_closed_and_half_open() {
             .listener(|_: &Event<'_>| panic!("listener bug"))
             .build()
             .unwrap();
-        let (bulkhead, breaker) = (
-            policy.bulkhead().unwrap(),
-            policy.circuit_breaker().unwrap(),
-        );
+        let (bulkhead, breaker) = policy_handles(&policy);
         let mut svc = policy.layer(Dependency::new());
         bring_to(at, &mut svc, &breaker).await;
         // A timeout, a queued call, a rejection: each an event, each a caught panic.
@@ -526,10 +509,7 @@ async fn a_dependency_panicking_in_its_future_leaks_nothing() {
             .fallback(fallback::value("fallback"))
             .build()
             .unwrap();
-        let (bulkhead, breaker) = (
-            policy.bulkhead().unwrap(),
-            policy.circuit_breaker().unwrap(),
-        );
+        let (bulkhead, breaker) = policy_handles(&policy);
         let mut svc = policy.layer(inner.clone());
         if at == At::HalfOpen {
             for _ in 0..2 {
@@ -622,6 +602,25 @@ mod over_http {
         assert_eq!(breaker.state(), State::Closed);
     }
 
+    /// Brings the breaker to `at`; a fetch of `/boom` must end in the typed error for the
+    /// panic of the `expected` callback with the `expected` message; then nothing is held and
+    /// the next fetch works.
+    async fn boom_is_caught<S>(
+        at: At,
+        svc: &mut S,
+        (bulkhead, breaker): (&bulkhead::Handle, &circuit_breaker::Handle),
+        expected: (&str, &str),
+    ) where
+        S: Service<Request<()>, Response = Res, Error = BoxError> + Clone,
+    {
+        bring_to_http(at, svc, breaker).await;
+        let caught = caught_fetch(svc, "/boom").await;
+        assert_eq!((caught.0, caught.1.as_str()), expected);
+        assert_at_rest(bulkhead, breaker);
+        next_fetch_works(svc, breaker).await;
+        assert_at_rest(bulkhead, breaker);
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_panicking_user_key_of_the_http_stale_cache_leaks_nothing() {
         for at in BOTH {
@@ -643,17 +642,15 @@ mod over_http {
                 .fallback(cache)
                 .build()
                 .unwrap();
-            let (bulkhead, breaker) = (
-                policy.bulkhead().unwrap(),
-                policy.circuit_breaker().unwrap(),
-            );
+            let (bulkhead, breaker) = policy_handles(&policy);
             let mut svc = policy.layer(server());
-            bring_to_http(at, &mut svc, &breaker).await;
-            let caught = caught_fetch(&svc, "/boom").await;
-            assert_eq!(caught, ("Recover::keep", "user key bug".to_owned()));
-            assert_at_rest(&bulkhead, &breaker);
-            next_fetch_works(&mut svc, &breaker).await;
-            assert_at_rest(&bulkhead, &breaker);
+            boom_is_caught(
+                at,
+                &mut svc,
+                (&bulkhead, &breaker),
+                ("Recover::keep", "user key bug"),
+            )
+            .await;
         }
     }
 
@@ -692,17 +689,15 @@ mod over_http {
                 .circuit_breaker(breaker_config())
                 .build()
                 .unwrap();
-            let (bulkhead, breaker) = (
-                policy.bulkhead().unwrap(),
-                policy.circuit_breaker().unwrap(),
-            );
+            let (bulkhead, breaker) = policy_handles(&policy);
             let mut svc = policy.layer(boom_server);
-            bring_to_http(at, &mut svc, &breaker).await;
-            let caught = caught_fetch(&svc, "/boom").await;
-            assert_eq!(caught, ("classifier", "classifier bug".to_owned()));
-            assert_at_rest(&bulkhead, &breaker);
-            next_fetch_works(&mut svc, &breaker).await;
-            assert_at_rest(&bulkhead, &breaker);
+            boom_is_caught(
+                at,
+                &mut svc,
+                (&bulkhead, &breaker),
+                ("classifier", "classifier bug"),
+            )
+            .await;
         }
     }
 
@@ -724,10 +719,7 @@ mod over_http {
                 })
                 .build()
                 .unwrap();
-            let (bulkhead, breaker) = (
-                policy.bulkhead().unwrap(),
-                policy.circuit_breaker().unwrap(),
-            );
+            let (bulkhead, breaker) = policy_handles(&policy);
             let mut svc = policy.layer(server());
             bring_to_http(at, &mut svc, &breaker).await;
             let res = svc.ready().await.unwrap().call(get("/body")).await.unwrap();

@@ -191,3 +191,18 @@ pub fn any_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
         (any::<u64>(), 0u32..1_000_000_000).prop_map(|(s, n)| Duration::new(s, n)),
     ]
 }
+
+/// The bulkhead's and the breaker's handles of a Policy built with both.
+pub fn policy_handles<R, C, A, H>(
+    policy: &palisade::policy::PolicyLayer<R, C, A, H>,
+) -> (
+    palisade::bulkhead::Handle,
+    palisade::circuit_breaker::Handle,
+) {
+    (
+        policy.bulkhead().expect("the policy has a bulkhead"),
+        policy
+            .circuit_breaker()
+            .expect("the policy has a circuit breaker"),
+    )
+}
