@@ -125,14 +125,19 @@
 #![deny(missing_docs)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
-/// `serde::Deserialize` for a configuration that derives `serde(remote = "Self")`: deserialize the
-/// fields, then run the same `validate()` as `build()`.
+/// `serde::Deserialize` for a configuration: read its fields through `$fields`, a private mirror
+/// deriving `serde(remote = "$config")`, then run the same `validate()` as `build()`.
+///
+/// The mirror is private so that the only public way to read a configuration validates it (a
+/// `remote = "Self"` derive on the public type would give it a public, unchecked inherent
+/// `deserialize`). serde's derive builds the public struct from the mirror's fields, so a
+/// field added to one and not the other does not compile.
 macro_rules! validated_deserialize {
-    ($config:ty) => {
+    ($config:ty, $fields:ty) => {
         #[cfg(feature = "serde")]
         impl<'de> serde::Deserialize<'de> for $config {
             fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                let config = <$config>::deserialize(d)?;
+                let config = <$fields>::deserialize(d)?;
                 config.validate().map_err(serde::de::Error::custom)?;
                 Ok(config)
             }

@@ -57,9 +57,8 @@
 //! Reading validates the whole configuration as `build()` does, and a bad field is named with
 //! its section: `` invalid configuration: `circuit_breaker.failure_rate` must be a fraction in
 //! (0, 1], got 1.5 ``. Read through a format crate (`toml::from_str`, `serde_json::from_str`)
-//! or the trait, `<PolicyConfig as serde::Deserialize>::deserialize`: serde's derive also gives
-//! each configuration type an inherent `deserialize` function that reads the fields without
-//! checking them (`build()` still refuses what it would have refused).
+//! or the trait, `PolicyConfig::deserialize`: every way in validates (the fields are read by
+//! private mirrors, so no public function reads them unchecked).
 
 use std::future::Future;
 use std::pin::Pin;
@@ -107,24 +106,34 @@ use crate::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(remote = "Self", default, deny_unknown_fields)
-)]
 #[non_exhaustive]
 pub struct PolicyConfig {
     /// Name given to every part, for events and metrics. Default `"default"`.
     pub name: String,
     /// The timeout, if any.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "unchecked::section"))]
     pub timeout: Option<TimeoutConfig>,
     /// The bulkhead, if any.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "unchecked::section"))]
     pub bulkhead: Option<BulkheadConfig>,
     /// The circuit breaker, if any.
-    #[cfg_attr(feature = "serde", serde(deserialize_with = "unchecked::section"))]
     pub circuit_breaker: Option<CircuitBreakerConfig>,
+}
+
+/// The fields of a [`PolicyConfig`], read unchecked (see `validated_deserialize!`).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(
+    remote = "PolicyConfig",
+    default = "PolicyConfig::default",
+    deny_unknown_fields
+)]
+pub(crate) struct PolicyFields {
+    name: String,
+    #[serde(deserialize_with = "unchecked::section")]
+    timeout: Option<TimeoutConfig>,
+    #[serde(deserialize_with = "unchecked::section")]
+    bulkhead: Option<BulkheadConfig>,
+    #[serde(deserialize_with = "unchecked::section")]
+    circuit_breaker: Option<CircuitBreakerConfig>,
 }
 
 impl Default for PolicyConfig {
@@ -138,16 +147,18 @@ impl Default for PolicyConfig {
     }
 }
 
-validated_deserialize!(PolicyConfig);
+validated_deserialize!(PolicyConfig, PolicyFields);
 
-/// The sections of a [`PolicyConfig`] are read unchecked, so that its own `validate()` checks
-/// them and names a bad field with its section (`circuit_breaker.failure_rate`), as `build()`
-/// does; read alone, each section checks itself.
+/// The sections of a [`PolicyConfig`] are read unchecked, by their private mirrors, so that
+/// its own `validate()` checks them and names a bad field with its section
+/// (`circuit_breaker.failure_rate`), as `build()` does; read alone, each section checks itself.
 #[cfg(feature = "serde")]
 mod unchecked {
     use serde::{Deserialize, Deserializer};
 
-    use super::{BulkheadConfig, CircuitBreakerConfig, TimeoutConfig};
+    use crate::bulkhead::BulkheadFields;
+    use crate::circuit_breaker::CircuitBreakerFields;
+    use crate::timeout::TimeoutFields;
 
     pub(super) fn section<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
     where
@@ -160,17 +171,19 @@ mod unchecked {
     pub(super) struct Unchecked<T>(T);
 
     macro_rules! unchecked {
-        ($($config:ty),*) => {$(
+        ($($config:ty => $fields:ty),*) => {$(
             impl<'de> Deserialize<'de> for Unchecked<$config> {
                 fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                    // The fields alone: serde's `remote = "Self"` function, not the
-                    // validating `Deserialize` impl.
-                    <$config>::deserialize(d).map(Unchecked)
+                    <$fields>::deserialize(d).map(Unchecked)
                 }
             }
         )*};
     }
-    unchecked!(TimeoutConfig, BulkheadConfig, CircuitBreakerConfig);
+    unchecked!(
+        super::TimeoutConfig => TimeoutFields,
+        super::BulkheadConfig => BulkheadFields,
+        super::CircuitBreakerConfig => CircuitBreakerFields
+    );
 }
 
 impl PolicyConfig {

@@ -378,3 +378,50 @@ fn deserialized_configuration_is_validated_the_same_way() {
     assert!(err.to_string().contains("minimum_calls"), "{err}");
     assert!(serde_json::from_str::<CircuitBreakerConfig>(r#"{"no_such_field":1}"#).is_err());
 }
+
+/// `T::deserialize`, called by path as a `deserialize_with` function or a hand-written impl
+/// would, is the validating trait function: no public function reads a configuration's fields
+/// unchecked. (Before the mirrors, serde's `remote = "Self"` derive gave each configuration an
+/// inherent `deserialize` that path calls resolved to, and that accepted these values.)
+#[cfg(feature = "serde")]
+#[test]
+fn every_deserialize_function_validates() {
+    use palisade::bulkhead::BulkheadConfig;
+    use palisade::policy::PolicyConfig;
+    use palisade::timeout::TimeoutConfig;
+    use serde::Deserialize;
+
+    fn refused<T>(
+        read: fn(
+            &mut serde_json::Deserializer<serde_json::de::StrRead<'_>>,
+        ) -> Result<T, serde_json::Error>,
+        json: &str,
+        field: &str,
+    ) {
+        let mut de = serde_json::Deserializer::from_str(json);
+        match read(&mut de) {
+            Ok(_) => panic!("{json} was accepted"),
+            Err(err) => assert!(err.to_string().contains(field), "{json}: {err}"),
+        }
+    }
+    refused(
+        |d| TimeoutConfig::deserialize(d),
+        r#"{"timeout":"0s"}"#,
+        "timeout",
+    );
+    refused(
+        |d| BulkheadConfig::deserialize(d),
+        r#"{"max_concurrent":0}"#,
+        "max_concurrent",
+    );
+    refused(
+        |d| CircuitBreakerConfig::deserialize(d),
+        r#"{"failure_rate":1.5}"#,
+        "failure_rate",
+    );
+    refused(
+        |d| PolicyConfig::deserialize(d),
+        r#"{"circuit_breaker":{"failure_rate":1.5}}"#,
+        "circuit_breaker.failure_rate",
+    );
+}

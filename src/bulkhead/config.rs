@@ -79,11 +79,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(24 * 3600);
 ///
 /// [`BulkheadLayer::builder`]: super::BulkheadLayer::builder
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(remote = "Self", default, deny_unknown_fields)
-)]
 #[non_exhaustive]
 pub struct BulkheadConfig {
     /// Name used in events and metrics. Default `"default"`.
@@ -93,12 +88,27 @@ pub struct BulkheadConfig {
     pub max_concurrent: usize,
     /// How long a call may wait for a permit when all are taken (`0 < wait <=` [`MAX_WAIT`]).
     /// `None` (the default) rejects such a call at once.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_wait: Option<Duration>,
     /// How many calls may wait at once (`1..=`[`MAX_QUEUED`]); only with `max_wait`. A call
     /// that finds the queue full is rejected at once. `None` (the default): as many as
     /// `max_concurrent` (at most [`MAX_QUEUED`]).
     pub max_queued: Option<usize>,
+}
+
+/// The fields of a [`BulkheadConfig`], read unchecked (see `validated_deserialize!`).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(
+    remote = "BulkheadConfig",
+    default = "BulkheadConfig::default",
+    deny_unknown_fields
+)]
+pub(crate) struct BulkheadFields {
+    name: String,
+    max_concurrent: usize,
+    #[serde(with = "humantime_serde")]
+    max_wait: Option<Duration>,
+    max_queued: Option<usize>,
 }
 
 impl Default for BulkheadConfig {
@@ -112,7 +122,7 @@ impl Default for BulkheadConfig {
     }
 }
 
-validated_deserialize!(BulkheadConfig);
+validated_deserialize!(BulkheadConfig, BulkheadFields);
 
 impl BulkheadConfig {
     /// Checks every field; the error names the first one that is wrong.

@@ -60,6 +60,8 @@ mod layer;
 mod semaphore;
 mod service;
 
+#[cfg(feature = "serde")]
+pub(crate) use config::BulkheadFields;
 pub use config::{BulkheadConfig, MAX_CONCURRENT, MAX_QUEUED, MAX_WAIT};
 pub(crate) use future::Permit;
 pub use future::{Hold, ResponseFuture, UntilResponse};

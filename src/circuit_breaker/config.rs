@@ -213,11 +213,6 @@ impl Default for Backoff {
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(remote = "Self", default, deny_unknown_fields)
-)]
 #[non_exhaustive]
 pub struct CircuitBreakerConfig {
     /// Name used in events and metrics. Default `"default"`.
@@ -233,20 +228,17 @@ pub struct CircuitBreakerConfig {
     /// Through the tower layer a call is timed from its first suspension (`Pending`) to its
     /// completion; a call that completes on its first poll waited on nothing and is timed as
     /// zero without reading the clock.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub slow_call_duration: Option<Duration>,
     /// Slow-call rate at or above which the breaker opens (`0 < rate <= 1`). Default 1.0.
     pub slow_call_rate: f64,
     /// Open after this many failures in a row, whatever the rates (`>= 1`). Default `None`.
     pub consecutive_failures: Option<u32>,
     /// How long the breaker stays open before probing (`> 0`). Default 60 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub open_duration: Duration,
     /// Growth of the open duration per consecutive trip. Default `None` (fixed).
     pub backoff: Option<Backoff>,
     /// Cap on the pushback a dependency can ask for (`Retry-After`, `grpc-retry-pushback-ms`);
     /// zero ignores pushback. Default 5 minutes.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_pushback: Duration,
     /// Calls admitted as probes while half-open (`1..=1000`). Default 10.
     pub permitted_probes: u32,
@@ -255,8 +247,35 @@ pub struct CircuitBreakerConfig {
     pub probe_success_rate: f64,
     /// The longest a half-open trial may last; after it the breaker reopens
     /// (`0 < wait <= 24 h`). Default 60 s.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub max_half_open_wait: Duration,
+}
+
+/// The fields of a [`CircuitBreakerConfig`], read unchecked (see `validated_deserialize!`).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(
+    remote = "CircuitBreakerConfig",
+    default = "CircuitBreakerConfig::default",
+    deny_unknown_fields
+)]
+pub(crate) struct CircuitBreakerFields {
+    name: String,
+    window: SlidingWindow,
+    minimum_calls: u32,
+    failure_rate: f64,
+    #[serde(with = "humantime_serde")]
+    slow_call_duration: Option<Duration>,
+    slow_call_rate: f64,
+    consecutive_failures: Option<u32>,
+    #[serde(with = "humantime_serde")]
+    open_duration: Duration,
+    backoff: Option<Backoff>,
+    #[serde(with = "humantime_serde")]
+    max_pushback: Duration,
+    permitted_probes: u32,
+    probe_success_rate: f64,
+    #[serde(with = "humantime_serde")]
+    max_half_open_wait: Duration,
 }
 
 impl Default for CircuitBreakerConfig {
@@ -279,7 +298,7 @@ impl Default for CircuitBreakerConfig {
     }
 }
 
-validated_deserialize!(CircuitBreakerConfig);
+validated_deserialize!(CircuitBreakerConfig, CircuitBreakerFields);
 
 fn rate(field: &'static str, v: f64) -> Result<(), ConfigError> {
     if v.is_finite() && v > 0.0 && v <= 1.0 {

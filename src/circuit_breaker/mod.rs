@@ -65,6 +65,8 @@ mod service;
 mod state;
 mod window;
 
+#[cfg(feature = "serde")]
+pub(crate) use config::CircuitBreakerFields;
 pub use config::{
     Backoff, CircuitBreakerConfig, MAX_HALF_OPEN_WAIT, MAX_PROBES, MAX_WINDOW_CALLS,
     MAX_WINDOW_TIME, MIN_WINDOW_TIME, SlidingWindow,

@@ -32,17 +32,24 @@ use super::service::{NoPerRequest, Timeout};
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize),
-    serde(remote = "Self", default, deny_unknown_fields)
-)]
 #[non_exhaustive]
 pub struct TimeoutConfig {
     /// How long a call may take, counted from `call` (`> 0`; `Duration::MAX` means no
     /// timeout). Default 30 s, as Polly's.
-    #[cfg_attr(feature = "serde", serde(with = "humantime_serde"))]
     pub timeout: Duration,
+}
+
+/// The fields of a [`TimeoutConfig`], read unchecked (see `validated_deserialize!`).
+#[cfg(feature = "serde")]
+#[derive(serde::Deserialize)]
+#[serde(
+    remote = "TimeoutConfig",
+    default = "TimeoutConfig::default",
+    deny_unknown_fields
+)]
+pub(crate) struct TimeoutFields {
+    #[serde(with = "humantime_serde")]
+    timeout: Duration,
 }
 
 impl Default for TimeoutConfig {
@@ -53,7 +60,7 @@ impl Default for TimeoutConfig {
     }
 }
 
-validated_deserialize!(TimeoutConfig);
+validated_deserialize!(TimeoutConfig, TimeoutFields);
 
 impl TimeoutConfig {
     /// Checks every field; the error names the first one that is wrong.

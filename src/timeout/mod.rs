@@ -61,5 +61,7 @@ mod layer;
 mod service;
 
 pub use future::ResponseFuture;
+#[cfg(feature = "serde")]
+pub(crate) use layer::TimeoutFields;
 pub use layer::{Builder, TimeoutConfig, TimeoutLayer};
 pub use service::{NoPerRequest, RequestTimeout, Timeout};
