@@ -898,16 +898,21 @@ impl StateMachine {
     /// ```
     #[inline]
     pub fn record(&self, permit: Permit, outcome: Outcome, now: impl Now) {
-        // The healthy path: a success, closed, count window, no slow-call or consecutive rule.
-        // It can raise no rate and needs no clock: only the window sees it.
-        if let (Window::Count(window), false, OutcomeKind::Success, None, None) = (
-            &self.window,
+        // The healthy path: a success, not a probe, no slow-call or consecutive rule. It can
+        // raise no rate: only the window sees it (a count window needs no clock).
+        if let (false, OutcomeKind::Success, None, None) = (
             permit.is_probe(),
             outcome.kind(),
             self.settings.slow_nanos,
             self.settings.consecutive_failures,
         ) {
-            window.record(permit.generation(), false, false);
+            // (A success makes the windows return no counts: there is nothing to evaluate.)
+            let _ = match &self.window {
+                Window::Count(window) => window.record(permit.generation(), false, false),
+                Window::Time(window) => {
+                    window.record(permit.generation(), nanos(now.now()), false, false)
+                }
+            };
             return;
         }
         self.record_slow(permit, outcome, now);
