@@ -29,6 +29,7 @@ fn main() {
         "palisade_closed_slow_rule",
         "palisade_closed_time_window",
         "palisade_open",
+        "palisade_open_typed",
         "tower_resilience_closed",
         "tower_resilience_open",
         "failsafe_closed",
@@ -84,8 +85,7 @@ fn main() {
             timed.layer(bare),
             (),
         );
-        // A tripped breaker (not forced): the rejection path reads the clock to know whether the
-        // open duration has passed.
+        // A tripped breaker (not forced).
         let tripped = CircuitBreakerLayer::builder()
             .window(SlidingWindow::Count(1))
             .minimum_calls(1)
@@ -104,6 +104,16 @@ fn main() {
             &mut allocs,
             "palisade_open",
             tripped.layer(bare),
+            (),
+        );
+        // The same breaker with typed errors: the rejection is a value, not a boxed error.
+        let tripped_typed = tripped.clone().typed_errors();
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "palisade_open_typed",
+            tripped_typed.layer(bare),
             (),
         );
 
@@ -220,6 +230,7 @@ fn main() {
                 support::runner(&rt, "palisade_closed_slow_rule", slow.layer(bare), ()),
                 support::runner(&rt, "palisade_closed_time_window", timed.layer(bare), ()),
                 support::runner(&rt, "palisade_open", tripped.layer(bare), ()),
+                support::runner(&rt, "palisade_open_typed", tripped_typed.layer(bare), ()),
                 support::runner(&rt, "tower_resilience_open", tr_open, ()),
             ],
             41,

@@ -106,7 +106,7 @@ fn run(case: &str, calls: u64) -> bool {
                 layer.handle().force_open();
                 drive_rejected(layer.layer(bare), calls).await
             }
-            "breaker_tripped" => {
+            "breaker_tripped" | "breaker_tripped_typed" => {
                 // Tripped by a failure, as in `benches/circuit_breaker.rs`: a timer is armed
                 // for the end of the open state, and rejections read no clock until it fires.
                 let layer = CircuitBreakerLayer::builder()
@@ -118,7 +118,11 @@ fn run(case: &str, calls: u64) -> bool {
                 let failing =
                     service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
                 let _ = layer.layer(failing).oneshot(()).await;
-                drive_rejected(layer.layer(bare), calls).await
+                if case == "breaker_tripped_typed" {
+                    drive_rejected(layer.typed_errors().layer(bare), calls).await
+                } else {
+                    drive_rejected(layer.layer(bare), calls).await
+                }
             }
             "policy" => {
                 let policy = Policy::builder()
@@ -214,6 +218,7 @@ fn main() {
         "breaker_time_window",
         "breaker_open",
         "breaker_tripped",
+        "breaker_tripped_typed",
         "policy",
         "policy_with_fallback",
         "tower_resilience_breaker",

@@ -400,6 +400,183 @@ fn panicked(callback: &'static str, payload: Box<dyn std::any::Any + Send>) -> C
     CallbackPanicked::new(callback, message)
 }
 
+/// The error of a circuit breaker service made by a layer with
+/// [`typed_errors`](crate::circuit_breaker::CircuitBreakerLayer::typed_errors): the breaker's
+/// rejection as a value, without the allocation a [`tower::BoxError`] costs.
+///
+/// An open breaker fails every call during an outage, so this is the error a shedding service
+/// returns most often. The inner service's errors stay boxed, as the classifier sees them.
+/// `Display` and `source` are the variant's own (the wrapper adds no text), and
+/// [`error_kind`] looks inside, so a boxed `BreakerError` is told apart like any other error.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::error::{error_kind, BreakerError, ErrorKind};
+/// use tower::{service_fn, Layer, ServiceExt};
+///
+/// let layer = CircuitBreakerLayer::builder().build().unwrap().typed_errors();
+/// let flaky = service_fn(|_: ()| async { Err::<(), _>(std::io::Error::other("refused")) });
+/// let err = layer.layer(flaky).oneshot(()).await.unwrap_err();
+/// assert!(matches!(&err, BreakerError::Inner(e) if e.to_string() == "refused"));
+///
+/// layer.handle().force_open();
+/// let ok = service_fn(|_: ()| async { Ok::<_, std::io::Error>(()) });
+/// match layer.layer(ok).oneshot(()).await {
+///     Err(BreakerError::Open(open)) => assert_eq!(open.retry_after(), None), // forced
+///     other => panic!("unexpected {other:?}"),
+/// }
+///
+/// // Boxed by the caller, it is still recognised.
+/// let boxed: tower::BoxError = Box::new(BreakerError::from(palisade::error::CircuitOpen::new(None)));
+/// assert!(matches!(error_kind(boxed.as_ref()), ErrorKind::CircuitOpen(_)));
+/// # }
+/// ```
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum BreakerError {
+    /// The breaker rejected the call; the inner service was neither polled nor called.
+    Open(CircuitOpen),
+    /// The inner service failed (its error, converted into a [`tower::BoxError`]), or a
+    /// classifier panicked ([`CallbackPanicked`], boxed).
+    Inner(tower::BoxError),
+}
+
+impl BreakerError {
+    /// The error as a [`tower::BoxError`] holding the leaf itself ([`CircuitOpen`] or the inner
+    /// error), as the breaker's default error type would have been.
+    ///
+    /// ```
+    /// use palisade::error::{BreakerError, CircuitOpen};
+    ///
+    /// let boxed = BreakerError::Open(CircuitOpen::new(None)).into_boxed();
+    /// assert!(boxed.downcast_ref::<CircuitOpen>().is_some());
+    /// ```
+    pub fn into_boxed(self) -> tower::BoxError {
+        match self {
+            BreakerError::Open(open) => Box::new(open),
+            BreakerError::Inner(inner) => inner,
+        }
+    }
+}
+
+impl From<CircuitOpen> for BreakerError {
+    fn from(open: CircuitOpen) -> Self {
+        BreakerError::Open(open)
+    }
+}
+
+impl fmt::Display for BreakerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BreakerError::Open(open) => open.fmt(f),
+            BreakerError::Inner(inner) => inner.fmt(f),
+        }
+    }
+}
+
+impl Error for BreakerError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        match self {
+            BreakerError::Open(open) => open.source(),
+            BreakerError::Inner(inner) => inner.source(),
+        }
+    }
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::BoxedErrors {}
+    impl Sealed for super::TypedErrors {}
+}
+
+/// How a circuit breaker service reports errors: [`BoxedErrors`] (the default, as every
+/// palisade layer) or [`TypedErrors`] (chosen with
+/// [`typed_errors`](crate::circuit_breaker::CircuitBreakerLayer::typed_errors)). Sealed.
+///
+/// ```
+/// use std::any::TypeId;
+/// use palisade::error::{BoxedErrors, BreakerError, BreakerErrors, TypedErrors};
+///
+/// fn errors_are<M: BreakerErrors<Error: 'static>, E: 'static>() -> bool {
+///     TypeId::of::<M::Error>() == TypeId::of::<E>()
+/// }
+/// assert!(errors_are::<BoxedErrors, tower::BoxError>());
+/// assert!(errors_are::<TypedErrors, BreakerError>());
+/// ```
+pub trait BreakerErrors: sealed::Sealed {
+    /// The service's error type.
+    type Error;
+    /// The error for a rejection.
+    #[doc(hidden)]
+    fn open(open: CircuitOpen) -> Self::Error;
+    /// The error for an inner failure (or a caught callback panic).
+    #[doc(hidden)]
+    fn inner(inner: tower::BoxError) -> Self::Error;
+}
+
+/// A circuit breaker service's errors are [`tower::BoxError`]s: the default.
+///
+/// ```
+/// use palisade::circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
+/// use palisade::classify::DefaultClassifier;
+/// use palisade::error::BoxedErrors;
+/// use tower::{service_fn, Layer, Service};
+///
+/// let svc = CircuitBreakerLayer::builder()
+///     .build()
+///     .unwrap()
+///     .layer(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+/// let _: &CircuitBreaker<_, DefaultClassifier, BoxedErrors> = &svc;
+/// fn boxes<S: Service<u32, Error = tower::BoxError>>(_: &S) {}
+/// boxes(&svc);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BoxedErrors;
+
+/// A circuit breaker service's errors are [`BreakerError`]s: its rejection is a value.
+///
+/// ```
+/// use palisade::circuit_breaker::CircuitBreakerLayer;
+/// use palisade::error::BreakerError;
+/// use tower::{service_fn, Layer, Service};
+///
+/// let svc = CircuitBreakerLayer::builder()
+///     .build()
+///     .unwrap()
+///     .typed_errors()
+///     .layer(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+/// fn typed<S: Service<u32, Error = BreakerError>>(_: &S) {}
+/// typed(&svc);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TypedErrors;
+
+impl BreakerErrors for BoxedErrors {
+    type Error = tower::BoxError;
+    #[inline]
+    fn open(open: CircuitOpen) -> tower::BoxError {
+        Box::new(open)
+    }
+    #[inline]
+    fn inner(inner: tower::BoxError) -> tower::BoxError {
+        inner
+    }
+}
+
+impl BreakerErrors for TypedErrors {
+    type Error = BreakerError;
+    #[inline]
+    fn open(open: CircuitOpen) -> BreakerError {
+        BreakerError::Open(open)
+    }
+    #[inline]
+    fn inner(inner: tower::BoxError) -> BreakerError {
+        BreakerError::Inner(inner)
+    }
+}
+
 /// What happened to a failed call, as told by [`error_kind`].
 ///
 /// ```
@@ -506,7 +683,12 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
         if let Some(panicked) = e.downcast_ref::<CallbackPanicked>() {
             return ErrorKind::CallbackPanicked(panicked);
         }
-        cur = e.source();
+        // A transparent wrapper: look at what it holds.
+        cur = match e.downcast_ref::<BreakerError>() {
+            Some(BreakerError::Open(open)) => return ErrorKind::CircuitOpen(open),
+            Some(BreakerError::Inner(inner)) => Some(inner.as_ref()),
+            None => e.source(),
+        };
     }
     ErrorKind::Inner(err)
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use palisade::circuit_breaker::{Backoff, CircuitBreakerLayer, Handle, SlidingWindow, State};
 use palisade::classify::{DefaultClassifier, Outcome};
-use palisade::error::{ErrorKind, error_kind};
+use palisade::error::{BreakerError, ErrorKind, error_kind};
 use support::{Dependency, Reply, call};
 use tokio::time::{Instant, advance};
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -411,6 +411,65 @@ async fn a_panicking_classifier_is_a_typed_error_and_leaks_no_probe_slot() {
     assert_eq!(breaker.state(), State::HalfOpen);
     call(&mut svc, Reply::Err).await.unwrap_err();
     assert_eq!(breaker.state(), State::Open);
+}
+
+#[tokio::test(start_paused = true)]
+async fn typed_errors_give_the_rejection_as_a_value() {
+    let layer = layer().typed_errors();
+    let breaker = layer.handle();
+    let dep = Dependency::new();
+    let mut svc = layer.layer(dep.clone());
+    for _ in 0..5 {
+        match svc.ready().await.unwrap().call(Reply::Err).await {
+            Err(BreakerError::Inner(e)) => assert!(e.is::<support::Failed>()),
+            other => panic!("expected the dependency's error, got {other:?}"),
+        }
+    }
+    assert_eq!(breaker.state(), State::Open);
+    advance(Duration::from_secs(4)).await;
+    match svc.ready().await.unwrap().call(Reply::Ok).await {
+        Err(BreakerError::Open(open)) => {
+            assert_eq!(open.retry_after(), Some(OPEN - Duration::from_secs(4)));
+        }
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+    // Boxed by the caller, the rejection is still told apart.
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(Reply::Ok)
+        .await
+        .unwrap_err();
+    let err: BoxError = Box::new(err);
+    assert_eq!(retry_after(&err), Some(OPEN - Duration::from_secs(4)));
+    assert_eq!((dep.seen.calls(), breaker.snapshot().rejected), (5, 2));
+    // The same breaker rules: after the open duration, probes close it, from spawned tasks
+    // (a typed service's futures are `Send`).
+    advance(OPEN).await;
+    for _ in 0..2 {
+        let mut svc = svc.clone();
+        let probe = tokio::spawn(async move { svc.ready().await?.call(Reply::Ok).await });
+        assert_eq!(probe.await.unwrap().unwrap(), "ok");
+    }
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn typed_errors_carry_a_classifier_panic_as_an_inner_error() {
+    fn buggy(_: Result<&&'static str, &BoxError>) -> Outcome {
+        panic!("classifier bug");
+    }
+    let layer = layer().with_classifier(buggy as Classifier).typed_errors();
+    let breaker = layer.handle();
+    let svc = layer.layer(Dependency::new());
+    let result = support::catch(svc.oneshot(Reply::Ok)).await.unwrap();
+    let (callback, message) = support::callback_panicked(result.map_err(BreakerError::into_boxed));
+    assert_eq!(
+        (callback, message.as_str()),
+        ("classifier", "classifier bug")
+    );
+    assert_eq!(breaker.snapshot().calls, 0, "recorded as ignored");
 }
 
 #[tokio::test(start_paused = true)]

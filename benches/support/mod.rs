@@ -4,8 +4,6 @@
 // Wall-clock time is what a benchmark measures.
 #![allow(clippy::disallowed_methods)]
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
 use std::hint::black_box;
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
@@ -13,30 +11,8 @@ use std::time::{Duration, Instant};
 use criterion::Criterion;
 use tower::{Service, ServiceExt};
 
-/// Counts allocations made by the current thread.
-pub struct Counting;
-
-thread_local! {
-    static ALLOCS: Cell<u64> = const { Cell::new(0) };
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new: usize) -> *mut u8 {
-        let _ = ALLOCS.try_with(|c| c.set(c.get() + 1));
-        unsafe { System.realloc(ptr, layout, new) }
-    }
-}
-
-fn allocs() -> u64 {
-    ALLOCS.with(Cell::get)
-}
+mod counting;
+pub use counting::{Counting, allocs};
 
 pub fn runtime1() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -1,4 +1,5 @@
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -8,7 +9,7 @@ use tokio::time::Instant;
 use tower::BoxError;
 
 use crate::classify::{Classify, Outcome};
-use crate::error::{CallbackPanicked, CircuitOpen, catch_callback};
+use crate::error::{BoxedErrors, BreakerErrors, CallbackPanicked, CircuitOpen, catch_callback};
 
 use super::handle::Breaker;
 use super::handle::record;
@@ -96,9 +97,10 @@ pin_project! {
     /// # }
     /// ```
     #[derive(Debug)]
-    pub struct ResponseFuture<F, C> {
+    pub struct ResponseFuture<F, C, M = BoxedErrors> {
         #[pin]
         kind: Kind<F, C>,
+        errors: PhantomData<fn() -> M>,
     }
 }
 
@@ -111,7 +113,7 @@ pin_project! {
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
+impl<F, C, M> ResponseFuture<F, C, M> {
     pub(crate) fn called(fut: F, guard: Guard, classifier: C) -> Self {
         Self {
             kind: Kind::Called {
@@ -119,23 +121,26 @@ impl<F, C> ResponseFuture<F, C> {
                 guard: Some(guard),
                 classifier,
             },
+            errors: PhantomData,
         }
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         Self {
             kind: Kind::Rejected { error },
+            errors: PhantomData,
         }
     }
 }
 
-impl<F, C, T, E> Future for ResponseFuture<F, C>
+impl<F, C, T, E, M> Future for ResponseFuture<F, C, M>
 where
     F: Future<Output = Result<T, E>>,
     E: Into<BoxError>,
     C: Classify<T>,
+    M: BreakerErrors,
 {
-    type Output = Result<T, BoxError>;
+    type Output = Result<T, M::Error>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
@@ -162,7 +167,9 @@ where
                         {
                             Ok(outcome) => outcome,
                             Err(panicked) => {
-                                return Poll::Ready(callback_panicked(guard, panicked));
+                                return Poll::Ready(Err(M::inner(callback_panicked(
+                                    guard, panicked,
+                                ))));
                             }
                         };
                     // A response whose body decides the outcome takes the guard along.
@@ -172,7 +179,9 @@ where
                         }) {
                             Ok(hooks) => hooks,
                             Err(panicked) => {
-                                return Poll::Ready(callback_panicked(guard, panicked));
+                                return Poll::Ready(Err(M::inner(callback_panicked(
+                                    guard, panicked,
+                                ))));
                             }
                         },
                         Err(_) => None,
@@ -182,9 +191,9 @@ where
                         None => guard.finish(outcome),
                     }
                 }
-                Poll::Ready(result)
+                Poll::Ready(result.map_err(M::inner))
             }
-            KindProj::Rejected { error } => Poll::Ready(Err(Box::new(*error))),
+            KindProj::Rejected { error } => Poll::Ready(Err(M::open(*error))),
         }
     }
 }
@@ -193,7 +202,7 @@ where
 /// is unknown) and fails the call with the panic.
 #[cold]
 #[inline(never)]
-fn callback_panicked<T>(guard: Guard, panicked: CallbackPanicked) -> Result<T, BoxError> {
+fn callback_panicked(guard: Guard, panicked: CallbackPanicked) -> BoxError {
     guard.finish(Outcome::ignored());
-    Err(Box::new(panicked))
+    Box::new(panicked)
 }

@@ -1,10 +1,11 @@
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tower::Layer;
 
 use crate::classify::DefaultClassifier;
-use crate::error::ConfigError;
+use crate::error::{BoxedErrors, ConfigError, TypedErrors};
 use crate::events::Listeners;
 
 use super::config::{Backoff, CircuitBreakerConfig, SlidingWindow};
@@ -43,10 +44,21 @@ use super::service::CircuitBreaker;
 /// assert_eq!(pricing.handle().state(), State::Closed);
 /// # }
 /// ```
-#[derive(Debug, Clone)]
-pub struct CircuitBreakerLayer<C = DefaultClassifier> {
+#[derive(Debug)]
+pub struct CircuitBreakerLayer<C = DefaultClassifier, M = BoxedErrors> {
     breaker: Arc<Breaker>,
     classifier: C,
+    errors: PhantomData<fn() -> M>,
+}
+
+impl<C: Clone, M> Clone for CircuitBreakerLayer<C, M> {
+    fn clone(&self) -> Self {
+        Self {
+            breaker: Arc::clone(&self.breaker),
+            classifier: self.classifier.clone(),
+            errors: PhantomData,
+        }
+    }
 }
 
 impl CircuitBreakerLayer {
@@ -99,11 +111,12 @@ impl CircuitBreakerLayer {
         Ok(Self {
             breaker: Breaker::new(config, listeners)?,
             classifier: DefaultClassifier,
+            errors: PhantomData,
         })
     }
 }
 
-impl<C> CircuitBreakerLayer<C> {
+impl<C, M> CircuitBreakerLayer<C, M> {
     /// The same breaker with another classifier (see [`crate::classify`]).
     ///
     /// ```
@@ -127,10 +140,43 @@ impl<C> CircuitBreakerLayer<C> {
     /// assert_eq!(breaker.snapshot().failures, 1);
     /// # }
     /// ```
-    pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2> {
+    pub fn with_classifier<C2>(self, classifier: C2) -> CircuitBreakerLayer<C2, M> {
         CircuitBreakerLayer {
             breaker: self.breaker,
             classifier,
+            errors: PhantomData,
+        }
+    }
+
+    /// The same breaker, whose services fail with a [`BreakerError`] instead of a
+    /// [`tower::BoxError`]: a rejection is then [`BreakerError::Open`], a value, where the default
+    /// boxes a [`CircuitOpen`](crate::error::CircuitOpen) (one allocation per rejection). For
+    /// a service that sheds many calls while its dependency is down, or code that would
+    /// rather `match` than downcast. Inner errors stay boxed, in [`BreakerError::Inner`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// use palisade::circuit_breaker::CircuitBreakerLayer;
+    /// use palisade::error::BreakerError;
+    /// use tower::{service_fn, Layer, ServiceExt};
+    ///
+    /// let layer = CircuitBreakerLayer::builder().build().unwrap().typed_errors();
+    /// layer.handle().force_open();
+    /// let svc = layer.layer(service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) }));
+    /// let err: BreakerError = svc.oneshot(1).await.unwrap_err();
+    /// assert!(matches!(err, BreakerError::Open(_)));
+    /// # }
+    /// ```
+    ///
+    /// [`BreakerError`]: crate::error::BreakerError
+    /// [`BreakerError::Open`]: crate::error::BreakerError::Open
+    /// [`BreakerError::Inner`]: crate::error::BreakerError::Inner
+    pub fn typed_errors(self) -> CircuitBreakerLayer<C, TypedErrors> {
+        CircuitBreakerLayer {
+            breaker: self.breaker,
+            classifier: self.classifier,
+            errors: PhantomData,
         }
     }
 
@@ -149,8 +195,8 @@ impl<C> CircuitBreakerLayer<C> {
     }
 }
 
-impl<S, C: Clone> Layer<S> for CircuitBreakerLayer<C> {
-    type Service = CircuitBreaker<S, C>;
+impl<S, C: Clone, M> Layer<S> for CircuitBreakerLayer<C, M> {
+    type Service = CircuitBreaker<S, C, M>;
 
     fn layer(&self, inner: S) -> Self::Service {
         CircuitBreaker::new(inner, self.breaker.clone(), self.classifier.clone())

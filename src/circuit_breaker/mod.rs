@@ -39,7 +39,10 @@
 //!   failures in a row also open it. Ignored outcomes (cancelled calls, palisade's own
 //!   rejections) are not counted.
 //! * **Open**: calls fail at once with [`CircuitOpen`](crate::error::CircuitOpen), carrying the
-//!   time until the next probe, without touching the inner service. The open duration is
+//!   time until the next probe, without touching the inner service (boxed in a
+//!   [`tower::BoxError`]; a layer's [`typed_errors`](CircuitBreakerLayer::typed_errors) makes it
+//!   a [`BreakerError::Open`](crate::error::BreakerError::Open) value instead, with no
+//!   allocation). The open duration is
 //!   `open_duration`, grown per consecutive trip by `backoff`, and at least the pushback the
 //!   dependency asked for (`Retry-After`), capped by `max_pushback`.
 //! * **Half-open**: after the open duration the next caller finds the breaker half-open. At most

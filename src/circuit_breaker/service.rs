@@ -1,10 +1,11 @@
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::{BoxError, Service};
 
 use crate::classify::{Classify, DefaultClassifier};
-use crate::error::CircuitOpen;
+use crate::error::{BoxedErrors, BreakerErrors, CircuitOpen};
 
 use super::future::{Guard, ResponseFuture};
 use super::handle::{Breaker, Handle};
@@ -49,7 +50,9 @@ impl Drop for Slot {
 /// # Errors
 ///
 /// Fails with [`CircuitOpen`] (boxed) when the breaker rejects the call; inner errors are
-/// converted into [`BoxError`] unchanged.
+/// converted into [`BoxError`] unchanged. With `M` = [`TypedErrors`] (a layer's
+/// [`typed_errors`]) the error is a [`BreakerError`]: the rejection is [`BreakerError::Open`],
+/// a value that costs no allocation, and inner errors are [`BreakerError::Inner`].
 ///
 /// # Readiness
 ///
@@ -95,14 +98,20 @@ impl Drop for Slot {
 ///
 /// [`CircuitBreakerLayer`]: super::CircuitBreakerLayer
 /// [`CircuitOpen`]: crate::error::CircuitOpen
+/// [`BreakerError`]: crate::error::BreakerError
+/// [`TypedErrors`]: crate::error::TypedErrors
+/// [`BreakerError::Open`]: crate::error::BreakerError::Open
+/// [`BreakerError::Inner`]: crate::error::BreakerError::Inner
+/// [`typed_errors`]: super::CircuitBreakerLayer::typed_errors
 #[derive(Debug)]
-pub struct CircuitBreaker<S, C = DefaultClassifier> {
+pub struct CircuitBreaker<S, C = DefaultClassifier, M = BoxedErrors> {
     inner: S,
     classifier: C,
     slot: Slot,
+    errors: PhantomData<fn() -> M>,
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
+impl<S: Clone, C: Clone, M> Clone for CircuitBreaker<S, C, M> {
     fn clone(&self) -> Self {
         Self::new(
             self.inner.clone(),
@@ -112,7 +121,7 @@ impl<S: Clone, C: Clone> Clone for CircuitBreaker<S, C> {
     }
 }
 
-impl<S, C> CircuitBreaker<S, C> {
+impl<S, C, M> CircuitBreaker<S, C, M> {
     pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
         Self {
             inner,
@@ -122,6 +131,7 @@ impl<S, C> CircuitBreaker<S, C> {
                 permit: None,
                 rejection: None,
             },
+            errors: PhantomData,
         }
     }
 
@@ -147,15 +157,16 @@ impl<S, C> CircuitBreaker<S, C> {
     inner_accessors!();
 }
 
-impl<S, C, Req> Service<Req> for CircuitBreaker<S, C>
+impl<S, C, M, Req> Service<Req> for CircuitBreaker<S, C, M>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
     C: Classify<S::Response> + Clone,
+    M: BreakerErrors,
 {
     type Response = S::Response;
-    type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Error = M::Error;
+    type Future = ResponseFuture<S::Future, C, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.slot.admit();
@@ -165,9 +176,9 @@ where
         match self.inner.poll_ready(cx) {
             Poll::Ready(Err(e)) => {
                 self.slot.clear(); // gives the permit back
-                Poll::Ready(Err(e.into()))
+                Poll::Ready(Err(M::inner(e.into())))
             }
-            other => other.map_err(Into::into),
+            other => other.map_err(|e| M::inner(e.into())),
         }
     }
 
