@@ -1337,12 +1337,23 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
     ///     ));
     /// assert_eq!(svc.oneshot(1).await.unwrap(), 1);
     /// assert_eq!(breaker.snapshot().calls, 1);
+    ///
+    /// // A breaker with typed errors stacks the same way.
+    /// let typed = CircuitBreakerLayer::builder().build().unwrap().typed_errors();
+    /// typed.handle().force_open();
+    /// let svc = ServiceBuilder::new()
+    ///     .circuit_breaker(typed)
+    ///     .service(service_fn(
+    ///         |x: u32| async move { Ok::<_, std::io::Error>(x) },
+    ///     ));
+    /// let err = svc.oneshot(1).await.unwrap_err();
+    /// assert!(matches!(err, palisade::error::BreakerError::Open(_)));
     /// # }
     /// ```
-    fn circuit_breaker<C>(
+    fn circuit_breaker<C, M>(
         self,
-        layer: CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>>;
+        layer: CircuitBreakerLayer<C, M>,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C, M>, L>>;
     /// Adds a bulkhead.
     ///
     /// ```
@@ -1437,10 +1448,10 @@ pub trait ServiceBuilderExt<L>: sealed::Sealed {
 }
 
 impl<L> ServiceBuilderExt<L> for ServiceBuilder<L> {
-    fn circuit_breaker<C>(
+    fn circuit_breaker<C, M>(
         self,
-        layer: CircuitBreakerLayer<C>,
-    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C>, L>> {
+        layer: CircuitBreakerLayer<C, M>,
+    ) -> ServiceBuilder<Stack<CircuitBreakerLayer<C, M>, L>> {
         self.layer(layer)
     }
 
