@@ -429,7 +429,8 @@ fn panicked(callback: &'static str, payload: Box<dyn std::any::Any + Send>) -> C
 /// }
 ///
 /// // Boxed by the caller, it is still recognised.
-/// let boxed: tower::BoxError = Box::new(BreakerError::from(palisade::error::CircuitOpen::new(None)));
+/// let err = layer.layer(ok).oneshot(()).await.unwrap_err();
+/// let boxed: tower::BoxError = Box::new(err);
 /// assert!(matches!(error_kind(boxed.as_ref()), ErrorKind::CircuitOpen(_)));
 /// # }
 /// ```
