@@ -212,4 +212,41 @@ fn main() {
         ],
         &allocs,
     );
+
+    // The "no dearer than tower's" targets again, each case in turn with its tower
+    // counterpart, so that the VM's drift over a run cannot decide them
+    // (`cargo bench --bench policy -- zzz` runs only this part).
+    let rt = support::runtime1();
+    support::interleaved(
+        support::runner(
+            &rt,
+            "tower_timeout",
+            tower::timeout::TimeoutLayer::new(Duration::from_secs(1)).layer(bare),
+            (),
+        ),
+        vec![support::runner(
+            &rt,
+            "palisade_timeout",
+            timeout.layer(bare),
+            (),
+        )],
+        41,
+        50_000,
+    );
+    support::interleaved(
+        support::runner(
+            &rt,
+            "tower_concurrency_limit",
+            tower::limit::ConcurrencyLimitLayer::new(100).layer(bare),
+            (),
+        ),
+        vec![support::runner(
+            &rt,
+            "palisade_bulkhead",
+            bulkhead.layer(bare),
+            (),
+        )],
+        41,
+        50_000,
+    );
 }
