@@ -20,7 +20,12 @@ const TWO: &str = "circuit_breaker/2_tasks";
 fn main() {
     let mut c = support::configure();
     let mut allocs = Vec::new();
-    let tripping_runtime = support::runtime1();
+    // A multi-thread runtime, as under `#[tokio::main]`: the breaker's open timer runs there.
+    let tripping_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
     let bare = service_fn(|()| async { Ok::<_, Infallible>(()) });
     let names = [
         "bare",
@@ -30,6 +35,7 @@ fn main() {
         "palisade_closed_time_window",
         "palisade_open",
         "palisade_open_typed",
+        "palisade_open_typed_current_thread",
         "tower_resilience_closed",
         "tower_resilience_open",
         "failsafe_closed",
@@ -93,8 +99,9 @@ fn main() {
             .build()
             .unwrap();
         let failing = service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
-        // Trip it on a runtime that lives as long as the bench: the breaker arms a timer there
-        // for the end of the open state, and rejects without reading the clock until it fires.
+        // Trip it on a multi-thread runtime that lives as long as the bench: the breaker arms
+        // a timer there for the end of the open state, and rejects without reading the clock
+        // until it fires.
         tripping_runtime.block_on(async {
             let _ = tripped.layer(failing).oneshot(()).await;
         });
@@ -114,6 +121,28 @@ fn main() {
             &mut allocs,
             "palisade_open_typed",
             tripped_typed.layer(bare),
+            (),
+        );
+
+        // Tripped on a current-thread runtime, which may never fire a timer (it turns its
+        // timers only when it parks): no timer is armed, and each rejection reads the clock.
+        let tripped_here = CircuitBreakerLayer::builder()
+            .window(SlidingWindow::Count(1))
+            .minimum_calls(1)
+            .open_duration(Duration::from_secs(3600))
+            .build()
+            .unwrap()
+            .typed_errors();
+        support::runtime1().block_on(async {
+            let failing = service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
+            let _ = tripped_here.layer(failing).oneshot(()).await;
+        });
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "palisade_open_typed_current_thread",
+            tripped_here.layer(bare),
             (),
         );
 
@@ -231,6 +260,12 @@ fn main() {
                 support::runner(&rt, "palisade_closed_time_window", timed.layer(bare), ()),
                 support::runner(&rt, "palisade_open", tripped.layer(bare), ()),
                 support::runner(&rt, "palisade_open_typed", tripped_typed.layer(bare), ()),
+                support::runner(
+                    &rt,
+                    "palisade_open_typed_current_thread",
+                    tripped_here.layer(bare),
+                    (),
+                ),
                 support::runner(&rt, "tower_resilience_open", tr_open, ()),
             ],
             41,

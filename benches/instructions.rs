@@ -106,23 +106,38 @@ fn run(case: &str, calls: u64) -> bool {
                 layer.handle().force_open();
                 drive_rejected(layer.layer(bare), calls).await
             }
-            "breaker_tripped" | "breaker_tripped_typed" => {
-                // Tripped by a failure, as in `benches/circuit_breaker.rs`: a timer is armed
-                // for the end of the open state, and rejections read no clock until it fires.
+            "breaker_tripped"
+            | "breaker_tripped_typed"
+            | "breaker_tripped_typed_current_thread" => {
+                // Tripped by a failure, as in `benches/circuit_breaker.rs`. On a multi-thread
+                // runtime (as under `#[tokio::main]`) a timer is armed for the end of the open
+                // state, and rejections read no clock until it fires; on a current-thread
+                // runtime (this one) nothing is armed and each rejection reads the clock.
                 let layer = CircuitBreakerLayer::builder()
                     .window(SlidingWindow::Count(1))
                     .minimum_calls(1)
                     .open_duration(Duration::from_secs(3600))
                     .build()
                     .unwrap();
-                let failing =
-                    service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
-                let _ = layer.layer(failing).oneshot(()).await;
-                if case == "breaker_tripped_typed" {
-                    drive_rejected(layer.typed_errors().layer(bare), calls).await
+                let failing = layer.layer(service_fn(|()| async {
+                    Err::<(), _>(std::io::Error::other("down"))
+                }));
+                let timers = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                if case.ends_with("current_thread") {
+                    let _ = failing.oneshot(()).await;
                 } else {
-                    drive_rejected(layer.layer(bare), calls).await
+                    let _ = timers.spawn(failing.oneshot(())).await.unwrap();
                 }
+                if case.starts_with("breaker_tripped_typed") {
+                    drive_rejected(layer.typed_errors().layer(bare), calls).await;
+                } else {
+                    drive_rejected(layer.layer(bare), calls).await;
+                }
+                timers.shutdown_background();
             }
             "policy" => {
                 let policy = Policy::builder()
@@ -219,6 +234,7 @@ fn main() {
         "breaker_open",
         "breaker_tripped",
         "breaker_tripped_typed",
+        "breaker_tripped_typed_current_thread",
         "policy",
         "policy_with_fallback",
         "tower_resilience_breaker",

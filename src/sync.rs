@@ -101,3 +101,30 @@ impl<T> std::ops::Deref for CloneRef<T> {
         &self.0
     }
 }
+
+/// Tells a circuit breaker that a call under it is waiting in a bulkhead's queue, so that the
+/// wait is not timed as the dependency's slowness. A bulkhead's future marks it as it returns
+/// `Pending` while queued; a breaker's future reads it around polling its inner future, and
+/// passes it on to breakers further out.
+pub(crate) mod queued {
+    use std::cell::Cell;
+
+    thread_local! {
+        static QUEUED: Cell<bool> = const { Cell::new(false) };
+    }
+
+    /// The call being polled waits in a bulkhead's queue.
+    #[cold]
+    pub(crate) fn mark() {
+        QUEUED.with(|q| q.set(true));
+    }
+
+    /// Runs `poll`, and says whether a bulkhead under it marked its call as queued.
+    #[inline]
+    pub(crate) fn watch<T>(poll: impl FnOnce() -> T) -> (T, bool) {
+        let outer = QUEUED.with(|q| q.replace(false));
+        let polled = poll();
+        let queued = QUEUED.with(|q| q.replace(outer || q.get()));
+        (polled, queued)
+    }
+}

@@ -331,6 +331,30 @@ async fn an_open_breaker_reports_ready_without_polling_the_inner_service() {
     assert_eq!(breaker.snapshot().rejected, 3);
 }
 
+/// An admission held while the inner service was not ready lapses when the breaker opens:
+/// the call is rejected, not sent to the dependency through an open breaker.
+#[tokio::test(start_paused = true)]
+async fn an_admission_kept_while_the_inner_service_was_not_ready_lapses_when_the_breaker_opens() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let inner = NeverReady::default();
+    let mut svc = layer.layer(inner.clone());
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    assert!(
+        svc.poll_ready(&mut cx).is_pending(),
+        "admitted, inner not ready"
+    );
+    breaker.force_open();
+    assert!(
+        matches!(svc.poll_ready(&mut cx), Poll::Ready(Ok(()))),
+        "now rejected: ready without asking the inner service"
+    );
+    let err = svc.call(()).await.unwrap_err(); // `NeverReady::call` would panic
+    assert!(is_open_rejection(&err));
+    assert_eq!(inner.0.load(Ordering::SeqCst), 1);
+    assert_eq!(breaker.snapshot().rejected, 1);
+}
+
 /// Reads the dependency's "Retry-After" from a thread-local the test sets.
 fn pushback_classifier(res: Result<&&'static str, &BoxError>) -> Outcome {
     match res {
@@ -568,4 +592,41 @@ async fn slow_calls_trip_the_breaker_at_the_slow_call_rate() {
         .await
         .unwrap();
     assert_eq!(breaker.state(), State::Open);
+}
+
+/// A failure checks the slow-call rate too: slow successes followed by a fast failure open the
+/// breaker when it is the slow-call rate that reached its threshold.
+#[test]
+fn a_failure_finds_the_slow_call_rate_at_its_threshold() {
+    use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+    for (window, at) in [
+        (SlidingWindow::Count(4), Duration::ZERO),
+        (
+            SlidingWindow::Time(Duration::from_secs(10)),
+            Duration::from_secs(1),
+        ),
+    ] {
+        let mut config = CircuitBreakerConfig::default();
+        config.window = window;
+        config.minimum_calls = 4;
+        config.failure_rate = 0.5;
+        config.slow_call_rate = 0.5;
+        config.slow_call_duration = Some(Duration::from_millis(100));
+        let sm = StateMachine::new(&config).unwrap();
+        let slow = Duration::from_millis(150);
+        let fast = Duration::from_millis(1);
+        for outcome in [
+            Outcome::success().with_duration(slow),
+            Outcome::success().with_duration(slow),
+            Outcome::success().with_duration(fast),
+        ] {
+            let permit = sm.admit(at).unwrap();
+            sm.record(permit, outcome, at);
+        }
+        assert_eq!(sm.snapshot(at).state, State::Closed, "{window:?}");
+        // 1 failure in 4 (25 %), 2 slow in 4 (50 %): the slow-call rate opens it.
+        let permit = sm.admit(at).unwrap();
+        sm.record(permit, Outcome::failure().with_duration(fast), at);
+        assert_eq!(sm.snapshot(at).state, State::Open, "{window:?}");
+    }
 }

@@ -277,6 +277,41 @@ async fn the_stale_cache_serves_only_the_same_key_and_only_while_fresh_enough() 
     assert_eq!(layer.recover().stats().served, 3);
 }
 
+#[tokio::test]
+async fn the_stale_cache_keeps_only_responses_classified_as_successes() {
+    // A 404 says nothing about the dependency: the classifier ignores it.
+    let classifier = |res: Result<&(u16, Option<Stale>), &BoxError>| match res {
+        Ok((404, _)) => Outcome::ignored(),
+        other => pair_classifier(other),
+    };
+    let layer = FallbackLayer::new(cache(Duration::from_secs(60))).with_classifier(classifier);
+    let mut svc = layer.layer(service_fn(|(_, path, what): Req| async move {
+        match (path, what) {
+            ("/missing", Do::Succeed) => Ok((404, None)),
+            (_, Do::Succeed) => Ok((200, None)),
+            _ => Err::<_, BoxError>("down".into()),
+        }
+    }));
+    let answer = support::call(&mut svc, (1, "/missing", Do::Succeed)).await;
+    assert_eq!(
+        answer.unwrap(),
+        (404, None),
+        "an ignored response is passed on"
+    );
+    let stats = layer.recover().stats();
+    assert_eq!((stats.entries, stats.stored), (0, 0), "but never kept");
+    assert!(
+        support::call(&mut svc, (1, "/missing", Do::InnerError))
+            .await
+            .is_err()
+    );
+    // A success is kept.
+    support::call(&mut svc, (1, "/a", Do::Succeed))
+        .await
+        .unwrap();
+    assert_eq!(layer.recover().stats().entries, 1);
+}
+
 #[test]
 fn the_stale_cache_stays_within_its_bounds_under_a_million_keys() {
     let cache: StaleCache<u64, Vec<u8>, u64> = StaleCache::builder(|k: &u64| Some(*k))

@@ -12,16 +12,17 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame};
 use http_body_util::BodyExt;
-use palisade::bulkhead::BulkheadConfig;
-use palisade::circuit_breaker::{CircuitBreakerConfig, SlidingWindow, State};
+use palisade::bulkhead::{BulkheadConfig, BulkheadLayer};
+use palisade::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow, State};
 use palisade::classify::grpc::{Code, GrpcClassifier};
 use palisade::classify::http::HttpClassifier;
 use palisade::classify::{Classify, Outcome};
 use palisade::error::{ErrorKind, error_kind};
+use palisade::http::{TrackLayer, UntilBodyEnd};
 use palisade::http::{
     Tracked, format_grpc_timeout, parse_grpc_pushback, parse_grpc_timeout, parse_retry_after,
 };
-use palisade::policy::Policy;
+use palisade::policy::{NoFallback, Policy, PolicyLayer};
 use proptest::prelude::*;
 use tokio::sync::mpsc;
 use tower::{BoxError, Layer, Service, ServiceExt};
@@ -147,6 +148,24 @@ where
     Ok(body.collect().await?.to_bytes())
 }
 
+/// Calls, sends the `n`th body served as one frame and ends it, and reads it whole.
+async fn whole<S, B>(
+    script: &Script,
+    svc: &mut S,
+    n: usize,
+    body: &'static str,
+) -> Result<Bytes, BoxError>
+where
+    S: Service<Request<()>, Response = Response<B>, Error = BoxError>,
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    let res = call(svc).await?;
+    let feed = script.feed(n);
+    feed.send(data(body)).unwrap();
+    drop(feed);
+    read_all(res.into_body()).await
+}
+
 #[tokio::test(start_paused = true)]
 async fn http_outcome_waits_for_the_body_and_the_permit_is_held_until_then() {
     let script = Script::default();
@@ -247,16 +266,21 @@ async fn failure_status_is_recorded_at_the_head_and_a_success_status_is_not() {
     assert_eq!((snap.calls, snap.failures), (13, 6));
 }
 
-#[tokio::test(start_paused = true)]
-async fn whole_response_deadline_ends_a_slow_body_with_an_error_never_a_truncated_success() {
-    let script = Script::default();
-    let policy = Policy::builder()
+/// An HTTP Policy with a 2 s whole-response deadline, a breaker and a bulkhead of one.
+fn two_second_deadline() -> PolicyLayer<NoFallback, HttpClassifier, TrackLayer, UntilBodyEnd> {
+    Policy::builder()
         .http()
         .response_deadline(Duration::from_secs(2))
         .circuit_breaker(breaker(100))
         .bulkhead(bulkhead(1))
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_response_deadline_ends_a_slow_body_with_an_error_never_a_truncated_success() {
+    let script = Script::default();
+    let policy = two_second_deadline();
     let (cb, permits) = (
         policy.circuit_breaker().unwrap(),
         policy.bulkhead().unwrap(),
@@ -747,4 +771,194 @@ async fn stale_cache_keeps_neither_a_broken_body_nor_one_over_the_cap() {
     drop(feed);
     read_all(res.into_body()).await.unwrap();
     assert_eq!(cache.stats().entries, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn whole_response_deadline_ends_a_body_whose_frames_are_ready_but_read_too_late() {
+    use palisade::error::Elapsed;
+
+    let script = Script::default();
+    let policy = two_second_deadline();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let mut svc = policy.layer(script.service());
+
+    // A fast server: every frame is there before the caller reads any.
+    let mut res = call(&mut svc).await.unwrap();
+    let feed = script.feed(0);
+    for _ in 0..3 {
+        feed.send(data("chunk")).unwrap();
+    }
+    let first = res.body_mut().frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "chunk");
+
+    // A slow reader: the next frame is ready, but the deadline has passed.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let err = res.body_mut().frame().await.unwrap().unwrap_err();
+    assert!(err.downcast_ref::<Elapsed>().is_some(), "{err}");
+    assert!(res.body_mut().frame().await.is_none(), "the body has ended");
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 1));
+    assert_eq!(permits.in_flight(), 0);
+    drop(feed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_cache_saturates_an_upstream_age_too_large_to_add_to() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let policy = Policy::builder()
+        .http()
+        .fallback(cache.clone())
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+
+    let max = u64::MAX.to_string();
+    script.answer(200, &[("age", &max)]);
+    whole(&script, &mut svc, 0, "kept").await.unwrap();
+    assert_eq!(cache.stats().entries, 1);
+
+    tokio::time::advance(Duration::from_secs(30)).await;
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["age"], max.as_str());
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "kept");
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_cache_keeps_no_response_classified_as_ignored() {
+    use palisade::http::HttpStaleCache;
+
+    type Res = Response<Tracked<Pipe>>;
+    // A 404 says nothing about the dependency: ignored, neither success nor failure.
+    let classifier = |res: Result<&Res, &BoxError>| match res {
+        Ok(r) if r.status() == StatusCode::NOT_FOUND => Outcome::ignored(),
+        other => HttpClassifier::default().classify(other),
+    };
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let policy = Policy::builder()
+        .http()
+        .classifier(classifier)
+        .circuit_breaker(breaker(100))
+        .fallback(cache.clone())
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+
+    script.answer(404, &[]);
+    whole(&script, &mut svc, 0, "no such item").await.unwrap();
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.stored), (0, 0));
+
+    // The dependency fails: there is no last good response to serve.
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn grpc_stale_cache_keeps_only_a_body_whose_trailers_say_ok() {
+    use palisade::http::HttpStaleCache;
+
+    // No breaker: the fallback alone decides what the trailers mean.
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let policy = Policy::builder()
+        .grpc()
+        .fallback(cache.clone())
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+    let mut answer = async |n: usize, status: &'static str| {
+        script.answer(200, &[("content-type", "application/grpc")]);
+        let res = call(&mut svc).await.unwrap();
+        let feed = script.feed(n);
+        feed.send(data("\0\0\0\0\0")).unwrap();
+        feed.send(trailers(&[("grpc-status", status)])).unwrap();
+        drop(feed);
+        read_all(res.into_body()).await.unwrap();
+    };
+
+    // CANCELLED is ignored and UNAVAILABLE a failure: neither is a last good response.
+    answer(0, "1").await;
+    answer(1, "14").await;
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.stored), (0, 0));
+    answer(2, "0").await;
+    assert_eq!(cache.stats().entries, 1);
+}
+
+/// Layers stacked by hand around a Policy over one body (a global bulkhead and breaker around a
+/// per-dependency Policy): each breaker's outcome and each bulkhead's permit waits for the
+/// body's end, not only the outermost one's.
+#[tokio::test(start_paused = true)]
+async fn two_bulkheads_and_two_breakers_over_one_body_all_wait_for_its_end() {
+    let script = Script::default();
+    let outer_breaker = CircuitBreakerLayer::new(&breaker(100))
+        .unwrap()
+        .with_classifier(HttpClassifier::default());
+    let outer_bulkhead = BulkheadLayer::new(&bulkhead(10))
+        .unwrap()
+        .hold(UntilBodyEnd);
+    let (ob, op) = (outer_breaker.handle(), outer_bulkhead.handle());
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(10))
+        .build()
+        .unwrap();
+    let (ib, ip) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(outer_breaker)
+        .layer(outer_bulkhead)
+        .service(policy.layer(script.service()));
+
+    // A body that breaks half-way: both breakers count a failure, at its end.
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(
+        (op.in_flight(), ip.in_flight()),
+        (1, 1),
+        "both permits held"
+    );
+    assert_eq!((ob.snapshot().calls, ib.snapshot().calls), (0, 0));
+    let feed = script.feed(0);
+    feed.send(data("par")).unwrap();
+    feed.send(Err("connection reset".into())).unwrap();
+    assert!(read_all(res.into_body()).await.is_err());
+    assert_eq!(
+        (op.in_flight(), ip.in_flight()),
+        (0, 0),
+        "both permits back"
+    );
+    for snap in [ob.snapshot(), ib.snapshot()] {
+        assert_eq!((snap.calls, snap.failures), (1, 1), "{snap:?}");
+    }
+
+    // A body dropped half-way: both permits come back and neither breaker counts it.
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!((op.in_flight(), ip.in_flight()), (1, 1));
+    drop(res);
+    assert_eq!((op.in_flight(), ip.in_flight()), (0, 0));
+    assert_eq!((ob.snapshot().calls, ib.snapshot().calls), (1, 1));
+
+    // A body that ends cleanly: one success each.
+    let res = call(&mut svc).await.unwrap();
+    let feed = script.feed(2);
+    feed.send(data("ok")).unwrap();
+    drop(feed);
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "ok");
+    assert_eq!((op.in_flight(), ip.in_flight()), (0, 0));
+    for snap in [ob.snapshot(), ib.snapshot()] {
+        assert_eq!((snap.calls, snap.failures), (2, 1), "{snap:?}");
+    }
 }

@@ -155,12 +155,7 @@ fn two_releases_racing_a_waiter_giving_up() {
     model(|| {
         let (sem, tickets) = full(2, 2);
         let sem = Arc::new(sem);
-        let releasers: Vec<_> = (0..2)
-            .map(|_| {
-                let sem = sem.clone();
-                thread::spawn(move || sem.release())
-            })
-            .collect();
+        let releasers = releasers(&sem, 2);
         let mut held = 0;
         if sem.cancel(tickets[0]) {
             held += 1;
@@ -171,11 +166,86 @@ fn two_releases_racing_a_waiter_giving_up() {
         // Both releases are done: the other waiter was served.
         assert!(sem.granted(tickets[1]));
         held += 1;
-        assert_eq!(sem.in_flight(), held);
-        for _ in 0..held {
-            sem.release();
-        }
-        sem.check_at_rest();
-        assert_eq!((sem.in_flight(), sem.queued()), (0, 0));
+        release_all_within(&sem, held, 2);
     });
+}
+
+/// A release whose hand-over is delayed while the last waiter gives up, a newcomer takes the
+/// free permit and another caller queues: the late hand-over must not serve that caller too
+/// (two calls in flight under a limit of one).
+#[test]
+fn a_late_hand_over_never_serves_a_newcomer_beyond_the_limit() {
+    model(|| {
+        let (sem, tickets) = full(1, 1);
+        let sem = Arc::new(sem);
+        let releaser = {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release())
+        };
+        let mut held = 0;
+        if sem.cancel(tickets[0]) {
+            held += 1; // handed over before it gave up
+        }
+        if sem.try_acquire() {
+            held += 1;
+        }
+        let late = sem.enqueue();
+        releaser.join().unwrap();
+        held += holds(&sem, late);
+        release_all_within(&sem, held, 1);
+    });
+}
+
+/// Two releases racing a newcomer and a late caller, with one waiter: the waiter is served
+/// first, and nobody beyond the limit.
+#[test]
+fn two_releases_racing_newcomers_serve_the_waiter_and_nobody_beyond_the_limit() {
+    model(|| {
+        let (sem, tickets) = full(2, 1);
+        let sem = Arc::new(sem);
+        let releasers = releasers(&sem, 2);
+        let mut held = 0;
+        if sem.try_acquire() {
+            held += 1;
+        }
+        let late = sem.enqueue();
+        for r in releasers {
+            r.join().unwrap();
+        }
+        assert!(sem.granted(tickets[0]), "the waiter was overtaken");
+        held += 1 + holds(&sem, late);
+        release_all_within(&sem, held, 2);
+    });
+}
+
+/// `n` threads, each giving one permit back.
+fn releasers(sem: &Arc<Semaphore>, n: usize) -> Vec<thread::JoinHandle<()>> {
+    (0..n)
+        .map(|_| {
+            let sem = sem.clone();
+            thread::spawn(move || sem.release())
+        })
+        .collect()
+}
+
+/// 1 if a caller that enqueued holds a permit once the races are over: taken at once, or
+/// served while it waited (one still waiting leaves the queue).
+fn holds(sem: &Semaphore, late: Enqueued) -> u64 {
+    match late {
+        Enqueued::Acquired => 1,
+        Enqueued::Queued(t) => u64::from(sem.granted(t) || sem.cancel(t)),
+        Enqueued::Full => 0,
+    }
+}
+
+/// Checks that the `held` permits are within `max` and counted, gives them back, and checks
+/// the semaphore is at rest.
+fn release_all_within(sem: &Semaphore, held: u64, max: u64) {
+    assert!(held <= max, "{held} calls in flight under a limit of {max}");
+    assert_eq!(sem.in_flight(), held);
+    for _ in 0..held {
+        sem.release();
+    }
+    sem.check_at_rest();
+    assert_eq!((sem.in_flight(), sem.queued()), (0, 0));
 }

@@ -227,6 +227,81 @@ async fn without_a_fallback_the_caller_sees_typed_errors() {
     ));
 }
 
+/// DESIGN.md: a full bulkhead is local overload, never a failure of the dependency, even under
+/// a classifier that fails every error.
+#[tokio::test(start_paused = true)]
+async fn a_full_bulkhead_never_trips_the_breaker_whatever_the_classifier() {
+    let every_error_fails: Classifier = |res| match res {
+        Ok(_) => Outcome::success(),
+        Err(_) => Outcome::failure(),
+    };
+    let policy = Policy::builder()
+        .bulkhead(bulkhead_config(1))
+        .circuit_breaker(breaker_config())
+        .classifier(every_error_fails)
+        .build()
+        .unwrap();
+    let breaker = policy.circuit_breaker().unwrap();
+    let svc = policy.layer(Dependency::new());
+    let mut holder = svc.clone();
+    let mut held = Box::pin(call(&mut holder, Reply::Hang));
+    assert!(
+        futures::poll!(held.as_mut()).is_pending(),
+        "holds the permit"
+    );
+    for _ in 0..5 {
+        let err = call(&mut svc.clone(), Reply::Ok).await.unwrap_err();
+        assert!(matches!(
+            error_kind(err.as_ref()),
+            ErrorKind::BulkheadFull(_)
+        ));
+    }
+    let snap = breaker.snapshot();
+    assert_eq!(
+        (snap.state, snap.calls, snap.failures),
+        (State::Closed, 0, 0)
+    );
+    drop(held);
+}
+
+/// A call's time queued in the bulkhead is local overload, not the dependency's slowness: the
+/// slow-call rule times a call from when it is sent.
+#[tokio::test(start_paused = true)]
+async fn time_queued_in_the_bulkhead_is_not_a_slow_call() {
+    let mut breaker = breaker_config();
+    breaker.minimum_calls = 2;
+    breaker.slow_call_duration = Some(Duration::from_millis(100));
+    breaker.slow_call_rate = 0.5;
+    let mut bulkhead = bulkhead_config(1);
+    bulkhead.max_wait = Some(Duration::from_secs(1));
+    let policy = Policy::builder()
+        .bulkhead(bulkhead)
+        .circuit_breaker(breaker)
+        .build()
+        .unwrap();
+    let handle = policy.circuit_breaker().unwrap();
+    // Each call takes 80 ms at the dependency; the second waits 80 ms for the first's permit.
+    let svc = policy.layer(tower::service_fn(|()| async {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        Ok::<_, BoxError>("ok")
+    }));
+    let (a, b) = tokio::join!(svc.clone().oneshot(()), svc.clone().oneshot(()));
+    assert_eq!((a.unwrap(), b.unwrap()), ("ok", "ok"));
+    let snap = handle.snapshot();
+    assert_eq!(
+        (snap.state, snap.calls, snap.slow_calls),
+        (State::Closed, 2, 0),
+        "neither call took 100 ms at the dependency"
+    );
+    // A call slow at the dependency is still slow.
+    let slow = policy.layer(tower::service_fn(|()| async {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        Ok::<_, BoxError>("ok")
+    }));
+    slow.oneshot(()).await.unwrap();
+    assert_eq!(handle.snapshot().slow_calls, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn fallback_kinds_limit_what_is_recovered() {
     let policy = Policy::builder()

@@ -264,6 +264,11 @@ async fn stale_cache_serves_a_cached_get_with_its_age_but_not_to_another_tenant(
     server.set(Fault::status(503));
     let stale = send(&mut svc, request("a")).await.unwrap();
     assert_eq!(stale.status(), 200);
+    assert_eq!(
+        stale.url().path(),
+        "/orders/1",
+        "the URL is served with the response"
+    );
     assert!(stale.headers().contains_key("age"));
     assert!(stale.extensions().get::<Stale>().is_some());
     assert_eq!(stale.bytes().await.unwrap(), body);

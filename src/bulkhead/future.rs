@@ -330,7 +330,11 @@ where
                     return Poll::Ready(result.map_err(Into::into));
                 }
                 KindProj::Waiting { waiting } => match waiting.as_mut().poll_permit(cx) {
-                    Poll::Pending => return Poll::Pending,
+                    Poll::Pending => {
+                        // A breaker outside does not time the wait as the dependency's.
+                        crate::sync::queued::mark();
+                        return Poll::Pending;
+                    }
                     Poll::Ready(Some((permit, mut svc, req))) => {
                         // The permit is held (and released by unwinding) before the inner
                         // service runs any code.

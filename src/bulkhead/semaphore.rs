@@ -2,16 +2,19 @@
 //!
 //! `state` holds the number of permits taken, plus the [`WAITERS`] bit while the queue is not
 //! empty. Taking a permit is one compare-and-swap that succeeds while `state < max`; giving one
-//! back is one `fetch_sub`. Neither touches the queue unless [`WAITERS`] is set.
+//! back is one compare-and-swap that decrements while [`WAITERS`] is clear. Neither touches the
+//! queue unless [`WAITERS`] is set.
 //!
 //! The queue is only changed with its mutex held, and [`WAITERS`] is set (before a waiter is
 //! pushed) and cleared (when the last one leaves) under the same mutex, so with the mutex held
 //! "[`WAITERS`] set" and "queue not empty" are the same thing. While it is set:
 //!
 //! * the word is larger than any limit, so the fast path fails: nobody overtakes a waiter;
-//! * a release still decrements, sees the bit, and under the mutex *hands its permit over* to the
-//!   first waiter (counting it again and removing the waiter from the queue) before waking it.
-//!   If the queue emptied in between (the waiter left), the decrement stands: the permit is free.
+//! * a release does not decrement: it takes the mutex and *hands its permit over* to the first
+//!   waiter (removing the waiter from the queue; the count is unchanged) before waking it. If
+//!   the queue emptied in between (the waiter left), it decrements then, under the mutex. The
+//!   count never dips during a hand-over, so a newcomer cannot take the permit being handed
+//!   over and leave the waiter to be served with a second one.
 //!
 //! A waiter is granted exactly when its ticket is no longer in the queue and it did not remove
 //! it itself, so a waiter that gives up (its `max_wait` ran out, or it was dropped) learns under
@@ -98,26 +101,37 @@ impl Semaphore {
     /// Gives a permit back, handing it to the first waiter if there is one.
     #[inline]
     pub(crate) fn release(&self) {
-        let prev = self.state.fetch_sub(1, Ordering::AcqRel);
-        if prev & WAITERS != 0 {
-            self.hand_over();
+        let mut s = self.state.load(Ordering::Relaxed);
+        loop {
+            if s & WAITERS != 0 {
+                return self.hand_over();
+            }
+            match self
+                .state
+                .compare_exchange_weak(s, s - 1, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(actual) => s = actual,
+            }
         }
     }
 
+    /// Passes the permit to the first waiter, under the mutex and without taking it off the
+    /// count: between a decrement and the hand-over a newcomer could take the freed permit,
+    /// and the waiter then be served with a second one.
     #[cold]
     fn hand_over(&self) {
         let waker = {
             let mut queue = lock(&self.queue);
             let Some(waiter) = queue.waiters.pop_front() else {
-                // The waiters left before we got here; the decrement stands.
+                // The waiters left before we got here (and cleared WAITERS): the permit is
+                // free.
+                self.state.fetch_sub(1, Ordering::AcqRel);
                 return;
             };
-            // The permit is the waiter's now: count it again, and clear WAITERS if it was the
-            // last one (the bit is set: subtracting WAITERS - 1 clears it and adds one).
+            // The permit is the waiter's now; clear WAITERS if it was the last one.
             if queue.waiters.is_empty() {
-                self.state.fetch_sub(WAITERS - 1, Ordering::AcqRel);
-            } else {
-                self.state.fetch_add(1, Ordering::AcqRel);
+                self.state.fetch_and(!WAITERS, Ordering::AcqRel);
             }
             waiter.waker
         };
@@ -204,9 +218,9 @@ impl Semaphore {
         false
     }
 
-    /// Permits taken (a release in the middle of a hand-over may show one fewer).
+    /// Permits taken.
     pub(crate) fn in_flight(&self) -> u64 {
-        (self.state.load(Ordering::Relaxed) & !WAITERS).min(self.max)
+        self.state.load(Ordering::Relaxed) & !WAITERS
     }
 
     /// Calls waiting for a permit.

@@ -9,7 +9,9 @@ use tokio::time::Instant;
 use tower::BoxError;
 
 use crate::classify::{Classify, Outcome};
-use crate::error::{BoxedErrors, BreakerErrors, CallbackPanicked, CircuitOpen, catch_callback};
+use crate::error::{
+    BoxedErrors, BreakerErrors, CallbackPanicked, CircuitOpen, catch_callback, error_kind,
+};
 
 use super::handle::Breaker;
 use super::handle::record;
@@ -49,6 +51,12 @@ impl Guard {
             permit: Some(permit),
             timing,
         }
+    }
+
+    /// Whether the call needs timing and is not timed yet.
+    #[inline]
+    pub(crate) fn untimed(&self) -> bool {
+        matches!(self.timing, Timing::Unsuspended)
     }
 
     /// The call is suspended: start timing it if it needs timing.
@@ -149,7 +157,19 @@ where
                 guard,
                 classifier,
             } => {
-                let result = match fut.poll(cx) {
+                let polled = match guard.as_ref() {
+                    // Not timed yet: a call waiting in a bulkhead's queue below is not timed
+                    // until it is sent.
+                    Some(guard) if guard.untimed() => {
+                        let (polled, queued) = crate::sync::queued::watch(|| fut.poll(cx));
+                        if polled.is_pending() && queued {
+                            return Poll::Pending;
+                        }
+                        polled
+                    }
+                    _ => fut.poll(cx),
+                };
+                let result = match polled {
                     Poll::Ready(result) => result.map_err(Into::into),
                     Poll::Pending => {
                         if let Some(guard) = guard.as_mut() {
@@ -160,9 +180,14 @@ where
                 };
                 let mut result = result;
                 if let Some(guard) = guard.take() {
-                    // The classifier is user code: a panic in it is the call's typed error,
-                    // and the call is recorded as ignored.
-                    let outcome =
+                    // A rejection by a palisade layer inside (a full bulkhead, another
+                    // breaker) is local, not the dependency's doing: ignored, whatever the
+                    // classifier would say.
+                    let outcome = if result.as_ref().is_err_and(is_rejection) {
+                        Outcome::ignored()
+                    } else {
+                        // The classifier is user code: a panic in it is the call's typed
+                        // error, and the call is recorded as ignored.
                         match catch_callback("classifier", || classifier.classify(result.as_ref()))
                         {
                             Ok(outcome) => outcome,
@@ -171,7 +196,8 @@ where
                                     guard, panicked,
                                 ))));
                             }
-                        };
+                        }
+                    };
                     // A response whose body decides the outcome takes the guard along.
                     let hooks = match result.as_mut() {
                         Ok(res) => match catch_callback("Classify::end_of_body", || {
@@ -196,6 +222,11 @@ where
             KindProj::Rejected { error } => Poll::Ready(Err(M::open(*error))),
         }
     }
+}
+
+#[cold]
+fn is_rejection(err: &BoxError) -> bool {
+    error_kind(err.as_ref()).is_rejection()
 }
 
 /// Settles the admission of a call whose classifier panicked (as ignored: the call's outcome

@@ -1,6 +1,6 @@
 use std::fmt;
 use std::future::Future;
-use std::panic::catch_unwind;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::{Context, Wake, Waker};
@@ -13,7 +13,9 @@ use crate::error::{CallbackPanicked, CircuitOpen, ConfigError, catch_callback};
 use crate::events::{self, Event, Listeners};
 
 use super::config::CircuitBreakerConfig;
-use super::state::{Now, Permit, Rejection, Snapshot, State, StateMachine, Transition};
+use super::state::{
+    Now, Permit, Rejection, Snapshot, State, StateMachine, Transition, generation_after,
+};
 
 /// The state machine, tied to tokio's clock and timers.
 #[derive(Debug)]
@@ -26,8 +28,9 @@ pub(crate) struct Breaker {
     timed: bool,
     /// Whether anyone listens: recording an outcome costs one branch when nobody does.
     listening: bool,
-    /// The timer that ends the current open state, so that rejections need no clock read.
-    open_timer: std::sync::Mutex<Option<Pin<Box<Sleep>>>>,
+    /// The timer that ends the current open state, so that rejections need no clock read,
+    /// with the generation of that state.
+    open_timer: std::sync::Mutex<Option<(u32, Pin<Box<Sleep>>)>>,
 }
 
 /// Wakes the breaker when its open duration is over.
@@ -112,9 +115,17 @@ impl Breaker {
 
     /// Arms a tokio timer for the end of the open state `t` entered (a millisecond early:
     /// tokio rounds timers up, and an early timer only hands the decision back to the clock).
-    /// Without a tokio runtime with timers, nothing is armed and rejections read the clock.
+    /// Without a multi-thread tokio runtime with timers, nothing is armed and rejections read
+    /// the clock.
     fn arm_open_timer(&self, weak: &Weak<Breaker>, t: &Transition) {
-        if tokio::runtime::Handle::try_current().is_err() {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        // A current-thread runtime turns its timers only when it parks, and it may never park
+        // again: `block_on` of a call the breaker rejects returns at once, and so does every
+        // turn of a loop whose calls are all rejected. The timer would never fire and the
+        // breaker would stay open; there, the clock decides.
+        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
             return;
         }
         let Some(until) = t
@@ -128,30 +139,38 @@ impl Breaker {
         if !self.machine.arm_open_timer(t.generation) {
             return;
         }
-        // A runtime built without `enable_time` panics here; the clock then decides instead.
-        let created = catch_unwind(|| Box::pin(tokio::time::sleep_until(fire_at)));
-        let Ok(mut sleep) = created else {
-            self.machine.open_timer_fired(t.generation);
-            return;
-        };
         let waker = Waker::from(Arc::new(OpenTimerWake {
             breaker: weak.clone(),
             generation: t.generation,
         }));
-        if sleep
-            .as_mut()
-            .poll(&mut Context::from_waker(&waker))
-            .is_ready()
-        {
+        // A runtime built without `enable_time` panics as the timer is made, and one whose
+        // timers have shut down panics as it is first polled (registered): either way the
+        // promise is taken back and the clock decides.
+        let registered = catch_unwind(AssertUnwindSafe(|| {
+            let mut sleep = Box::pin(tokio::time::sleep_until(fire_at));
+            let pending = sleep
+                .as_mut()
+                .poll(&mut Context::from_waker(&waker))
+                .is_pending();
+            pending.then_some(sleep)
+        }));
+        let Ok(Some(sleep)) = registered else {
             self.machine.open_timer_fired(t.generation);
             return;
-        }
-        // Replacing an older timer drops (deregisters) it.
+        };
         let mut slot = self
             .open_timer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *slot = Some(sleep);
+        // Replacing an older open state's timer drops (deregisters) it. A thread late with the
+        // timer of an older state must not replace a newer one's: that state would then wait
+        // for a timer that no longer exists.
+        if slot
+            .as_ref()
+            .is_none_or(|(generation, _)| !generation_after(*generation, t.generation))
+        {
+            *slot = Some((t.generation, sleep));
+        }
     }
 
     /// A lazy reading of tokio's clock, as a duration since the breaker was built.

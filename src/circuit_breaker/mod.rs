@@ -33,9 +33,10 @@
 //!
 //! * **Closed**: every call is admitted. Each completed call is classified (see
 //!   [`crate::classify`]) and its outcome goes into a sliding window, the last N calls or the
-//!   last N seconds. When a failure (or slow call) is recorded and the window holds at least
+//!   last N seconds. When a failure or a slow call is recorded and the window holds at least
 //!   `minimum_calls` outcomes, the breaker opens if the failure rate reaches `failure_rate` or
-//!   the slow-call rate reaches `slow_call_rate`. With `consecutive_failures` set, that many
+//!   the slow-call rate reaches `slow_call_rate` (both are checked, whichever kind of outcome
+//!   was recorded). A fast success is not a reason to open, so no rate is checked then. With `consecutive_failures` set, that many
 //!   failures in a row also open it. Ignored outcomes (cancelled calls, palisade's own
 //!   rejections) are not counted.
 //! * **Open**: calls fail at once with [`CircuitOpen`](crate::error::CircuitOpen), carrying the

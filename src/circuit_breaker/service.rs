@@ -31,6 +31,18 @@ impl Slot {
         }
     }
 
+    /// For `poll_ready`: an admission kept from an earlier `poll_ready` (the inner service was
+    /// not ready then) is asked for again if the breaker has changed state since, so that a
+    /// call admitted while closed does not go ahead once the breaker is open or forced open.
+    fn admit_again(&mut self) {
+        if let Some(permit) = &self.permit
+            && !self.breaker.machine.holds(permit)
+        {
+            self.clear();
+        }
+        self.admit();
+    }
+
     fn clear(&mut self) {
         self.rejection = None;
         if let Some(permit) = self.permit.take() {
@@ -60,7 +72,10 @@ impl Drop for Slot {
 /// polling the inner service, and `call` fails at once: an open breaker never touches the
 /// dependency, and tower's "an `Err` from `poll_ready` means discard this service" rule is kept.
 /// If admitted, the admission (a probe slot when half-open) is held until `call`, and given
-/// back if the service is dropped first.
+/// back if the service is dropped first. While the inner service is not ready, each
+/// `poll_ready` checks that the breaker is still in the state that admitted the call; if it
+/// has opened (or been forced open, or reset) since, the admission is given back and asked
+/// for again.
 ///
 /// # Clone
 ///
@@ -169,7 +184,7 @@ where
     type Future = ResponseFuture<S::Future, C, M>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.slot.admit();
+        self.slot.admit_again();
         if self.slot.rejection.is_some() {
             return Poll::Ready(Ok(()));
         }

@@ -503,6 +503,13 @@ fn gen_of(w: u64) -> u32 {
     ((w >> GEN_SHIFT) & GEN_MASK) as u32
 }
 
+/// Whether generation `a` came after `b`: generations count up and wrap, and of two in use
+/// at once neither is half the counter's range ahead.
+pub(crate) fn generation_after(a: u32, b: u32) -> bool {
+    let ahead = u64::from(a.wrapping_sub(b)) & GEN_MASK;
+    ahead != 0 && ahead <= GEN_MASK / 2
+}
+
 fn next_gen(w: u64) -> u32 {
     ((u64::from(gen_of(w)) + 1) & GEN_MASK) as u32
 }
@@ -859,6 +866,13 @@ impl StateMachine {
         }
     }
 
+    /// Whether `permit` was given in the state the breaker is in now (no transition, reset or
+    /// override since).
+    #[inline]
+    pub(crate) fn holds(&self, permit: &Permit) -> bool {
+        gen_of(self.word.load(Ordering::Acquire)) == permit.generation()
+    }
+
     /// Gives a permit back without an outcome (the call was cancelled or did not count).
     ///
     /// ```
@@ -964,10 +978,15 @@ impl StateMachine {
             Window::Time(w) => w.record(generation, clock.get(), failed, slow),
         };
         let cause = match counts {
+            // (Counts come with a failure or a slow call.) Either rate can open the breaker,
+            // whichever kind of outcome brought it to its threshold's level: a fast failure
+            // after slow successes can find the slow-call rate there.
             Some(c) if c.calls >= self.settings.minimum_calls => {
-                if failed && c.failure_rate() >= self.settings.failure_rate {
+                if c.failure_rate() >= self.settings.failure_rate {
                     Some(Cause::FailureRate)
-                } else if slow && c.slow_call_rate() >= self.settings.slow_call_rate {
+                } else if self.settings.slow_nanos.is_some()
+                    && c.slow_call_rate() >= self.settings.slow_call_rate
+                {
                     Some(Cause::SlowCallRate)
                 } else {
                     None
@@ -1464,5 +1483,20 @@ impl StateMachine {
             consecutive_trips: lock(&self.aux).trips,
             retry_after,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{GEN_MASK, generation_after};
+
+    #[test]
+    fn a_generation_is_after_the_ones_before_it_across_the_wrap() {
+        let last = GEN_MASK as u32;
+        for (a, b) in [(1, 0), (7, 3), (0, last), (2, last - 1)] {
+            assert!(generation_after(a, b), "{a} after {b}");
+            assert!(!generation_after(b, a), "{b} not after {a}");
+        }
+        assert!(!generation_after(5, 5));
     }
 }

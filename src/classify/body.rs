@@ -90,6 +90,15 @@ pub struct Hooks {
     deferred: Option<(Guard, Outcome)>,
     permit: Option<Permit>,
     rule: EndRule,
+    /// The outcomes and permits of further breakers and bulkheads over the same body (layers
+    /// stacked by hand, such as a global bulkhead around a Policy): rare, so boxed.
+    more: Option<Box<More>>,
+}
+
+#[derive(Default)]
+struct More {
+    deferred: Vec<(Guard, Outcome)>,
+    permits: Vec<Permit>,
 }
 
 impl fmt::Debug for Hooks {
@@ -105,15 +114,22 @@ impl Hooks {
     /// Takes the circuit breaker's pending outcome; `head` is the outcome the response head gave.
     pub(crate) fn defer(&mut self, mut guard: Guard, head: Outcome) {
         guard.suspended();
-        // A second breaker over the same body would replace the first: settle it now.
-        if let Some((earlier, outcome)) = self.deferred.replace((guard, head)) {
-            earlier.finish(outcome);
+        // Another breaker over the same body (the one nearer the client) waits for the end too.
+        if let Some(earlier) = self.deferred.replace((guard, head)) {
+            self.more().deferred.push(earlier);
         }
     }
 
     /// Holds a bulkhead permit until the body ends.
     pub(crate) fn hold(&mut self, permit: Permit) {
-        self.permit = Some(permit);
+        // Another bulkhead's permit over the same body is held until the end too.
+        if let Some(earlier) = self.permit.replace(permit) {
+            self.more().permits.push(earlier);
+        }
+    }
+
+    fn more(&mut self) -> &mut More {
+        self.more.get_or_insert_with(Box::default)
     }
 
     /// Sets how the body's end decides the outcome.
@@ -137,17 +153,34 @@ impl Hooks {
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn settle(&mut self, end: End) {
         if let Some((guard, head)) = self.deferred.take() {
-            let outcome = match end {
-                End::Complete(outcome) => outcome,
-                End::Failed => Outcome::failure(),
-            };
-            // A pushback the head asked for still holds.
-            let outcome = match (outcome.pushback(), head.pushback()) {
-                (None, Some(pushback)) => outcome.with_pushback(pushback),
-                _ => outcome,
-            };
-            guard.finish(outcome);
+            guard.finish(end_for(end, head));
+        }
+        if let Some(more) = self.more.take() {
+            for (guard, head) in more.deferred {
+                // A clean end under the body rule is each breaker's own head outcome; a
+                // trailer's verdict is everyone's.
+                let end = match (end, self.rule) {
+                    (End::Complete(_), EndRule::Body) => End::Complete(head),
+                    _ => end,
+                };
+                guard.finish(end_for(end, head));
+            }
+            drop(more.permits);
         }
         self.permit = None;
+    }
+}
+
+/// The outcome to record for a breaker whose head gave `head`, when the body ended with `end`.
+#[cfg_attr(not(feature = "http"), allow(dead_code))]
+fn end_for(end: End, head: Outcome) -> Outcome {
+    let outcome = match end {
+        End::Complete(outcome) => outcome,
+        End::Failed => Outcome::failure(),
+    };
+    // A pushback the head asked for still holds.
+    match (outcome.pushback(), head.pushback()) {
+        (None, Some(pushback)) => outcome.with_pushback(pushback),
+        _ => outcome,
     }
 }

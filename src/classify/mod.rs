@@ -271,6 +271,10 @@ impl Outcome {
 /// does not leak anything: the call is then recorded as ignored and the panic goes on to the
 /// caller.
 ///
+/// The circuit breaker does not ask its classifier about a rejection by a palisade layer inside
+/// it ([`BulkheadFull`](crate::error::BulkheadFull), or [`CircuitOpen`](crate::error::CircuitOpen)
+/// from another breaker): that is local, never the dependency's failure, and always ignored.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

@@ -6,7 +6,7 @@ use std::task::{Context, Poll};
 use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service};
 
-use crate::classify::{Classify, DefaultClassifier};
+use crate::classify::{Classify, DefaultClassifier, OutcomeKind};
 use crate::error::{CallbackPanicked, ErrorKind, catch_callback, error_kind};
 use crate::events::{Event, Listeners};
 
@@ -376,10 +376,19 @@ where
         let failure = match result {
             Ok(mut response) => {
                 match catch_callback("classifier", || {
-                    this.classifier.classify(Ok(&response)).is_failure()
+                    let outcome = this.classifier.classify(Ok(&response));
+                    if outcome.is_success() {
+                        // A body whose end has the last word (a gRPC status in the trailers)
+                        // is read by that rule, so that a recovery copying it (the HTTP stale
+                        // cache) keeps it only if it ends as a success, breaker or not.
+                        this.classifier.end_of_body(&mut response, &outcome);
+                    }
+                    outcome.kind()
                 }) {
-                    Ok(true) => Failure::Response(response),
-                    Ok(false) => {
+                    Ok(OutcomeKind::Failure) => Failure::Response(response),
+                    // Only a success is offered to the recovery (a cache keeps the last good
+                    // response); an ignored response is passed on, unkept.
+                    Ok(OutcomeKind::Success) => {
                         if let Err(panicked) = catch_callback("Recover::succeeded", || {
                             this.recover.succeeded(kept, &mut response)
                         }) {
@@ -390,6 +399,7 @@ where
                         }
                         return Poll::Ready(Ok(response));
                     }
+                    Ok(OutcomeKind::Ignored) => return Poll::Ready(Ok(response)),
                     Err(panicked) => return Poll::Ready(Err(panicked.into())),
                 }
             }

@@ -344,7 +344,8 @@ impl<Res> Failure<Res> {
 /// `keep` runs before the call, on the request (which the inner service then consumes), and may
 /// keep what recovery will need: a cache key, an id. `recover` runs on a selected failure; it
 /// returns the response to give the caller, or the failure back to let it through.
-/// `succeeded` sees every response that was not a failure (a cache stores it there).
+/// `succeeded` sees every response classified as a success (a cache stores it there); a
+/// failure response goes to `recover`, and an ignored one to neither.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -40,6 +40,14 @@ impl Deadline {
         }
     }
 
+    /// `Some(Elapsed)` if `deadline`, if any, has passed by the clock: for a frame that came
+    /// ready, when the timer may never have been polled (a fast server, a slow reader). Reads
+    /// the clock only when there is a deadline.
+    pub(crate) fn passed(deadline: &Option<Self>) -> Option<Elapsed> {
+        let deadline = deadline.as_ref()?;
+        (Instant::now() >= deadline.at).then(|| Elapsed::new(deadline.after))
+    }
+
     /// Polls a response head against `deadline`: the head with what is left of the deadline
     /// (for its body), or [`Elapsed`] once it has passed.
     pub(crate) fn poll_head<F, T, E>(
@@ -82,7 +90,8 @@ pin_project! {
     ///   failure);
     /// * on a body error (a reset connection, a broken stream), records a failure;
     /// * at the whole-response deadline, if one is set, ends with an [`Elapsed`] error (never a
-    ///   truncated success) and records a failure;
+    ///   truncated success) and records a failure, whether it is waiting for the next frame or
+    ///   its frames are ready and read late (a fast server, a slow reader);
     /// * dropped unfinished, records nothing (the call is ignored);
     ///
     /// and in every case gives back the bulkhead permit it holds.
@@ -357,19 +366,22 @@ where
         };
         let mut body = body;
         let polled = body.as_mut().poll_frame(cx);
-        let frame = match polled {
-            Poll::Pending => {
-                if let Some(elapsed) = Deadline::expired(this.deadline, cx) {
-                    *this.ended = true;
-                    // Let go of the client's body (and so of its connection or stream) now,
-                    // with the permit, not when the caller drops this one.
-                    this.inner.set(Source::Replay { data: None });
-                    end_with(this.hooks, this.tee, End::Failed);
-                    return Poll::Ready(Some(Err(Box::new(elapsed))));
-                }
-                return Poll::Pending;
-            }
-            Poll::Ready(frame) => frame,
+        let expired = match &polled {
+            Poll::Pending => Deadline::expired(this.deadline, cx),
+            // Frames that are always ready never let the timer fire: the clock decides.
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => Deadline::passed(this.deadline),
+            Poll::Ready(_) => None,
+        };
+        if let Some(elapsed) = expired {
+            *this.ended = true;
+            // Let go of the client's body (and so of its connection or stream) now, with the
+            // permit, not when the caller drops this one.
+            this.inner.set(Source::Replay { data: None });
+            end_with(this.hooks, this.tee, End::Failed);
+            return Poll::Ready(Some(Err(Box::new(elapsed))));
+        }
+        let Poll::Ready(frame) = polled else {
+            return Poll::Pending;
         };
         let head = this.hooks.head().unwrap_or_else(Outcome::success);
         match frame {

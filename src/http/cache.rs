@@ -91,7 +91,7 @@ pub struct CacheKey {
     user: String,
 }
 
-/// A kept response: its head and its whole body.
+/// A kept response: its head and its whole body (and, through the reqwest adapter, its URL).
 ///
 /// ```
 /// # use std::sync::{Arc, atomic::{AtomicU16, Ordering::SeqCst}};
@@ -151,6 +151,9 @@ pub struct CachedResponse {
     version: Version,
     headers: HeaderMap,
     body: Bytes,
+    /// A reqwest response's URL, given back with it (`reqwest::Response::url`).
+    #[cfg(feature = "reqwest")]
+    url: Option<super::reqwest::ResponseUrl>,
 }
 
 impl CachedResponse {
@@ -160,6 +163,8 @@ impl CachedResponse {
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len())
             .sum();
+        #[cfg(feature = "reqwest")]
+        let headers = headers + self.url.as_ref().map_or(0, |url| url.len());
         self.body.len() + headers
     }
 }
@@ -180,8 +185,15 @@ type UserKey = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
 ///   body has ended cleanly.
 /// * When a call fails, serves the kept response if at most
 ///   [`max_stale`](HttpStaleCacheBuilder::max_stale) old, with an `Age` header (whole seconds)
-///   and the [`Stale`] extension carrying its exact age.
+///   and the [`Stale`] extension carrying its exact age (and, through the reqwest adapter, its
+///   URL).
 /// * Bounded in entries and bytes; the oldest go first.
+///
+/// Under a [`FallbackLayer`](crate::fallback::FallbackLayer) of your own, give the layer an
+/// HTTP classifier ([`HttpClassifier`](crate::classify::http::HttpClassifier), or the gRPC
+/// one) with `with_classifier`: its default classifier counts every response as a success, so
+/// a 503 would be kept as the last good response and never be recovered. A [`Policy`](crate::policy::Policy) with `.http()`
+/// or `.grpc()` does this for you.
 ///
 /// # Example
 ///
@@ -306,6 +318,11 @@ impl HttpStaleCache {
             version: response.version(),
             headers: response.headers().clone(),
             body: Bytes::new(),
+            #[cfg(feature = "reqwest")]
+            url: response
+                .extensions()
+                .get::<super::reqwest::ResponseUrl>()
+                .cloned(),
         };
         if response.body().is_drained() {
             let size = cached.size();
@@ -333,12 +350,18 @@ impl HttpStaleCache {
         *response.status_mut() = cached.status;
         *response.version_mut() = cached.version;
         *response.headers_mut() = cached.headers;
-        let secs = age.as_secs()
-            + response
-                .headers()
-                .get(AGE)
-                .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-                .unwrap_or(0);
+        #[cfg(feature = "reqwest")]
+        if let Some(url) = cached.url {
+            url.set(response.extensions_mut());
+        }
+        // The age it had when kept (an upstream cache's `Age`), plus its age here; a hostile
+        // upstream value saturates.
+        let upstream = response
+            .headers()
+            .get(AGE)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        let secs = age.as_secs().saturating_add(upstream);
         response.headers_mut().insert(AGE, HeaderValue::from(secs));
         let stale = Stale { age };
         response.extensions_mut().insert(stale);

@@ -225,15 +225,34 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         Deadline::poll_head(this.fut, this.deadline, cx).map_ok(|(res, deadline)| {
-            let url = res.url().clone();
+            let url = ResponseUrl(res.url().clone());
             let (mut parts, body) = Response::<reqwest::Body>::from(res).into_parts();
-            // reqwest keeps the URL in a private extension; its builder can set it.
-            use reqwest::ResponseBuilderExt;
-            if let Ok(carrier) = http::Response::builder().url(url).body(()) {
-                parts.extensions.extend(carrier.into_parts().0.extensions);
-            }
+            url.set(&mut parts.extensions);
             Response::from_parts(parts, Tracked::with_deadline(body, deadline))
         })
+    }
+}
+
+/// The URL of a response, in an extension palisade can read (reqwest's own is private): the
+/// stale cache keeps it with the response and serves it back.
+#[derive(Debug, Clone)]
+pub(crate) struct ResponseUrl(reqwest::Url);
+
+impl ResponseUrl {
+    /// The length of the URL, for the stale cache's byte count.
+    pub(crate) fn len(&self) -> usize {
+        self.0.as_str().len()
+    }
+
+    /// Puts the URL on `extensions`, both where `reqwest::Response::from` looks for it and
+    /// where palisade does.
+    pub(crate) fn set(self, extensions: &mut http::Extensions) {
+        // reqwest keeps the URL in a private extension; its builder can set it.
+        use reqwest::ResponseBuilderExt;
+        if let Ok(carrier) = http::Response::builder().url(self.0.clone()).body(()) {
+            extensions.extend(carrier.into_parts().0.extensions);
+        }
+        extensions.insert(self);
     }
 }
 

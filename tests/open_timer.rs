@@ -1,0 +1,80 @@
+//! An open breaker turns half-open when its open duration is over on any runtime, including
+//! one that is never driven again. These tests run on the real clock, and must: a paused clock
+//! only moves when its runtime is driven, and a runtime that is not driven is the case under
+//! test. Each waits at most 10 s for a 20 ms open duration, spinning on rejected calls.
+
+use std::time::Duration;
+
+use palisade::circuit_breaker::{CallError, CircuitBreakerLayer, Handle, State};
+use tokio::time::Instant;
+
+/// A call that succeeds or fails, as `ok` says.
+async fn outcome(ok: bool) -> Result<(), String> {
+    if ok { Ok(()) } else { Err("down".to_owned()) }
+}
+
+/// Trips a breaker of a 20 ms open duration with one failed call through `run`, then calls
+/// through `run` until the breaker lets one through, which closes it; fails after 10 s of
+/// rejections.
+fn trip_then_wait_for_a_probe(run: impl Fn(&Handle, bool) -> Result<(), CallError<String>>) {
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .open_duration(Duration::from_millis(20))
+        .permitted_probes(1)
+        .build()
+        .unwrap()
+        .handle();
+    assert!(run(&breaker, false).is_err());
+    assert_eq!(breaker.state(), State::Open);
+    let start = Instant::now();
+    loop {
+        match run(&breaker, true) {
+            Ok(()) => break,
+            Err(CallError::Open(open)) => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "still open 10 s into a 20 ms open duration (retry after {:?})",
+                open.retry_after()
+            ),
+            Err(other) => panic!("{other}"),
+        }
+        std::thread::yield_now();
+    }
+    assert_eq!(breaker.state(), State::Closed);
+}
+
+/// `block_on` of a rejected call returns at once, so a current-thread runtime used that way
+/// never parks, and never fires a timer: the breaker must not wait for one.
+#[test]
+fn a_current_thread_runtime_that_never_parks_still_lets_the_breaker_half_open() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .unwrap();
+    trip_then_wait_for_a_probe(|b, ok| rt.block_on(b.call(outcome(ok))));
+}
+
+/// A timer cannot be registered on a runtime that has shut down; the breaker must then go by
+/// the clock, not wait for a timer that will never fire.
+#[test]
+fn a_breaker_tripped_on_a_shut_down_runtime_goes_by_the_clock() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    let handle = rt.handle().clone();
+    drop(rt);
+    let _entered = handle.enter();
+    trip_then_wait_for_a_probe(|b, ok| futures::executor::block_on(b.call(outcome(ok))));
+}
+
+/// On a multi-thread runtime the timer fires while its workers are idle.
+#[test]
+fn a_multi_thread_runtime_fires_the_open_timer() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_time()
+        .build()
+        .unwrap();
+    trip_then_wait_for_a_probe(|b, ok| rt.block_on(b.call(outcome(ok))));
+}
