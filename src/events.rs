@@ -118,7 +118,8 @@ pub enum Event<'a> {
         /// Why.
         reason: Rejection,
     },
-    /// A call ran out of time; its future was dropped.
+    /// A call ran out of time; its future was dropped. From the timeout layer, or from a
+    /// policy's whole-response deadline (`response_deadline`), at the head or in the body.
     TimedOut {
         /// The name of the timeout (or policy).
         name: &'a str,
@@ -166,7 +167,8 @@ pub enum Event<'a> {
         in_flight: usize,
     },
     /// A successful response was offered to the fallback's stale cache (stored, replaced, or
-    /// refused as too large).
+    /// refused as too large). The HTTP stale cache keeps a response when its body has ended:
+    /// it reports then, and not at all for a body that breaks.
     StaleCacheUpdated {
         /// The name of the fallback (or policy).
         name: &'a str,
@@ -394,6 +396,14 @@ fn bind(listener: &Arc<dyn Listener>, name: &str) -> Option<Arc<dyn Listener>> {
 #[derive(Clone, Default)]
 pub struct Listeners {
     inner: Option<Arc<Inner>>,
+}
+
+impl Listeners {
+    /// No listeners, in a `const` context.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) const fn none() -> Self {
+        Self { inner: None }
+    }
 }
 
 impl fmt::Debug for Listeners {

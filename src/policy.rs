@@ -337,6 +337,22 @@ pub trait Adapter: Clone {
     /// assert_eq!(Bare.outer(42), 42); // Bare's `Outer<S>` is `S` itself
     /// ```
     fn outer<S>(&self, stack: S) -> Self::Outer<S>;
+
+    /// The adapter, telling `listeners` of what it does itself (a whole-response deadline
+    /// ending a call is an [`Event::TimedOut`](crate::events::Event::TimedOut)). The default
+    /// keeps none.
+    ///
+    /// ```
+    /// use palisade::events::Listeners;
+    /// use palisade::policy::{Adapter, Bare};
+    ///
+    /// let adapter: Bare = Bare.with_listeners(&Listeners::new("orders"));
+    /// # let _ = adapter;
+    /// ```
+    fn with_listeners(&self, listeners: &Listeners) -> Self {
+        let _ = listeners;
+        self.clone()
+    }
 }
 
 /// No adapter: the policy wraps the client as it is.
@@ -665,7 +681,9 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// For gRPC clients (a tonic `Channel`, or any `Service<http::Request<_>>` speaking gRPC):
     /// as [`http`](Self::http), classifying with
     /// [`GrpcClassifier`](crate::classify::grpc::GrpcClassifier) (the status in the head or the
-    /// trailers), and sending the timeout downstream as `grpc-timeout`.
+    /// trailers), and sending the timeout downstream as `grpc-timeout` (the response deadline
+    /// instead, when one is set: it bounds the whole call, and a stream's body may outlast the
+    /// head's timeout).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -842,9 +860,12 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         A: Adapter,
     {
         self.config.validate()?;
-        let adapter = self.adapter.finish(&self.config)?;
         let name = &self.config.name;
         let listeners = self.listeners.named(name.clone());
+        let adapter = self
+            .adapter
+            .finish(&self.config)?
+            .with_listeners(&listeners);
         let timeout = match &self.config.timeout {
             Some(t) => Some(
                 TimeoutLayer::new(t)

@@ -530,6 +530,29 @@ async fn grpc_timeout_is_sent_and_lowers_a_larger_callers_value_but_keeps_a_smal
     assert_eq!(send(Some("20m")).await, "20m");
 }
 
+/// With a response deadline, the server is told the deadline (the whole call's), not the
+/// head's timeout: a stream it sends may last until the deadline.
+#[tokio::test(start_paused = true)]
+async fn grpc_timeout_is_the_response_deadline_when_there_is_one() {
+    for (timeout, deadline, sent) in [
+        (Some(1), 10, "10000000u"),
+        (None, 3, "3000000u"),
+        (Some(5), 2, "2000000u"),
+    ] {
+        let script = Script::default();
+        let mut builder = Policy::builder()
+            .grpc()
+            .response_deadline(Duration::from_secs(deadline));
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(Duration::from_secs(timeout));
+        }
+        let mut svc = builder.build().unwrap().layer(script.service());
+        drop(call(&mut svc).await.unwrap());
+        let seen = script.seen.lock().unwrap();
+        assert_eq!(seen[0]["grpc-timeout"], sent, "{timeout:?} {deadline}");
+    }
+}
+
 #[test]
 fn classifiers_reject_out_of_range_settings_naming_the_field() {
     let err = HttpClassifier::builder()
@@ -960,5 +983,91 @@ async fn two_bulkheads_and_two_breakers_over_one_body_all_wait_for_its_end() {
     assert_eq!((op.in_flight(), ip.in_flight()), (0, 0));
     for snap in [ob.snapshot(), ib.snapshot()] {
         assert_eq!((snap.calls, snap.failures), (2, 1), "{snap:?}");
+    }
+}
+
+/// The stale cache's size is reported when a response is kept, at the end of its body, not
+/// when the head goes by (the gauge would stay one behind).
+#[tokio::test(start_paused = true)]
+async fn the_stale_cache_reports_its_size_once_a_body_is_kept() {
+    use palisade::events::Event;
+    use palisade::http::HttpStaleCache;
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let heard = seen.clone();
+    let script = Script::default();
+    let policy = Policy::builder()
+        .http()
+        .fallback(HttpStaleCache::builder().build().unwrap())
+        .listener(move |event: &Event<'_>| {
+            if let Event::StaleCacheUpdated { entries, .. } = event {
+                heard.lock().unwrap().push(*entries);
+            }
+        })
+        .build()
+        .unwrap();
+    let mut svc = policy.layer(script.service());
+
+    let res = call(&mut svc).await.unwrap();
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "nothing kept before the body ends"
+    );
+    let feed = script.feed(0);
+    feed.send(data("kept")).unwrap();
+    drop(feed);
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(*seen.lock().unwrap(), [1]);
+
+    // A body that breaks is not kept: nothing to report.
+    let res = call(&mut svc).await.unwrap();
+    script.feed(1).send(Err("reset".into())).unwrap();
+    assert!(read_all(res.into_body()).await.is_err());
+    assert_eq!(*seen.lock().unwrap(), [1]);
+}
+
+/// A whole-response deadline that ends a call is a timeout the listeners hear of, once: at the
+/// head, in the body, and when the Policy's own timeout runs out at the same instant.
+#[tokio::test(start_paused = true)]
+async fn a_response_deadline_that_ends_a_call_is_heard_as_one_timeout() {
+    use palisade::events::Event;
+
+    let two = Duration::from_secs(2);
+    for (hang_head, timeout) in [(true, None), (true, Some(two)), (false, None)] {
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let hear = heard.clone();
+        let mut builder =
+            Policy::builder()
+                .http()
+                .response_deadline(two)
+                .listener(move |event: &Event<'_>| {
+                    if let Event::TimedOut { after, .. } = event {
+                        hear.lock().unwrap().push(*after);
+                    }
+                });
+        if let Some(timeout) = timeout {
+            builder = builder.timeout(timeout);
+        }
+        let policy = builder.build().unwrap();
+        let script = Script::default();
+        let err = if hang_head {
+            let hanging = tower::service_fn(|_: Request<()>| {
+                std::future::pending::<Result<Response<Pipe>, Infallible>>()
+            });
+            policy
+                .layer(hanging)
+                .oneshot(Request::new(()))
+                .await
+                .unwrap_err()
+        } else {
+            let res = call(&mut policy.layer(script.service())).await.unwrap();
+            read_all(res.into_body()).await.unwrap_err()
+        };
+        let case = format!("head {hang_head}, timeout {timeout:?}");
+        assert!(
+            matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)),
+            "{case}: {err}"
+        );
+        assert_eq!(*heard.lock().unwrap(), [two], "{case}");
     }
 }

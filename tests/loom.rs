@@ -146,3 +146,35 @@ fn a_trial_running_out_while_its_probe_settles_leaves_no_slot_taken() {
         assert_eq!(sm.snapshot(next).probes_in_flight, 0);
     });
 }
+
+/// A failure recorded while an operator resets the breaker: whatever survives of it, the
+/// window's counts never wrap (a wrapped count is a 100 % failure rate) and stay within the
+/// calls, and successes filling the window afterwards do not trip the breaker.
+#[test]
+fn a_failure_racing_a_reset_never_wraps_the_window_counts() {
+    model(|| {
+        let mut config = CircuitBreakerConfig::default();
+        config.window = SlidingWindow::Count(2);
+        config.minimum_calls = 2;
+        config.failure_rate = 0.5;
+        let sm = Arc::new(StateMachine::new(&config).unwrap());
+        let p = sm.admit(Duration::ZERO).unwrap();
+        let recorder = {
+            let sm = sm.clone();
+            thread::spawn(move || sm.record(p, Outcome::failure(), Duration::ZERO))
+        };
+        sm.reset(Duration::ZERO);
+        recorder.join().unwrap();
+        for _ in 0..2 {
+            let p = sm.admit(Duration::ZERO).unwrap();
+            sm.record(p, Outcome::success(), Duration::ZERO);
+            let snap = sm.snapshot(Duration::ZERO);
+            assert!(snap.failures <= snap.calls, "{snap:?}");
+        }
+        // Two successes fill the window: whatever the race left is gone or counted once at
+        // most, and never opens the breaker.
+        let snap = sm.snapshot(Duration::ZERO);
+        assert_eq!(snap.state, State::Closed, "{snap:?}");
+        assert!(snap.failures <= 1, "{snap:?}");
+    });
+}

@@ -388,8 +388,10 @@ mod http_builders {
                 let _ = svc.ready().await.unwrap().call(req).await;
             });
             let sent = sent.lock().unwrap().clone();
-            if timeout == Duration::MAX {
-                // No timeout: nothing to send, the caller's header (if any) goes as it was.
+            // The whole call's time: the response deadline, or else the timeout.
+            let whole = if deadline == Duration::MAX { timeout } else { deadline };
+            if whole == Duration::MAX {
+                // Neither: nothing to send, the caller's header (if any) goes as it was.
                 prop_assert_eq!(sent, callers);
             } else {
                 let sent = sent.expect("a grpc-timeout is sent");
@@ -397,9 +399,9 @@ mod http_builders {
                 prop_assert!(parsed.is_some(), "well-formed: {:?}", sent);
                 match callers.as_ref().and_then(|v| parse_grpc_timeout(v.as_bytes())) {
                     // A caller asking for less keeps its value.
-                    Some(c) if c <= timeout => prop_assert_eq!(Some(sent), callers),
-                    // Otherwise the policy's timeout, rounded up to at most 8 digits.
-                    _ => prop_assert_eq!(sent.to_str().unwrap(), format_grpc_timeout(timeout)),
+                    Some(c) if c <= whole => prop_assert_eq!(Some(sent), callers),
+                    // Otherwise the policy's, rounded up to at most 8 digits.
+                    _ => prop_assert_eq!(sent.to_str().unwrap(), format_grpc_timeout(whole)),
                 }
             }
         }

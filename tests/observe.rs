@@ -508,6 +508,7 @@ mod metrics_series {
         Counter, Gauge, Histogram, Key, KeyName, Metadata, Recorder, SharedString, Unit,
     };
     use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+    use palisade::circuit_breaker::{Cause, Transition, WindowCounts};
     use palisade::observe::MetricsListener;
 
     use super::*;
@@ -825,6 +826,264 @@ mod metrics_series {
         assert_eq!(
             s.counters["palisade_calls_total{name=inventory,outcome=success}"],
             101
+        );
+    }
+
+    /// Transitions reach listeners after the breaker's lock is released, so a trip can be told
+    /// after the operator's `force_open` that followed it: the gauge keeps the later state.
+    #[test]
+    fn a_transition_told_late_does_not_undo_a_later_one() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let listener = MetricsListener::new().bind("race").unwrap();
+        let tell = |generation: u32, from: State, to: State| {
+            let transition = Transition {
+                generation,
+                from,
+                to,
+                cause: Cause::Operator,
+                window: WindowCounts::default(),
+                open_for: None,
+                would_trip: false,
+                at: Duration::ZERO,
+            };
+            listener.on_event(&Event::StateTransition {
+                name: "race",
+                transition: &transition,
+            });
+        };
+        let mut s = Series::default();
+        let state = |s: &mut Series| {
+            s.read(&snapshotter);
+            s.gauges["palisade_circuit_state{name=race}"]
+        };
+
+        // Generations are 31 bits and wrap: 0 comes after 2^31 - 1.
+        let last = (1 << 31) - 1;
+        tell(last - 1, State::Open, State::ForcedOpen);
+        tell(last - 2, State::Closed, State::Open); // the trip, told late
+        assert_eq!(state(&mut s), 3.0, "forced open");
+        tell(0, State::Open, State::Disabled);
+        tell(last, State::ForcedOpen, State::Closed); // told late, across the wrap
+        assert_eq!(state(&mut s), 4.0, "disabled");
+        tell(1, State::Disabled, State::Closed);
+        assert_eq!(state(&mut s), 0.0, "closed, later again");
+        // Every transition is counted, in order or not.
+        let transitions: u64 = s
+            .counters
+            .iter()
+            .filter(|(k, _)| k.starts_with("palisade_circuit_transitions_total"))
+            .map(|(_, v)| *v)
+            .sum();
+        assert_eq!(transitions, 5);
+    }
+
+    /// The same race through a breaker: the tripping thread is held inside its listeners while
+    /// the operator forces the breaker open, then told to go on.
+    #[test]
+    fn a_trip_told_after_a_later_force_open_leaves_the_gauge_forced_open() {
+        use std::sync::mpsc;
+
+        use palisade::circuit_breaker::CircuitBreakerLayer;
+        use palisade::events::Listeners;
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let (tripping, tripped) = mpsc::channel::<()>();
+        let (go_on, wait) = mpsc::channel::<()>();
+        let wait = Mutex::new(wait);
+        let hold = move |event: &Event<'_>| {
+            if let Event::StateTransition { transition, .. } = event {
+                if transition.to == State::Open {
+                    tripping.send(()).unwrap();
+                    wait.lock().unwrap().recv().unwrap();
+                }
+            }
+        };
+        let listeners = Listeners::new("race")
+            .with(hold)
+            .with(MetricsListener::new());
+        let breaker = CircuitBreakerLayer::builder()
+            .name("race")
+            .consecutive_failures(1)
+            .listeners(listeners)
+            .build()
+            .unwrap()
+            .handle();
+
+        std::thread::scope(|scope| {
+            let failing = scope.spawn(|| {
+                let _local = metrics::set_default_local_recorder(&recorder);
+                let fails = async { Err::<(), _>(std::io::Error::other("down")) };
+                futures::executor::block_on(breaker.call(fails)).unwrap_err();
+            });
+            tripped.recv().unwrap(); // the trip is made, and not yet told to the metrics
+            breaker.force_open();
+            go_on.send(()).unwrap();
+            failing.join().unwrap();
+        });
+
+        assert_eq!(breaker.state(), State::ForcedOpen);
+        let mut s = Series::default();
+        s.read(&snapshotter);
+        assert_eq!(s.gauges["palisade_circuit_state{name=race}"], 3.0);
+    }
+
+    /// Permit events are built after the permit count changes, so two releases can be told
+    /// with each other's counts: the gauge counts acquires and releases instead.
+    #[test]
+    fn the_in_flight_gauge_is_zero_after_releases_told_out_of_order() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let listener = MetricsListener::new().bind("pool").unwrap();
+        let name = "pool";
+        for event in [
+            Event::BulkheadAcquired { name, in_flight: 1 },
+            Event::BulkheadAcquired { name, in_flight: 2 },
+            Event::BulkheadReleased { name, in_flight: 0 },
+            Event::BulkheadReleased { name, in_flight: 1 },
+        ] {
+            listener.on_event(&event);
+        }
+        let mut s = Series::default();
+        s.read(&snapshotter);
+        assert_eq!(s.gauges["palisade_bulkhead_in_flight{name=pool}"], 0.0);
+    }
+
+    /// Many calls on many threads through a bulkhead with a queue, some of them dropped while
+    /// they wait or run, and rounds of calls that all end at once: at rest the gauge is zero,
+    /// as the bulkhead is.
+    #[test]
+    fn the_in_flight_gauge_is_zero_at_rest_after_concurrent_calls() {
+        use futures::FutureExt;
+        use tokio::sync::Barrier;
+
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let mut config = bulkhead(4);
+        config.max_wait = Some(Duration::from_secs(3600));
+        config.max_queued = Some(64);
+        // A listener before the metrics one widens the gap between a permit event's count
+        // and the metrics listener hearing it (a `tracing` listener writing a line, say).
+        let slow = |event: &Event<'_>| {
+            if let Event::BulkheadReleased { .. } = event {
+                std::thread::yield_now();
+            }
+        };
+        let policy = Policy::builder()
+            .name("pool")
+            .bulkhead(config)
+            .listener(slow)
+            .listener(MetricsListener::new())
+            .build()
+            .unwrap();
+        let bulkhead = policy.bulkhead().unwrap();
+        // A call with a barrier ends when the barrier's other calls reach it.
+        let svc = policy.layer(service_fn(
+            |(n, end): (u32, Option<Arc<Barrier>>)| async move {
+                match end {
+                    Some(barrier) => {
+                        barrier.wait().await;
+                    }
+                    None => {
+                        for _ in 0..n % 4 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }
+                Ok::<_, BoxError>(n)
+            },
+        ));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_time()
+            .build()
+            .unwrap();
+        let mut s = Series::default();
+        let mut at_rest = |what: &str| {
+            assert_eq!(bulkhead.in_flight(), 0);
+            s.read(&snapshotter);
+            assert_eq!(
+                s.gauges["palisade_bulkhead_in_flight{name=pool}"], 0.0,
+                "{what}"
+            );
+        };
+        // The gauge's handle is registered here, on the thread that has the recorder.
+        rt.block_on(svc.clone().oneshot((0, None))).unwrap();
+        at_rest("one call");
+
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..8u32)
+                .map(|task| {
+                    let mut svc = svc.clone();
+                    tokio::spawn(async move {
+                        for n in 0..200u32 {
+                            let call = svc.ready().await.unwrap().call((task + n, None));
+                            if n % 5 == 0 {
+                                // Polled once and dropped: cancelled while it waits or runs.
+                                drop(call.now_or_never());
+                            } else {
+                                call.await.unwrap();
+                            }
+                        }
+                    })
+                })
+                .collect();
+            for task in tasks {
+                task.await.unwrap();
+            }
+        });
+        at_rest("queued and cancelled calls");
+
+        for round in 0..500 {
+            rt.block_on(async {
+                let barrier = Arc::new(Barrier::new(4));
+                let tasks: Vec<_> = (0..4u32)
+                    .map(|n| tokio::spawn(svc.clone().oneshot((n, Some(barrier.clone())))))
+                    .collect();
+                for task in tasks {
+                    task.await.unwrap().unwrap();
+                }
+            });
+            at_rest(&format!("round {round} of calls ending at once"));
+        }
+    }
+
+    /// Used through a closure (as the `events` docs show), the listener is never bound: it
+    /// keeps nothing between events, and must not guess the state from a call.
+    #[tokio::test(start_paused = true)]
+    async fn an_unbound_listener_leaves_the_state_gauge_to_transitions() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let metrics = MetricsListener::new();
+        let policy = Policy::builder()
+            .name("unbound")
+            .circuit_breaker(breaker(2, 2))
+            .listener(move |e: &Event<'_>| metrics.on_event(e))
+            .build()
+            .unwrap();
+        let breaker = policy.circuit_breaker().unwrap();
+        let mut svc = policy.layer(dependency());
+        let mut s = Series::default();
+        let state = |s: &mut Series| {
+            s.read(&snapshotter);
+            s.gauges["palisade_circuit_state{name=unbound}"]
+        };
+
+        breaker.disable();
+        assert!(call(&mut svc, req(1, Reply::Ok)).await.is_ok());
+        assert_eq!(state(&mut s), 4.0, "disabled, after a call");
+        breaker.metrics_only();
+        assert!(call(&mut svc, req(1, Reply::Ok)).await.is_ok());
+        assert_eq!(state(&mut s), 5.0, "metrics-only, after a call");
+        assert_eq!(
+            s.counters["palisade_calls_total{name=unbound,outcome=success}"],
+            2
         );
     }
 }

@@ -744,7 +744,18 @@ mod over_http {
 async fn a_panicking_classifier_of_handle_call_is_a_typed_error_and_leaks_no_probe_slot() {
     use palisade::circuit_breaker::{CallError, CircuitBreakerLayer};
 
+    let ignored = Arc::new(AtomicUsize::new(0));
+    let heard = ignored.clone();
     let layer = circuit_breaker::Builder::from_config(breaker_config())
+        .listeners(
+            palisade::events::Listeners::new("p").with(move |event: &Event<'_>| {
+                if let Event::CallRecorded { outcome, .. } = event
+                    && outcome.is_ignored()
+                {
+                    heard.fetch_add(1, Ordering::SeqCst);
+                }
+            }),
+        )
         .build()
         .unwrap();
     let breaker = layer.handle();
@@ -770,6 +781,7 @@ async fn a_panicking_classifier_of_handle_call_is_a_typed_error_and_leaks_no_pro
     }
     assert_eq!(breaker.snapshot().probes_in_flight, 0, "probe slot back");
     assert_eq!(breaker.state(), State::HalfOpen, "recorded as ignored");
+    assert_eq!(ignored.load(Ordering::SeqCst), 1, "and heard as ignored");
     assert_eq!(breaker.call(async { Ok::<u32, &str>(7) }).await.unwrap(), 7);
     assert_eq!(breaker.state(), State::Closed);
 }

@@ -5,10 +5,11 @@
 #![cfg(feature = "testkit")]
 
 use std::future::Future;
+use std::io;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request, StatusCode, Version};
 use http_body_util::{BodyExt, Empty, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -20,7 +21,7 @@ use palisade::testkit::{
 };
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::time::Instant;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -62,6 +63,29 @@ async fn get(
 
 async fn status(client: &HttpClient, uri: hyper::Uri) -> u16 {
     get(client, uri).await.0.as_u16()
+}
+
+/// A single-threaded runtime that polls the test's own future again after every task it runs
+/// (tokio's default is after 61 of them), so that a call returning before the tasks it has
+/// aborted are gone is caught: their sockets are still open when the test looks.
+fn eager_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .event_interval(1)
+        .build()
+        .unwrap()
+}
+
+/// What became of the peer of `stream`, read without yielding to the runtime (so without
+/// letting any task run): `Ok(0)` for a close, an error for a reset, and `WouldBlock` (after
+/// a short wait for the loopback to deliver) while it is still open.
+fn read_now(stream: TcpStream) -> io::Result<usize> {
+    let stream = stream.into_std().unwrap();
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    io::Read::read(&mut &stream, &mut [0; 16])
 }
 
 #[tokio::test]
@@ -333,6 +357,29 @@ async fn shutdown_resets_hanging_requests_and_stops_accepting() {
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
 
+#[test]
+fn shutdown_resets_what_is_still_open_after_the_grace_and_returns_once_it_is_closed() {
+    eager_runtime().block_on(async {
+        let server = FlakyServer::builder()
+            .fault(Fault::healthy().latency(Duration::from_secs(60)))
+            .start()
+            .await
+            .unwrap();
+        let mut conn = TcpStream::connect(server.addr()).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        server.wait_for(LIMIT, |s| s.in_flight == 1).await.unwrap();
+        within("shutdown", server.shutdown()).await; // after its grace of a second
+        let read = read_now(conn);
+        assert_eq!(
+            read.map_err(|e| e.kind()),
+            Err(io::ErrorKind::ConnectionReset),
+            "reset, and already when shutdown returned"
+        );
+    });
+}
+
 // ---------------------------------------------------------------------------------------------
 // gRPC
 
@@ -341,15 +388,13 @@ async fn grpc_client(server: &FlakyServer) -> EchoClient<tonic::transport::Chann
     EchoClient::new(within("connect", endpoint.connect()).await.unwrap())
 }
 
-/// A gRPC call over a bare hyper HTTP/2 connection: the response head, and the body's data
-/// and trailers.
-async fn raw_grpc(server: &FlakyServer) -> (http::response::Parts, Bytes, Option<HeaderMap>) {
-    let tcp = TcpStream::connect(server.addr()).await.unwrap();
-    let (mut send, conn) =
-        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tcp))
-            .await
-            .unwrap();
-    tokio::spawn(conn);
+/// A gRPC call over a bare hyper connection of this HTTP version: the response head, and the
+/// body's data and trailers.
+async fn raw_grpc(
+    server: &FlakyServer,
+    version: Version,
+) -> (http::response::Parts, Bytes, Option<HeaderMap>) {
+    let tcp = TokioIo::new(TcpStream::connect(server.addr()).await.unwrap());
     let message = EchoRequest::new("raw").encode_to_vec();
     let mut frame = vec![0];
     frame.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
@@ -359,10 +404,19 @@ async fn raw_grpc(server: &FlakyServer) -> (http::response::Parts, Bytes, Option
         .header("te", "trailers")
         .body(Full::new(Bytes::from(frame)))
         .unwrap();
-    let response = within("raw gRPC", send.send_request(request))
-        .await
-        .unwrap();
-    let (parts, body) = response.into_parts();
+    let response = if version == Version::HTTP_2 {
+        let (mut send, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), tcp)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        within("raw gRPC", send.send_request(request)).await
+    } else {
+        let (mut send, conn) = hyper::client::conn::http1::handshake(tcp).await.unwrap();
+        tokio::spawn(conn);
+        within("raw gRPC", send.send_request(request)).await
+    };
+    let (parts, body) = response.unwrap().into_parts();
+    assert_eq!(parts.version, version);
     let collected = within("raw body", body.collect()).await.unwrap();
     let trailers = collected.trailers().cloned();
     (parts, collected.to_bytes(), trailers)
@@ -447,7 +501,7 @@ async fn grpc_trailers_only_status_arrives_in_the_head() {
         "250"
     );
 
-    let (head, body, trailers) = raw_grpc(&server).await;
+    let (head, body, trailers) = raw_grpc(&server, Version::HTTP_2).await;
     assert_eq!(head.status, StatusCode::OK);
     assert_eq!(head.headers["content-type"], "application/grpc");
     assert_eq!(head.headers["grpc-status"], "14");
@@ -477,7 +531,7 @@ async fn grpc_status_in_trailers_arrives_after_a_message() {
     assert_eq!(status.code(), tonic::Code::ResourceExhausted);
     assert_eq!(status.message(), "quota: 100% used");
 
-    let (head, body, trailers) = raw_grpc(&server).await;
+    let (head, body, trailers) = raw_grpc(&server, Version::HTTP_2).await;
     assert_eq!(head.status, StatusCode::OK);
     assert!(head.headers.get("grpc-status").is_none(), "not in the head");
     assert!(!body.is_empty(), "one message before the status");
@@ -488,13 +542,45 @@ async fn grpc_status_in_trailers_arrives_after_a_message() {
 }
 
 #[tokio::test]
+async fn grpc_trailers_reach_an_http1_client() {
+    let server = FlakyServer::builder()
+        .fault(
+            Fault::grpc_status(
+                tonic::Code::ResourceExhausted,
+                "quota",
+                GrpcStatusIn::Trailers,
+            )
+            .pushback_ms("250"),
+        )
+        .start()
+        .await
+        .unwrap();
+    let (head, body, trailers) = raw_grpc(&server, Version::HTTP_11).await;
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.headers.get("grpc-status").is_none(), "not in the head");
+    assert!(!body.is_empty(), "one message before the status");
+    let trailers = trailers.expect("trailers over HTTP/1.1");
+    assert_eq!(trailers["grpc-status"], "8");
+    assert_eq!(trailers["grpc-message"], "quota");
+    assert_eq!(trailers["grpc-retry-pushback-ms"], "250");
+
+    server.set(Fault::healthy());
+    let (_, body, trailers) = raw_grpc(&server, Version::HTTP_11).await;
+    assert!(!body.is_empty());
+    assert_eq!(
+        trailers.expect("trailers over HTTP/1.1")["grpc-status"],
+        "0"
+    );
+}
+
+#[tokio::test]
 async fn grpc_body_can_end_with_no_status() {
     let server = FlakyServer::builder()
         .fault(Fault::grpc_no_status())
         .start()
         .await
         .unwrap();
-    let (head, body, trailers) = raw_grpc(&server).await;
+    let (head, body, trailers) = raw_grpc(&server, Version::HTTP_2).await;
     assert_eq!(head.status, StatusCode::OK);
     assert!(head.headers.get("grpc-status").is_none());
     assert!(!body.is_empty());
@@ -693,6 +779,109 @@ async fn proxy_can_reset_its_open_connections() {
         .wait_for(LIMIT, |s| s.connections_open == 0)
         .await
         .unwrap();
+}
+
+#[tokio::test]
+async fn proxy_reset_reaches_a_connection_counted_open_before_its_task_has_run() {
+    let server = FlakyServer::start().await.unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let addr = proxy.addr();
+    // The doc example's pattern, in a task: on this single-threaded runtime the count of the
+    // new connection wakes it before the connection's own task has first run.
+    let resetter = tokio::spawn(async move {
+        proxy
+            .wait_for(LIMIT, |s| s.connections_open == 1)
+            .await
+            .unwrap();
+        proxy.reset_open_connections();
+        proxy
+    });
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    let _proxy = within("the reset", resetter).await.unwrap();
+    let read = tokio::time::timeout(LIMIT, conn.read(&mut [0; 16])).await;
+    assert!(
+        matches!(read, Ok(Err(_) | Ok(0))),
+        "the connection was not cut: {read:?}"
+    );
+}
+
+#[tokio::test]
+async fn proxy_reset_resets_the_upstream_side_too() {
+    let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy = FaultProxy::start(upstream.local_addr().unwrap())
+        .await
+        .unwrap();
+    let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+    client.write_all(b"x").await.unwrap();
+    let (mut server_side, _) = within("accept", upstream.accept()).await.unwrap();
+    let mut buf = [0; 16];
+    assert_eq!(
+        within("the byte", server_side.read(&mut buf))
+            .await
+            .unwrap(),
+        1
+    );
+    proxy.reset_open_connections();
+    let read = within("read after reset", server_side.read(&mut buf)).await;
+    assert_eq!(
+        read.map_err(|e| e.kind()),
+        Err(io::ErrorKind::ConnectionReset),
+        "a reset, not a close"
+    );
+}
+
+#[tokio::test]
+async fn proxy_throttle_gives_no_credit_for_time_the_connection_sat_idle() {
+    // 400 ms of upstream latency, then about 3100 B (head and body) at 10 kB/s: the transfer
+    // after the wait still takes about 310 ms.
+    let server = FlakyServer::builder()
+        .fault(Fault::slow_body(3_000, 100_000_000).latency(Duration::from_millis(400)))
+        .start()
+        .await
+        .unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    proxy.set(ProxyMode::Throttle {
+        bytes_per_sec: 10_000,
+    });
+    let start = Instant::now();
+    let (status, _, body) = get(&http1(), uri(&proxy.url(), "/")).await;
+    let took = start.elapsed();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.unwrap().len(), 3_000);
+    assert!(
+        took >= Duration::from_millis(400 + 270),
+        "400 ms idle, then 3000 B at 10 kB/s, took {took:?}"
+    );
+    assert!(
+        took < Duration::from_secs(2),
+        "400 ms idle, then 3000 B at 10 kB/s, took {took:?}"
+    );
+}
+
+#[test]
+fn proxy_shutdown_returns_once_its_connections_are_closed() {
+    eager_runtime().block_on(async {
+        let upstream = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy = FaultProxy::start(upstream.local_addr().unwrap())
+            .await
+            .unwrap();
+        let mut client = TcpStream::connect(proxy.addr()).await.unwrap();
+        client.write_all(b"x").await.unwrap();
+        let (mut server_side, _) = within("accept", upstream.accept()).await.unwrap();
+        let read = within("the byte", server_side.read(&mut [0; 16])).await;
+        assert_eq!(read.unwrap(), 1);
+        within("shutdown", proxy.shutdown()).await;
+        for (side, stream) in [("upstream", server_side), ("client", client)] {
+            let read = read_now(stream);
+            assert!(
+                read.as_ref().is_ok_and(|&n| n == 0)
+                    || read
+                        .as_ref()
+                        .is_err_and(|e| e.kind() == io::ErrorKind::ConnectionReset),
+                "the {side} side is closed when shutdown returns: {read:?}"
+            );
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------

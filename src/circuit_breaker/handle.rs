@@ -543,15 +543,18 @@ impl Handle {
         };
         let start = breaker.times_calls().then(Instant::now);
         let result = fut.await;
-        let outcome = match catch_callback("classifier", || classify(result.as_ref())) {
-            Ok(outcome) => outcome,
-            // `held` gives the permit back as ignored.
-            Err(panicked) => return Err(CallError::CallbackPanicked(panicked)),
+        let (outcome, panicked) = match catch_callback("classifier", || classify(result.as_ref())) {
+            Ok(outcome) => (outcome, None),
+            // Recorded as ignored (and heard as such by listeners), as on the tower path.
+            Err(panicked) => (Outcome::ignored(), Some(panicked)),
         };
         if let Some(permit) = held.permit.take() {
             record(breaker, permit, outcome, start);
         }
-        result.map_err(CallError::Inner)
+        match panicked {
+            Some(panicked) => Err(CallError::CallbackPanicked(panicked)),
+            None => result.map_err(CallError::Inner),
+        }
     }
 }
 

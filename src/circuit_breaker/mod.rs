@@ -80,6 +80,8 @@ pub use future::ResponseFuture;
 pub use handle::{CallError, Handle};
 pub use layer::{Builder, CircuitBreakerLayer};
 pub use service::CircuitBreaker;
+#[cfg_attr(not(feature = "metrics"), allow(unused_imports))]
+pub(crate) use state::generation_after;
 pub use state::{
     Cause, Now, Permit, RejectReason, Rejection, Snapshot, State, StateMachine, Transition,
 };

@@ -159,11 +159,7 @@ impl CountWindow {
             set_bit(&self.slow, slot, slow, &self.slow_calls);
         }
         if failed || slow {
-            Some(WindowCounts {
-                calls: (seq + 1).min(size) as u32,
-                failures: self.failures.load(Ordering::Relaxed),
-                slow_calls: self.slow_calls.load(Ordering::Relaxed),
-            })
+            Some(self.bounded((seq + 1).min(size) as u32))
         } else {
             None
         }
@@ -171,10 +167,16 @@ impl CountWindow {
 
     pub(crate) fn counts(&self) -> WindowCounts {
         let seq = self.cursor.load(Ordering::Acquire) & SEQ_MASK;
+        self.bounded(seq.min(u64::from(self.size)) as u32)
+    }
+
+    /// The counts, each at most `calls`: a record racing a reset can leave a count one
+    /// higher than its marks until the next reset (see `set_bit`).
+    fn bounded(&self, calls: u32) -> WindowCounts {
         WindowCounts {
-            calls: seq.min(u64::from(self.size)) as u32,
-            failures: self.failures.load(Ordering::Relaxed),
-            slow_calls: self.slow_calls.load(Ordering::Relaxed),
+            calls,
+            failures: self.failures.load(Ordering::Relaxed).min(calls),
+            slow_calls: self.slow_calls.load(Ordering::Relaxed).min(calls),
         }
     }
 
@@ -209,8 +211,10 @@ fn set_bit(bits: &[AtomicU64], slot: usize, value: bool, count: &AtomicU32) {
         (false, true) => {
             count.fetch_add(1, Ordering::Relaxed);
         }
+        // Never below zero: a reset racing the record that set this mark may have zeroed the
+        // count after the mark was counted, and a wrapped count would be a 100 % rate.
         (true, false) => {
-            count.fetch_sub(1, Ordering::Relaxed);
+            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
         }
         _ => {}
     }

@@ -389,13 +389,21 @@ where
                     // Only a success is offered to the recovery (a cache keeps the last good
                     // response); an ignored response is passed on, unkept.
                     Ok(OutcomeKind::Success) => {
-                        if let Err(panicked) = catch_callback("Recover::succeeded", || {
-                            this.recover.succeeded(kept, &mut response)
-                        }) {
+                        let offered = if this.listeners.is_empty() {
+                            catch_callback("Recover::succeeded", || {
+                                this.recover.succeeded(kept, &mut response);
+                            })
+                        } else {
+                            let listeners = this.listeners.clone();
+                            catch_callback("Recover::succeeded", || {
+                                this.recover
+                                    .succeeded_then(kept, &mut response, move |entries| {
+                                        cache_updated(entries, &listeners);
+                                    });
+                            })
+                        };
+                        if let Err(panicked) = offered {
                             return Poll::Ready(Err(panicked.into()));
-                        }
-                        if !this.listeners.is_empty() {
-                            cache_updated(&*this.recover, this.listeners);
                         }
                         return Poll::Ready(Ok(response));
                     }
@@ -430,14 +438,11 @@ where
     }
 }
 
-/// Tells the listeners how many responses a caching recovery holds now.
+/// Tells the listeners how many responses a caching recovery holds now (`None`: a recovery
+/// that keeps none).
 #[cold]
-fn cache_updated<R: Recover<Req, Res> + ?Sized, Req, Res>(recover: &R, listeners: &Listeners) {
-    // Only for listeners: a panic here (user code in a custom `Recover`) loses the event, as a
-    // listener's own panic does, and not the response.
-    if let Ok(Some(entries)) =
-        catch_callback("Recover::cached_entries", || recover.cached_entries())
-    {
+fn cache_updated(entries: Option<usize>, listeners: &Listeners) {
+    if let Some(entries) = entries {
         listeners.emit(|name| Event::StaleCacheUpdated { name, entries });
     }
 }

@@ -444,6 +444,35 @@ pub trait Recover<Req, Res> {
         let _ = (kept, response);
     }
 
+    /// [`succeeded`](Self::succeeded), then `stored` with [`cached_entries`](Self::cached_entries)
+    /// once the response is kept (or refused): the fallback layer calls this one while someone
+    /// listens, to report the cache's size. The default calls `succeeded` and then `stored` at
+    /// once; a recovery that keeps a response only later overrides it (the HTTP stale cache
+    /// keeps one when its body has ended, and does not call `stored` if the body breaks).
+    ///
+    /// ```
+    /// use palisade::fallback::{Recover, StaleCache};
+    ///
+    /// let cache = StaleCache::builder(|id: &u32| Some(*id)).build().unwrap();
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// cache.succeeded_then(cache.keep(&7), &mut String::from("item 7"), move |entries| {
+    ///     tx.send(entries).unwrap()
+    /// });
+    /// assert_eq!(rx.recv().unwrap(), Some(1));
+    /// ```
+    fn succeeded_then<F>(&self, kept: Self::Kept, response: &mut Res, stored: F)
+    where
+        F: FnOnce(Option<usize>) + Send + Sync + 'static,
+    {
+        self.succeeded(kept, response);
+        // Only for listeners: a panic in user code here loses the report, not the response.
+        if let Ok(entries) =
+            crate::error::catch_callback("Recover::cached_entries", || self.cached_entries())
+        {
+            stored(entries);
+        }
+    }
+
     /// Like [`recover`](Self::recover), and also says how the response was made, for events
     /// and metrics. The fallback layer calls this one. The default calls `recover` and reports
     /// [`Served::Fresh`]; a recovery that serves stored responses overrides it.

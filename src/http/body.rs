@@ -12,6 +12,7 @@ use tower::BoxError;
 
 use crate::classify::{End, EndRule, Hooks, Outcome};
 use crate::error::Elapsed;
+use crate::events::{Event, Listeners};
 
 /// The deadline of a whole response, shared by its head and its body.
 #[derive(Debug)]
@@ -19,17 +20,28 @@ pub(crate) struct Deadline {
     at: Instant,
     after: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
+    /// Told when the deadline ends a call ([`Event::TimedOut`]).
+    listeners: Listeners,
 }
 
 impl Deadline {
     /// A deadline `after` from `start`; `None` when too far to represent (no deadline then,
     /// as for `Duration::MAX`, rather than one already passed).
-    pub(crate) fn new(start: Instant, after: Duration) -> Option<Self> {
+    pub(crate) fn new(start: Instant, after: Duration, listeners: &Listeners) -> Option<Self> {
         Some(Self {
             at: start.checked_add(after)?,
             after,
             sleep: None,
+            listeners: listeners.clone(),
         })
+    }
+
+    /// The deadline has ended the call: tells the listeners, and gives the error.
+    #[cold]
+    fn elapsed(&self) -> Elapsed {
+        let after = self.after;
+        self.listeners.emit(|name| Event::TimedOut { name, after });
+        Elapsed::new(after)
     }
 
     /// `Some(Elapsed)` once `deadline`, if any, has passed; else registers for the wake-up.
@@ -45,7 +57,7 @@ impl Deadline {
     /// the clock only when there is a deadline.
     pub(crate) fn passed(deadline: &Option<Self>) -> Option<Elapsed> {
         let deadline = deadline.as_ref()?;
-        (Instant::now() >= deadline.at).then(|| Elapsed::new(deadline.after))
+        (Instant::now() >= deadline.at).then(|| deadline.elapsed())
     }
 
     /// Polls a response head against `deadline`: the head with what is left of the deadline
@@ -75,7 +87,8 @@ impl Deadline {
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-        sleep.as_mut().poll(cx).map(|()| Elapsed::new(self.after))
+        std::task::ready!(sleep.as_mut().poll(cx));
+        Poll::Ready(self.elapsed())
     }
 }
 

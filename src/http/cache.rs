@@ -312,7 +312,14 @@ impl HttpStaleCache {
         })
     }
 
-    fn watch<B: Body>(&self, key: CacheKey, response: &mut Response<Tracked<B>>) {
+    /// Keeps `response` under `key` once its body has ended cleanly, then calls `stored` with
+    /// the number of entries (also when it was refused as too large; not if the body broke).
+    fn watch<B: Body>(
+        &self,
+        key: CacheKey,
+        response: &mut Response<Tracked<B>>,
+        stored: impl FnOnce(usize) + Send + Sync + 'static,
+    ) {
         let cached = CachedResponse {
             status: response.status(),
             version: response.version(),
@@ -327,6 +334,7 @@ impl HttpStaleCache {
         if response.body().is_drained() {
             let size = cached.size();
             self.store.store(key, cached, size);
+            stored(self.store.stats().entries);
             return;
         }
         let store = self.store.clone();
@@ -336,8 +344,12 @@ impl HttpStaleCache {
             TeeEnd::Whole(body) => {
                 let size = head_size + body.len();
                 store.store(key, CachedResponse { body, ..cached }, size);
+                stored(store.stats().entries);
             }
-            TeeEnd::TooLarge => store.too_large(&key),
+            TeeEnd::TooLarge => {
+                store.too_large(&key);
+                stored(store.stats().entries);
+            }
             // A body that broke or was dropped says nothing new: the older entry stays.
             TeeEnd::Abandoned => {}
         });
@@ -404,7 +416,22 @@ macro_rules! recover_for {
 
             fn succeeded(&self, kept: Option<CacheKey>, response: &mut Response<Tracked<B>>) {
                 if let Some(key) = kept {
-                    self.watch(key, response);
+                    self.watch(key, response, |_| {});
+                }
+            }
+
+            fn succeeded_then<F>(
+                &self,
+                kept: Option<CacheKey>,
+                response: &mut Response<Tracked<B>>,
+                stored: F,
+            ) where
+                F: FnOnce(Option<usize>) + Send + Sync + 'static,
+            {
+                match kept {
+                    // Reported when the body has ended and the response is kept.
+                    Some(key) => self.watch(key, response, move |entries| stored(Some(entries))),
+                    None => stored(Some(self.store.stats().entries)),
                 }
             }
 

@@ -42,6 +42,7 @@ use tower::{BoxError, Layer, Service};
 
 use super::body::{Deadline, Tracked};
 use crate::error::ConfigError;
+use crate::events::Listeners;
 use crate::policy::{Adapter, PolicyConfig};
 
 impl<B> From<Tracked<B>> for reqwest::Body
@@ -79,9 +80,11 @@ where
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ReqwestAdapter {
     deadline: Option<Duration>,
+    /// Told when the deadline ends a call (a policy's listeners).
+    listeners: Listeners,
 }
 
 impl ReqwestAdapter {
@@ -102,11 +105,18 @@ impl Adapter for ReqwestAdapter {
                 ConfigError::new("deadline", "must be more than zero", deadline).within("response"),
             );
         }
-        Ok(*self)
+        Ok(self.clone())
     }
 
     fn outer<S>(&self, stack: S) -> IntoReqwest<S> {
         IntoReqwest { inner: stack }
+    }
+
+    fn with_listeners(&self, listeners: &Listeners) -> Self {
+        Self {
+            listeners: listeners.clone(),
+            ..self.clone()
+        }
     }
 }
 
@@ -117,6 +127,7 @@ impl<S> Layer<S> for ReqwestAdapter {
         ReqwestTrack {
             inner,
             deadline: self.deadline.filter(|d| *d != Duration::MAX),
+            listeners: self.listeners.clone(),
         }
     }
 }
@@ -158,6 +169,7 @@ impl<S> Layer<S> for ReqwestAdapter {
 pub struct ReqwestTrack<S> {
     inner: S,
     deadline: Option<Duration>,
+    listeners: Listeners,
 }
 
 impl<S> ReqwestTrack<S> {
@@ -178,7 +190,9 @@ where
     }
 
     fn call(&mut self, req: reqwest::Request) -> Self::Future {
-        let deadline = self.deadline.and_then(|d| Deadline::new(Instant::now(), d));
+        let deadline = self
+            .deadline
+            .and_then(|d| Deadline::new(Instant::now(), d, &self.listeners));
         TrackFuture {
             fut: self.inner.call(req),
             deadline,

@@ -10,6 +10,7 @@ use tower::{BoxError, Layer, Service};
 
 use super::body::{Deadline, Tracked};
 use crate::error::ConfigError;
+use crate::events::Listeners;
 
 /// Wraps each response body in [`Tracked`], so that the layers above it can hold the call's
 /// outcome and permit until the body ends. Put it innermost, right on the client; the
@@ -31,14 +32,17 @@ use crate::error::ConfigError;
 /// let layer = TrackLayer::new().deadline(Duration::from_secs(5)).unwrap();
 /// # let _ = layer;
 /// ```
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct TrackLayer {
     deadline: Option<Duration>,
     grpc_timeout: Option<Duration>,
-    /// Set by a gRPC policy: `grpc_timeout` comes from the policy's timeout at build time.
+    /// Set by a gRPC policy: `grpc_timeout` comes from the policy's response deadline, or else
+    /// its timeout, at build time.
     from_policy_timeout: bool,
     /// Set by a policy: a deadline checked at build time.
     policy_deadline: Option<Duration>,
+    /// Told when the deadline ends a call (a policy's listeners).
+    listeners: Listeners,
 }
 
 impl TrackLayer {
@@ -66,6 +70,7 @@ impl TrackLayer {
             grpc_timeout: None,
             from_policy_timeout: false,
             policy_deadline: None,
+            listeners: Listeners::none(),
         }
     }
 
@@ -194,15 +199,28 @@ impl crate::policy::Adapter for TrackLayer {
         stack
     }
 
+    fn with_listeners(&self, listeners: &Listeners) -> Self {
+        Self {
+            listeners: listeners.clone(),
+            ..self.clone()
+        }
+    }
+
     fn finish(&self, config: &crate::policy::PolicyConfig) -> Result<Self, ConfigError> {
-        let mut layer = *self;
+        let mut layer = self.clone();
         if let Some(deadline) = self.policy_deadline {
             layer = layer.deadline(deadline).map_err(|e| e.within("response"))?;
         }
-        if self.from_policy_timeout
-            && let Some(timeout) = &config.timeout
-        {
-            layer = layer.grpc_timeout(timeout.timeout)?;
+        if self.from_policy_timeout {
+            // The server is told how long the client waits for the whole call: the response
+            // deadline when there is one (a stream's body may outlast the head's timeout, and
+            // the deadline bounds the head too), else the timeout.
+            let whole = layer
+                .deadline
+                .or_else(|| config.timeout.as_ref().map(|t| t.timeout));
+            if let Some(whole) = whole {
+                layer = layer.grpc_timeout(whole)?;
+            }
         }
         Ok(layer)
     }
@@ -214,7 +232,7 @@ impl<S> Layer<S> for TrackLayer {
     fn layer(&self, inner: S) -> Track<S> {
         Track {
             inner,
-            layer: *self,
+            layer: self.clone(),
         }
     }
 }
@@ -305,7 +323,7 @@ where
         let deadline = self
             .layer
             .deadline
-            .and_then(|after| Deadline::new(Instant::now(), after));
+            .and_then(|after| Deadline::new(Instant::now(), after, &self.layer.listeners));
         ResponseFuture {
             fut: self.inner.call(req),
             deadline,

@@ -23,12 +23,12 @@
 //!
 //! The series, their labels and units are listed in [the module above](super#metrics).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use metrics::{Counter, Gauge, Histogram, Unit};
 
-use crate::circuit_breaker::{RejectReason, State};
+use crate::circuit_breaker::{RejectReason, State, Transition, generation_after};
 use crate::classify::OutcomeKind;
 use crate::events::{Event, Listener, Rejection};
 use crate::fallback::FailureKind;
@@ -468,7 +468,9 @@ pub const STALE_CACHE_ENTRIES: &str = "palisade_stale_cache_entries";
 /// which registers each series' handle the first time the series moves and keeps it: per call
 /// the cost is the handles' own (an atomic add for a counter, a sample for a histogram), never
 /// a registration. Used directly through [`on_event`](Listener::on_event), unbound, it
-/// registers on every event: always let [`Listeners`](crate::events::Listeners) bind it.
+/// registers on every event and keeps nothing between events: the state gauge moves only at
+/// transitions (not at a breaker's first call), in the order they are told rather than the
+/// order they happened. Always let [`Listeners`](crate::events::Listeners) bind it.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -534,22 +536,28 @@ impl MetricsListener {
 
 impl Listener for MetricsListener {
     fn on_event(&self, event: &Event<'_>) {
-        Series::new(event.name()).on_event(event);
+        Series::new(event.name(), false).on_event(event);
     }
 
     fn bind(&self, name: &str) -> Option<Arc<dyn Listener>> {
-        Some(Arc::new(Series::new(name)))
+        Some(Arc::new(Series::new(name, true)))
     }
 }
 
 /// The series of one name, registered as they first move.
 struct Series {
     name: String,
+    /// Whether this series hears every event of its name (bound), rather than one event only.
+    bound: bool,
     described: OnceLock<()>,
     calls: [OnceLock<Counter>; 3],
     durations: [OnceLock<Histogram>; 3],
     rejections: [OnceLock<Counter>; 4],
     state: OnceLock<Gauge>,
+    /// The generation of the transition `state` shows, once it shows one. A breaker tells its
+    /// transitions after releasing its lock, so one can arrive after a later one: the gauge
+    /// keeps the later.
+    shown: Mutex<Option<u32>>,
     would_trips: OnceLock<Counter>,
     timeouts: OnceLock<Counter>,
     in_flight: OnceLock<Gauge>,
@@ -670,14 +678,16 @@ fn describe() {
 }
 
 impl Series {
-    fn new(name: &str) -> Self {
+    fn new(name: &str, bound: bool) -> Self {
         Self {
             name: name.to_owned(),
+            bound,
             described: OnceLock::new(),
             calls: Default::default(),
             durations: Default::default(),
             rejections: Default::default(),
             state: OnceLock::new(),
+            shown: Mutex::new(None),
             would_trips: OnceLock::new(),
             timeouts: OnceLock::new(),
             in_flight: OnceLock::new(),
@@ -691,6 +701,36 @@ impl Series {
         self.described.get_or_init(describe);
     }
 
+    fn state_gauge(&self) -> &Gauge {
+        self.state.get_or_init(|| {
+            self.described();
+            metrics::gauge!(CIRCUIT_STATE, "name" => self.name.clone())
+        })
+    }
+
+    fn shown(&self) -> std::sync::MutexGuard<'_, Option<u32>> {
+        // Nothing under this lock is left half-updated by a panic.
+        self.shown.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// A breaker that has not changed state yet is closed: shows it from its first call.
+    #[cold]
+    fn show_closed(&self) {
+        let shown = self.shown();
+        if shown.is_none() {
+            self.state_gauge().set(state_value(State::Closed));
+        }
+    }
+
+    /// Shows the state `transition` entered, unless the gauge shows a later one.
+    fn show(&self, transition: &Transition) {
+        let mut shown = self.shown();
+        if shown.is_none_or(|g| generation_after(transition.generation, g)) {
+            *shown = Some(transition.generation);
+            self.state_gauge().set(state_value(transition.to));
+        }
+    }
+
     fn counter<'c>(
         &self,
         cell: &'c OnceLock<Counter>,
@@ -699,6 +739,13 @@ impl Series {
         cell.get_or_init(|| {
             self.described();
             make(self.name.clone())
+        })
+    }
+
+    fn in_flight(&self) -> &Gauge {
+        self.in_flight.get_or_init(|| {
+            self.described();
+            metrics::gauge!(BULKHEAD_IN_FLIGHT, "name" => self.name.clone())
         })
     }
 
@@ -724,12 +771,11 @@ impl Series {
                         })
                         .record(seconds(duration));
                 }
-                // A breaker that has not changed state yet is closed: show it from its first call.
-                self.state.get_or_init(|| {
-                    let gauge = metrics::gauge!(CIRCUIT_STATE, "name" => self.name.clone());
-                    gauge.set(state_value(State::Closed));
-                    gauge
-                });
+                // Only a bound series knows that no transition came before this call (unbound,
+                // the breaker may be disabled, metrics-only or half-open).
+                if self.bound && self.state.get().is_none() {
+                    self.show_closed();
+                }
             }
             Event::StateTransition { transition, .. } => {
                 if transition.would_trip {
@@ -740,10 +786,7 @@ impl Series {
                     .increment(1);
                     return;
                 }
-                self.described();
-                self.state
-                    .get_or_init(|| metrics::gauge!(CIRCUIT_STATE, "name" => self.name.clone()))
-                    .set(state_value(transition.to));
+                self.show(transition);
                 // Transitions are rare: this series is registered as it moves.
                 metrics::counter!(
                     CIRCUIT_TRANSITIONS_TOTAL,
@@ -786,15 +829,11 @@ impl Series {
                         .record(seconds(age));
                 }
             }
-            Event::BulkheadAcquired { in_flight, .. }
-            | Event::BulkheadReleased { in_flight, .. } => {
-                self.in_flight
-                    .get_or_init(|| {
-                        self.described();
-                        metrics::gauge!(BULKHEAD_IN_FLIGHT, "name" => self.name.clone())
-                    })
-                    .set(count(in_flight));
-            }
+            // Each permit's acquire and release are told once each; the events' counts are
+            // read as the permit moves, so two told at once can carry each other's: count the
+            // moves, not the counts.
+            Event::BulkheadAcquired { .. } => self.in_flight().increment(1.0),
+            Event::BulkheadReleased { .. } => self.in_flight().decrement(1.0),
             Event::StaleCacheUpdated { entries, .. } => {
                 self.stale_entries
                     .get_or_init(|| {

@@ -69,7 +69,8 @@ pub enum ProxyMode {
         bytes: u64,
     },
     /// Pass through at `bytes_per_sec`, in each direction (in about twenty chunks a second);
-    /// zero forwards nothing.
+    /// zero forwards nothing. Time a direction sits idle earns at most a chunk of credit: what
+    /// comes after a pause still goes at the rate.
     Throttle {
         /// The rate of each direction.
         bytes_per_sec: u64,
@@ -545,17 +546,22 @@ async fn accept_loop(
             () = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
+                    // The generation is read before the connection is counted open: a reset
+                    // asked for by someone who has seen it counted (`wait_for`) applies to it,
+                    // even if it comes before the connection's task first runs.
+                    let generation = *severed.borrow();
                     shared.accepted.fetch_add(1, Ordering::SeqCst);
                     let open = Open::new(&shared);
                     let mode = shared.mode();
-                    connections.spawn(serve(client, mode, open, severed.clone()));
+                    connections.spawn(serve(client, mode, open, generation, severed.clone()));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
             },
             Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
     }
-    // Dropping the set aborts every connection; their sockets close with them.
+    // Abort every connection and wait until each task is gone, its sockets closed with it.
+    connections.shutdown().await;
 }
 
 /// How a connection ends.
@@ -567,27 +573,40 @@ enum End {
     Reset,
 }
 
+/// Serves a connection until it ends, or until the reset generation moves on from `generation`.
 async fn serve(
     mut client: TcpStream,
     mode: ProxyMode,
     open: Open,
+    generation: u64,
     mut severed: watch::Receiver<u64>,
 ) {
     let shared = Arc::clone(&open.0);
     let _ = client.set_nodelay(true);
-    let generation = *severed.borrow_and_update();
+    // Both sockets live here, outside the future a reset drops, so that both can be reset.
+    let mut upstream = None;
     let end = tokio::select! {
-        end = run(&mut client, mode, &shared) => end,
+        end = run(&mut client, &mut upstream, mode, &shared) => end,
         () = async { let _ = severed.wait_for(|g| *g != generation).await; } => End::Reset,
     };
     if end == End::Reset {
         let _ = client.set_zero_linger();
+        if let Some(upstream) = &upstream {
+            let _ = upstream.set_zero_linger();
+        }
     }
+    drop(upstream);
     drop(client);
     drop(open);
 }
 
-async fn run(client: &mut TcpStream, mode: ProxyMode, shared: &Shared) -> End {
+/// Serves a connection as `mode` says, connecting to the upstream into `upstream`.
+async fn run(
+    client: &mut TcpStream,
+    upstream: &mut Option<TcpStream>,
+    mode: ProxyMode,
+    shared: &Shared,
+) -> End {
     let (per_chunk, reset_after, throttle) = match mode {
         ProxyMode::Refuse => return End::Reset,
         ProxyMode::Blackhole => {
@@ -606,12 +625,13 @@ async fn run(client: &mut TcpStream, mode: ProxyMode, shared: &Shared) -> End {
         ProxyMode::ResetAfter { bytes } => (Duration::ZERO, Some(bytes), None),
         ProxyMode::Throttle { bytes_per_sec } => (Duration::ZERO, None, Some(bytes_per_sec)),
     };
-    let Ok(mut upstream) = TcpStream::connect(shared.upstream).await else {
+    let Ok(connected) = TcpStream::connect(shared.upstream).await else {
         // As a refused connection would look through a real proxy.
         return End::Reset;
     };
+    let upstream = upstream.insert(connected);
     let _ = upstream.set_nodelay(true);
-    let end = {
+    {
         let (mut client_read, mut client_write) = client.split();
         let (mut upstream_read, mut upstream_write) = upstream.split();
         let to_upstream = pipe(
@@ -650,11 +670,7 @@ async fn run(client: &mut TcpStream, mode: ProxyMode, shared: &Shared) -> End {
                 break End::Reset;
             }
         }
-    };
-    if end == End::Reset {
-        let _ = upstream.set_zero_linger();
     }
-    end
 }
 
 /// How one direction is copied.
@@ -688,7 +704,8 @@ where
     };
     let mut buf = vec![0; chunk];
     let mut sent: u64 = 0;
-    let start = Instant::now();
+    // The throttle's schedule: `paced` bytes due by `since + time_for(paced)`.
+    let (mut since, mut paced) = (Instant::now(), 0_u64);
     loop {
         let n = reader.read(&mut buf).await?;
         if n == 0 {
@@ -704,8 +721,17 @@ where
             tokio::time::sleep(pipe.per_chunk).await;
         }
         if let Some(bytes_per_sec) = pipe.throttle {
-            let due = sent.saturating_add(forward as u64);
-            tokio::time::sleep_until(start + time_for(due, bytes_per_sec)).await;
+            // More than a chunk behind schedule means the direction sat idle (a slow
+            // upstream, a pooled connection): start the schedule again, so that idle time
+            // earns no credit and what follows still goes at the rate. A timer firing a little
+            // late is no reason to: that much is caught up.
+            let now = Instant::now();
+            let behind_from = paced.saturating_add(chunk as u64);
+            if now > since + time_for(behind_from, bytes_per_sec) {
+                (since, paced) = (now, 0);
+            }
+            paced = paced.saturating_add(forward as u64);
+            tokio::time::sleep_until(since + time_for(paced, bytes_per_sec)).await;
         }
         writer.write_all(&buf[..forward]).await?;
         sent = sent.saturating_add(forward as u64);

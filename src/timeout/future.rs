@@ -7,7 +7,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::BoxError;
 
-use crate::error::{CallbackPanicked, Elapsed};
+use crate::error::{CallbackPanicked, Elapsed, ErrorKind, error_kind};
 use crate::events::{Event, Listeners};
 
 pin_project! {
@@ -137,13 +137,19 @@ where
         match this.inner.as_mut().project() {
             InnerProj::Running { fut } => {
                 if let Poll::Ready(result) = fut.poll(cx) {
+                    let result = result.map_err(Into::into);
                     // An error at or after the deadline is this timeout's doing, even when a
-                    // timer below fired first (tonic's, enforcing the `grpc-timeout` sent).
-                    if result.is_err() && this.timer.is_past() {
+                    // timer below fired first (tonic's, enforcing the `grpc-timeout` sent);
+                    // unless it is palisade's own `Elapsed` from a deadline below (a
+                    // whole-response deadline), which has told the listeners already.
+                    if let Err(e) = &result
+                        && this.timer.is_past()
+                        && !matches!(error_kind(e.as_ref()), ErrorKind::TimedOut(_))
+                    {
                         this.inner.set(Inner::Expired);
                         return Poll::Ready(Err(timed_out(*this.after, this.listeners)));
                     }
-                    return Poll::Ready(result.map_err(Into::into));
+                    return Poll::Ready(result);
                 }
             }
             InnerProj::Expired => {

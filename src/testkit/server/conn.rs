@@ -59,7 +59,7 @@ impl ConnIo {
 
 impl Drop for ConnIo {
     fn drop(&mut self) {
-        if self.ctl.is_killed() {
+        if self.ctl.is_killed() || self.shared.past_grace() {
             // Close with RST rather than FIN. Failing to set it only makes the close polite.
             let _ = self.stream.set_zero_linger();
         }

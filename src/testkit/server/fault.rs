@@ -32,7 +32,9 @@ pub enum GrpcStatusIn {
     /// In the response head, with no body and no trailers (a "trailers-only" response, as
     /// servers send when they fail before any message).
     TrailersOnly,
-    /// In the trailers, after a `200` head and one reply message.
+    /// In the trailers, after a `200` head and one reply message. Over HTTP/1.1 the body is
+    /// chunked and the head names the trailers (`Trailer: grpc-status, ...`), without which
+    /// they would not be sent.
     Trailers,
 }
 

@@ -4,8 +4,8 @@ use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::header::{CONTENT_TYPE, RETRY_AFTER};
-use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http::header::{CONTENT_TYPE, RETRY_AFTER, TRAILER};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use tokio::sync::watch;
@@ -85,13 +85,32 @@ fn grpc_trailers_only(
     response
 }
 
-/// A gRPC response: one message, then the status in the trailers (or no trailers at all).
-fn grpc_reply(message: &EchoReply, trailers: Option<HeaderMap>, guard: InFlight) -> ResponseBody {
+/// A gRPC response: `200`, one message, then the status in the trailers (or no trailers at
+/// all). Over HTTP/1.1 the trailers are named in a `Trailer` header, without which hyper sends
+/// none (HTTP/2 needs no such header, and gRPC servers send none).
+fn grpc_reply(
+    message: &EchoReply,
+    trailers: Option<HeaderMap>,
+    version: Version,
+    guard: InFlight,
+) -> Response<ResponseBody> {
+    let declared = match &trailers {
+        Some(trailers) if version < Version::HTTP_2 => {
+            let names: Vec<&str> = trailers.keys().map(HeaderName::as_str).collect();
+            HeaderValue::from_str(&names.join(", ")).ok()
+        }
+        _ => None,
+    };
     let end = match trailers {
         Some(trailers) => End::Trailers(Some(trailers)),
         None => End::Clean,
     };
-    ResponseBody::new(grpc::frame(message), end, guard)
+    let body = ResponseBody::new(grpc::frame(message), end, guard);
+    let mut response = response(StatusCode::OK, GRPC, body);
+    if let Some(declared) = declared {
+        response.headers_mut().insert(TRAILER, declared);
+    }
+    response
 }
 
 /// An HTTP error status: a short text body, or for gRPC requests no body at all, so that a
@@ -125,6 +144,7 @@ pub(crate) async fn handle(
     let (fault, draw) = shared.begin();
 
     let (parts, body) = request.into_parts();
+    let version = parts.version;
     // A body that fails to arrive means the client went away: nothing sent will arrive either.
     let body = body
         .collect()
@@ -154,11 +174,7 @@ pub(crate) async fn handle(
                         let reply = EchoReply {
                             message: req.message,
                         };
-                        response(
-                            StatusCode::OK,
-                            GRPC,
-                            grpc_reply(&reply, Some(ok_trailers()), guard),
-                        )
+                        grpc_reply(&reply, Some(ok_trailers()), version, guard)
                     }
                     Err(BadRequest::Compressed) => grpc_trailers_only(
                         tonic::Code::Unimplemented,
@@ -212,15 +228,16 @@ pub(crate) async fn handle(
             bytes,
             bytes_per_sec,
         } => {
-            let body = if grpc {
+            let unpaced = if grpc {
                 let reply = EchoReply {
                     message: String::from_utf8_lossy(&filler(*bytes)).into_owned(),
                 };
-                grpc_reply(&reply, Some(ok_trailers()), guard)
+                grpc_reply(&reply, Some(ok_trailers()), version, guard)
             } else {
-                ResponseBody::new(filler(*bytes), End::Clean, guard)
+                let body = ResponseBody::new(filler(*bytes), End::Clean, guard);
+                response(StatusCode::OK, TEXT, body)
             };
-            response(StatusCode::OK, content_type, body.paced(*bytes_per_sec))
+            unpaced.map(|body| body.paced(*bytes_per_sec))
         }
         Reply::GrpcStatus {
             code,
@@ -235,13 +252,9 @@ pub(crate) async fn handle(
             pushback_ms,
         } => {
             let trailers = grpc_status_headers(*code, message, pushback_ms.as_deref());
-            response(
-                StatusCode::OK,
-                GRPC,
-                grpc_reply(&echo(), Some(trailers), guard),
-            )
+            grpc_reply(&echo(), Some(trailers), version, guard)
         }
-        Reply::GrpcNoStatus => response(StatusCode::OK, GRPC, grpc_reply(&echo(), None, guard)),
+        Reply::GrpcNoStatus => grpc_reply(&echo(), None, version, guard),
     };
     Ok(response)
 }

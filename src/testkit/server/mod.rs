@@ -8,7 +8,7 @@ mod handler;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -87,6 +87,8 @@ pub(crate) struct Shared {
     max_in_flight: AtomicUsize,
     connections_accepted: AtomicU64,
     connections_open: AtomicUsize,
+    /// Set once the grace after shutdown has run out: whatever closes from then on is reset.
+    past_grace: AtomicBool,
     changed: Notify,
 }
 
@@ -102,6 +104,7 @@ impl Shared {
             max_in_flight: AtomicUsize::new(0),
             connections_accepted: AtomicU64::new(0),
             connections_open: AtomicUsize::new(0),
+            past_grace: AtomicBool::new(false),
             changed: Notify::new(),
         }
     }
@@ -143,6 +146,12 @@ impl Shared {
     pub(crate) fn connection_opened(&self) {
         self.connections_open.fetch_add(1, Ordering::SeqCst);
         self.changed.notify_waiters();
+    }
+
+    /// Whether a connection closing now closes with a reset, its server past the grace of
+    /// shutdown.
+    pub(crate) fn past_grace(&self) -> bool {
+        self.past_grace.load(Ordering::SeqCst)
     }
 
     pub(crate) fn connection_closed(&self) {
@@ -547,8 +556,13 @@ impl FlakyServer {
     /// # }
     /// ```
     pub fn reset_max_in_flight(&self) {
-        let now = self.shared.in_flight.load(Ordering::SeqCst);
-        self.shared.max_in_flight.store(now, Ordering::SeqCst);
+        let (in_flight, max) = (&self.shared.in_flight, &self.shared.max_in_flight);
+        max.store(in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        // A request entering between the load and the store raised the maximum before the
+        // store lowered it again. Looking again after the store covers it: a request counted
+        // in flight by then is in this load, and one counted later raises the maximum itself,
+        // after the store.
+        max.fetch_max(in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
     }
 
     /// Waits until the counters satisfy `until`, for at most `timeout` (tokio time). Woken by
@@ -667,7 +681,9 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     drop(listener);
     let drain = async { while connections.join_next().await.is_some() {} };
     let _ = tokio::time::timeout(GRACE, drain).await;
-    // Dropping the set aborts the connections still open; their sockets close with them.
+    // Reset the connections still open, and wait until each task is gone, its socket closed.
+    shared.past_grace.store(true, Ordering::SeqCst);
+    connections.shutdown().await;
 }
 
 async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
