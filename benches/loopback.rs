@@ -301,7 +301,7 @@ fn count(n: f64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(' ');
         }
         out.push(c);
@@ -773,12 +773,12 @@ async fn recovery(s: Settings) -> Result<(), BoxError> {
                 let start = Instant::now();
                 let result = call(&mut svc, &uri).await;
                 let end = Instant::now();
-                if let Err(err) = &result {
-                    if let ErrorKind::CircuitOpen(open) = error_kind(err.as_ref()) {
-                        rejected += 1;
-                        retry_at = retry_at.or(open.retry_at());
-                        late += usize::from(retry_at.is_some_and(|at| start >= at));
-                    }
+                if let Err(err) = &result
+                    && let ErrorKind::CircuitOpen(open) = error_kind(err.as_ref())
+                {
+                    rejected += 1;
+                    retry_at = retry_at.or(open.retry_at());
+                    late += usize::from(retry_at.is_some_and(|at| start >= at));
                 }
                 if cb.state() == State::Closed {
                     let retry_at = retry_at.unwrap_or(healed);
@@ -857,10 +857,10 @@ async fn layers(s: Settings, only: Option<&str>) -> Result<(), BoxError> {
         .build()?
         .layer(bare.clone());
     let policy = policy("loopback", Duration::from_secs(30))?.layer(bare.clone());
-    if let Some(name) = only {
-        if !LAYERS.contains(&name) {
-            return Err(format!("--only: one of {LAYERS:?}, not {name:?}").into());
-        }
+    if let Some(name) = only
+        && !LAYERS.contains(&name)
+    {
+        return Err(format!("--only: one of {LAYERS:?}, not {name:?}").into());
     }
     println!();
     println!(

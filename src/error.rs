@@ -623,7 +623,8 @@ pub enum ErrorKind<'a> {
 
 impl ErrorKind<'_> {
     /// Whether palisade itself rejected the call without sending it (open breaker, full
-    /// bulkhead). Such calls are safe to retry elsewhere: the dependency never saw them.
+    /// bulkhead, or a per-request timeout of zero: no time left at all). Such calls are safe
+    /// to retry elsewhere: the dependency never saw them, and a circuit breaker ignores them.
     ///
     /// ```
     /// use std::time::Duration;
@@ -633,9 +634,15 @@ impl ErrorKind<'_> {
     /// assert!(error_kind(&BulkheadFull::new(1)).is_rejection());
     /// // A timed-out call may have reached the dependency: not a rejection.
     /// assert!(!error_kind(&Elapsed::new(Duration::from_secs(1))).is_rejection());
+    /// // One given no time at all was never sent.
+    /// assert!(error_kind(&Elapsed::new(Duration::ZERO)).is_rejection());
     /// ```
     pub fn is_rejection(&self) -> bool {
-        matches!(self, ErrorKind::CircuitOpen(_) | ErrorKind::BulkheadFull(_))
+        match self {
+            ErrorKind::CircuitOpen(_) | ErrorKind::BulkheadFull(_) => true,
+            ErrorKind::TimedOut(elapsed) => elapsed.after().is_zero(),
+            _ => false,
+        }
     }
 }
 

@@ -560,10 +560,10 @@ impl Listeners {
     /// when nobody listens. A panicking listener is caught.
     #[inline]
     pub(crate) fn emit<'s>(&'s self, make: impl FnOnce(&'s str) -> Event<'s>) {
-        if let Some(inner) = &self.inner {
-            if !inner.list.is_empty() {
-                emit_slow(inner, make);
-            }
+        if let Some(inner) = &self.inner
+            && !inner.list.is_empty()
+        {
+            emit_slow(inner, make);
         }
     }
 }

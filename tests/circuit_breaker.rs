@@ -355,6 +355,23 @@ async fn an_admission_kept_while_the_inner_service_was_not_ready_lapses_when_the
     assert_eq!(breaker.snapshot().rejected, 1);
 }
 
+/// A service made ready while the breaker is closed and called after it opened (it waited in
+/// a bulkhead's queue outside, say) is rejected, not sent through the open breaker.
+#[tokio::test(start_paused = true)]
+async fn a_service_made_ready_then_called_after_the_breaker_opens_is_rejected() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let dependency = Dependency::new();
+    let mut svc = layer.layer(dependency.clone());
+    svc.ready().await.unwrap(); // admitted, closed
+    breaker.force_open();
+    let err = svc.call(Reply::Ok).await.unwrap_err();
+    assert!(is_open_rejection(&err));
+    assert_eq!(dependency.seen.calls(), 0, "never sent");
+    let snap = breaker.snapshot();
+    assert_eq!((snap.rejected, snap.calls), (1, 0));
+}
+
 /// Reads the dependency's "Retry-After" from a thread-local the test sets.
 fn pushback_classifier(res: Result<&&'static str, &BoxError>) -> Outcome {
     match res {

@@ -1071,3 +1071,65 @@ async fn a_response_deadline_that_ends_a_call_is_heard_as_one_timeout() {
         assert_eq!(*heard.lock().unwrap(), [two], "{case}");
     }
 }
+
+/// A body whose end is known only after its last frame (END_STREAM arriving on its own): the
+/// tracked body does not report its end until it has recorded the outcome, so a caller that
+/// stops polling at `is_end_stream` (as hyper does) does not leave the call unrecorded.
+#[tokio::test(start_paused = true)]
+async fn a_tracked_body_reports_its_end_only_once_the_outcome_is_recorded() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    struct EndsLater {
+        sent: bool,
+        end: Arc<AtomicBool>,
+    }
+    impl Body for EndsLater {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if !self.sent {
+                self.sent = true;
+                Poll::Ready(Some(Ok(Frame::data(Bytes::from("all")))))
+            } else if self.end.load(Ordering::SeqCst) {
+                Poll::Ready(None)
+            } else {
+                Poll::Pending
+            }
+        }
+        fn is_end_stream(&self) -> bool {
+            self.sent && self.end.load(Ordering::SeqCst)
+        }
+    }
+
+    let end = Arc::new(AtomicBool::new(false));
+    let ends = end.clone();
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(1))
+        .build()
+        .unwrap();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let svc = policy.layer(tower::service_fn(move |_: Request<()>| {
+        let end = ends.clone();
+        async move { Ok::<_, Infallible>(Response::new(EndsLater { sent: false, end })) }
+    }));
+    let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "all"
+    );
+    end.store(true, Ordering::SeqCst); // END_STREAM arrives after the last frame
+    assert!(!body.is_end_stream(), "the outcome waits: not the end yet");
+    assert!(body.frame().await.is_none());
+    assert!(body.is_end_stream());
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 0));
+    assert_eq!(permits.in_flight(), 0);
+}

@@ -56,8 +56,12 @@ mod grpc_status {
         Head,
         /// Nowhere: the body ends after one message without trailers.
         Missing,
-        /// A non-`200` head (as a proxy answers), read as the gRPC spec maps it.
+        /// A non-`200` head with no `grpc-status` (as a proxy answers), read as the gRPC spec
+        /// maps the HTTP status.
         HttpStatus(u16),
+        /// A non-`200` head that carries a `grpc-status`: the status decides (the spec maps the
+        /// HTTP status only when none came).
+        HttpStatusWithGrpc(u16),
     }
 
     fn placement() -> impl Strategy<Value = Placement> {
@@ -65,7 +69,13 @@ mod grpc_status {
             3 => Just(Placement::Trailers),
             2 => Just(Placement::Head),
             1 => Just(Placement::Missing),
-            1 => (100u16..1000).prop_map(Placement::HttpStatus),
+            // (A 200 is another placement: `Head` or `Missing`.)
+            1 => (100u16..1000)
+                .prop_filter("not 200", |s| *s != 200)
+                .prop_map(Placement::HttpStatus),
+            1 => (100u16..1000)
+                .prop_filter("not 200", |s| *s != 200)
+                .prop_map(Placement::HttpStatusWithGrpc),
         ]
     }
 
@@ -148,10 +158,13 @@ mod grpc_status {
                     HeaderMap::new(),
                     vec![Ok(Frame::data(Bytes::from_static(b"\0\0\0\0\0")))],
                 ),
-                Placement::HttpStatus(s) => (StatusCode::from_u16(s).unwrap(), fields, vec![]),
+                Placement::HttpStatus(s) => (StatusCode::from_u16(s).unwrap(), HeaderMap::new(), vec![]),
+                Placement::HttpStatusWithGrpc(s) => (StatusCode::from_u16(s).unwrap(), fields, vec![]),
             };
             let code = match place {
-                Placement::Trailers | Placement::Head => Some(code_of(&status)),
+                Placement::Trailers | Placement::Head | Placement::HttpStatusWithGrpc(_) => {
+                    Some(code_of(&status))
+                }
                 Placement::Missing => None,
                 Placement::HttpStatus(s) => Some(code_of_http(s)),
             };

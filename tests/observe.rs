@@ -895,11 +895,11 @@ mod metrics_series {
         let (go_on, wait) = mpsc::channel::<()>();
         let wait = Mutex::new(wait);
         let hold = move |event: &Event<'_>| {
-            if let Event::StateTransition { transition, .. } = event {
-                if transition.to == State::Open {
-                    tripping.send(()).unwrap();
-                    wait.lock().unwrap().recv().unwrap();
-                }
+            if let Event::StateTransition { transition, .. } = event
+                && transition.to == State::Open
+            {
+                tripping.send(()).unwrap();
+                wait.lock().unwrap().recv().unwrap();
             }
         };
         let listeners = Listeners::new("race")

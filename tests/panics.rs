@@ -418,12 +418,12 @@ async fn a_listener_panicking_on_every_event_is_caught_closed_and_half_open() {
         let mut ended = 0;
         for round in 0..4 {
             for h in &mut holders {
-                if let Some(fut) = h {
-                    if let Poll::Ready(result) = futures::poll!(fut) {
-                        assert!(result.is_err(), "timed out or rejected");
-                        *h = None;
-                        ended += 1;
-                    }
+                if let Some(fut) = h
+                    && let Poll::Ready(result) = futures::poll!(fut)
+                {
+                    assert!(result.is_err(), "timed out or rejected");
+                    *h = None;
+                    ended += 1;
                 }
             }
             // Half-open: one probe, the three others rejected at once. Closed: all wait.

@@ -362,3 +362,66 @@ fn deserialized_configuration_is_validated_the_same_way() {
     assert!(err.to_string().contains("timeout"), "{err}");
     assert!(serde_json::from_str::<TimeoutConfig>(r#"{"no_such_field":1}"#).is_err());
 }
+
+/// A call given no time at all was never sent: a breaker outside ignores it, whatever its
+/// classifier says (a caller whose upstream deadline ran out is not the dependency's failure).
+#[tokio::test(start_paused = true)]
+async fn a_zero_per_request_timeout_is_ignored_by_a_breaker_outside() {
+    use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+    use palisade::classify::Outcome;
+
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap()
+        .with_classifier(|res: Result<&&'static str, &BoxError>| match res {
+            Ok(_) => Outcome::success(),
+            Err(_) => Outcome::failure(),
+        });
+    let handle = breaker.handle();
+    let dep = Dependency::new();
+    let mut svc = breaker.layer(per_request_service(Duration::from_secs(10), &dep));
+    let job = Job {
+        reply: Reply::Ok,
+        timeout: Some(Duration::ZERO),
+    };
+    let err = svc.ready().await.unwrap().call(job).await.unwrap_err();
+    assert_eq!(elapsed_after(&err), Duration::ZERO);
+    let snap = handle.snapshot();
+    assert_eq!(
+        (snap.state, snap.calls, snap.failures),
+        (State::Closed, 0, 0)
+    );
+    assert_eq!(dep.seen.calls(), 0);
+}
+
+/// A full bulkhead whose wait runs out on the same tick as the timeout around it stays a
+/// `BulkheadFull` (local overload, ignored by a breaker), not a timeout (a failure).
+#[tokio::test(start_paused = true)]
+async fn a_bulkhead_rejection_at_the_timeout_stays_a_rejection() {
+    use palisade::bulkhead::BulkheadLayer;
+    use palisade::circuit_breaker::{CircuitBreakerLayer, State};
+
+    let breaker = CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let dep = Dependency::new();
+    let svc = breaker.layer(layer(Duration::from_secs(1)).layer(bulkhead.layer(dep.clone())));
+    let mut holder = svc.clone();
+    let mut held = pin!(call(&mut holder, Reply::Hang));
+    assert!(poll!(held.as_mut()).is_pending(), "holds the only permit");
+    let err = call(&mut svc.clone(), Reply::Ok).await.unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::BulkheadFull(_)),
+        "{err}"
+    );
+    let snap = handle.snapshot();
+    assert_eq!((snap.state, snap.failures), (State::Closed, 0));
+}

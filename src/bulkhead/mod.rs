@@ -50,8 +50,8 @@
 //! * A full bulkhead is local overload, not a sick dependency: palisade's classifiers count its
 //!   rejections as *ignored*, so a circuit breaker around it does not trip on them.
 //!
-//! Taking and giving back a permit when nobody waits is one compare-and-swap and one
-//! `fetch_sub` on one counter: no lock, no allocation. Waiting calls use a queue under a mutex.
+//! Taking and giving back a permit when nobody waits is a compare-and-swap each on one counter:
+//! no lock, no allocation. Waiting calls use a queue under a mutex.
 
 mod config;
 mod future;

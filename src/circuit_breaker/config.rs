@@ -184,7 +184,7 @@ impl Default for Backoff {
 /// (or deserialize it, feature `serde`) and check it with [`validate`](Self::validate).
 ///
 /// The defaults follow resilience4j's, except that the slow-call rule is off (it costs two clock
-/// reads per call) and a half-open trial is bounded in time.
+/// reads per suspended call) and a half-open trial is bounded in time.
 ///
 /// [`CircuitBreakerLayer::builder`]: super::CircuitBreakerLayer::builder
 ///
@@ -344,14 +344,14 @@ impl CircuitBreakerConfig {
         if self.minimum_calls == 0 {
             return Err(ConfigError::new("minimum_calls", "must be at least 1", 0));
         }
-        if let SlidingWindow::Count(n) = self.window {
-            if self.minimum_calls > n {
-                return Err(ConfigError::new(
-                    "minimum_calls",
-                    "must not exceed the count-based window (the breaker could never trip)",
-                    self.minimum_calls,
-                ));
-            }
+        if let SlidingWindow::Count(n) = self.window
+            && self.minimum_calls > n
+        {
+            return Err(ConfigError::new(
+                "minimum_calls",
+                "must not exceed the count-based window (the breaker could never trip)",
+                self.minimum_calls,
+            ));
         }
         rate("failure_rate", self.failure_rate)?;
         rate("slow_call_rate", self.slow_call_rate)?;

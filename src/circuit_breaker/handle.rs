@@ -64,10 +64,11 @@ impl Breaker {
                         name,
                         transition: t,
                     });
-                    if t.to == State::Open && !t.would_trip {
-                        if let Some(breaker) = weak.upgrade() {
-                            breaker.arm_open_timer(&weak, t);
-                        }
+                    if t.to == State::Open
+                        && !t.would_trip
+                        && let Some(breaker) = weak.upgrade()
+                    {
+                        breaker.arm_open_timer(&weak, t);
                     }
                 }),
                 origin: Instant::now(),

@@ -31,9 +31,10 @@ impl Slot {
         }
     }
 
-    /// For `poll_ready`: an admission kept from an earlier `poll_ready` (the inner service was
-    /// not ready then) is asked for again if the breaker has changed state since, so that a
-    /// call admitted while closed does not go ahead once the breaker is open or forced open.
+    /// An admission kept since an earlier `poll_ready` (the inner service was not ready then,
+    /// or the made-ready service waited, such as in a bulkhead's queue outside) is asked for
+    /// again if the breaker has changed state since, so that a call admitted while closed does
+    /// not go ahead once the breaker is open or forced open. One load when nothing changed.
     fn admit_again(&mut self) {
         if let Some(permit) = &self.permit
             && !self.breaker.machine.holds(permit)
@@ -72,10 +73,11 @@ impl Drop for Slot {
 /// polling the inner service, and `call` fails at once: an open breaker never touches the
 /// dependency, and tower's "an `Err` from `poll_ready` means discard this service" rule is kept.
 /// If admitted, the admission (a probe slot when half-open) is held until `call`, and given
-/// back if the service is dropped first. While the inner service is not ready, each
-/// `poll_ready` checks that the breaker is still in the state that admitted the call; if it
-/// has opened (or been forced open, or reset) since, the admission is given back and asked
-/// for again.
+/// back if the service is dropped first. Each later `poll_ready`, and `call`, checks that the
+/// breaker is still in the state that admitted the call; if it has opened (or been forced
+/// open, or reset) since, the admission is given back and asked for again, so a service made
+/// ready and called later (after waiting in a bulkhead's queue outside, say) is not sent
+/// through an open breaker.
 ///
 /// # Clone
 ///
@@ -198,8 +200,9 @@ where
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
-        // Without `poll_ready` first (a broken contract) the breaker still decides.
-        self.slot.admit();
+        // Without `poll_ready` first (a broken contract) the breaker still decides; an
+        // admission from a state the breaker has left since does not count.
+        self.slot.admit_again();
         if let Some(rejection) = self.slot.rejection.take() {
             self.slot.breaker.rejected(&rejection);
             return ResponseFuture::rejected(self.slot.breaker.open_error(&rejection));

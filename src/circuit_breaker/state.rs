@@ -958,10 +958,8 @@ impl StateMachine {
                 return;
             }
         }
-        if failed {
-            if let Some(pushback) = outcome.pushback() {
-                self.note_pushback(pushback, clock.get());
-            }
+        if failed && let Some(pushback) = outcome.pushback() {
+            self.note_pushback(pushback, clock.get());
         }
         let consecutive_trip = match consecutive_rule {
             Some(limit) if failed => self.consecutive.fetch_add(1, Ordering::AcqRel) + 1 >= limit,
@@ -1042,10 +1040,10 @@ impl StateMachine {
         if good + bad == 0 {
             return;
         }
-        if outcome.is_failure() {
-            if let Some(pushback) = outcome.pushback() {
-                self.note_pushback(pushback, clock.get());
-            }
+        if outcome.is_failure()
+            && let Some(pushback) = outcome.pushback()
+        {
+            self.note_pushback(pushback, clock.get());
         }
         let (_, ok, failed) = probes_of(new);
         let s = &self.settings;

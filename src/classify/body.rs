@@ -143,6 +143,12 @@ impl Hooks {
         self.rule
     }
 
+    /// Whether nothing waits for the body's end: no outcome, no permit.
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.deferred.is_none() && self.permit.is_none() && self.more.is_none()
+    }
+
     /// The head's outcome, if an outcome is pending.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn head(&self) -> Option<Outcome> {

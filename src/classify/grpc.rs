@@ -9,8 +9,9 @@
 //! By default `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `INTERNAL`, `UNKNOWN`
 //! and `DATA_LOSS` are failures, `CANCELLED` is ignored, and every other code is a success (the
 //! dependency answered; the caller's request was at fault). `grpc-retry-pushback-ms` asks the
-//! breaker to stay open at least that long. A head with an HTTP status other than 200 is read
-//! as the gRPC spec maps it (429, 502, 503, 504: `UNAVAILABLE`; others mostly `UNKNOWN`).
+//! breaker to stay open at least that long. A `grpc-status` in the head decides whatever the
+//! HTTP status; a head with an HTTP status other than 200 and no `grpc-status` is read as the
+//! gRPC spec maps it (429, 502, 503, 504: `UNAVAILABLE`; others mostly `UNKNOWN`).
 //!
 //! ```
 //! use palisade::classify::grpc::{Code, GrpcClassifier};
@@ -229,17 +230,31 @@ impl GrpcClassifier {
     ///         .unwrap()
     ///         .is_success()
     /// );
+    /// // A grpc-status decides whatever the HTTP status, and its pushback holds.
+    /// let mut limited = HeaderMap::new();
+    /// limited.insert("grpc-status", "0".parse().unwrap()); // OK
+    /// assert!(
+    ///     classifier
+    ///         .classify_head(StatusCode::SERVICE_UNAVAILABLE, &limited)
+    ///         .unwrap()
+    ///         .is_success()
+    /// );
+    /// limited.insert("grpc-status", "8".parse().unwrap()); // RESOURCE_EXHAUSTED
+    /// limited.insert("grpc-retry-pushback-ms", "250".parse().unwrap());
+    /// let outcome = classifier
+    ///     .classify_head(StatusCode::TOO_MANY_REQUESTS, &limited)
+    ///     .unwrap();
+    /// assert!(outcome.is_failure());
+    /// assert_eq!(outcome.pushback(), Some(std::time::Duration::from_millis(250)));
     /// ```
     pub fn classify_head(&self, status: StatusCode, headers: &HeaderMap) -> Option<Outcome> {
-        if status != StatusCode::OK {
-            return Some(outcome_of_code(
-                http_status_to_grpc(status),
-                self.failures,
-                self.ignored,
-            ));
+        // A status in the head decides, with its pushback, whatever the HTTP status: the spec
+        // maps the HTTP status only when no `grpc-status` came (as tonic reads it).
+        if headers.contains_key("grpc-status") {
+            return Some(outcome_of_trailers(Some(headers), self.rule()));
         }
-        headers.get("grpc-status")?;
-        Some(outcome_of_trailers(Some(headers), self.rule()))
+        (status != StatusCode::OK)
+            .then(|| outcome_of_code(http_status_to_grpc(status), self.failures, self.ignored))
     }
 }
 

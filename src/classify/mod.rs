@@ -335,6 +335,10 @@ pub trait Classify<Res> {
     /// `None` (the default) records `head` at once. Return `None` too when the head already
     /// decides (a failure status, a trailers-only gRPC response, an empty body).
     ///
+    /// Only palisade's `http::Tracked` body settles its hooks when it ends:
+    /// return the hooks of a `Tracked` body (feature `http`), never hooks kept elsewhere, or
+    /// the outcome is never recorded (dropped unsettled, the call counts as ignored).
+    ///
     /// ```
     /// # #[cfg(feature = "http")] {
     /// use bytes::Bytes;

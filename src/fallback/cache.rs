@@ -343,10 +343,10 @@ where
             let Some((k, s)) = store.order.pop_front() else {
                 break;
             };
-            if store.map.get(&k).is_some_and(|e| e.seq == s) {
-                if let Some(old) = store.map.remove(&k) {
-                    store.bytes -= old.bytes;
-                }
+            if store.map.get(&k).is_some_and(|e| e.seq == s)
+                && let Some(old) = store.map.remove(&k)
+            {
+                store.bytes -= old.bytes;
             }
         }
         // Leftovers of overwritten entries: keep the order queue proportional to the map.

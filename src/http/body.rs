@@ -430,7 +430,10 @@ where
     }
 
     fn is_end_stream(&self) -> bool {
-        self.is_drained()
+        // Not while an outcome, a permit or a cache copy waits for the end: a caller may stop
+        // polling (and drop the body) once this says so, and the end would then go unseen,
+        // the call recorded as ignored. One more poll settles them, and returns `None`.
+        self.ended || (self.hooks.is_empty() && self.tee.is_none() && self.is_drained())
     }
 
     fn size_hint(&self) -> SizeHint {

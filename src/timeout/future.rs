@@ -140,11 +140,13 @@ where
                     let result = result.map_err(Into::into);
                     // An error at or after the deadline is this timeout's doing, even when a
                     // timer below fired first (tonic's, enforcing the `grpc-timeout` sent);
-                    // unless it is palisade's own `Elapsed` from a deadline below (a
-                    // whole-response deadline), which has told the listeners already.
+                    // unless it is palisade's own: an `Elapsed` from a deadline below (a
+                    // whole-response deadline, which has told the listeners already), a
+                    // rejection (a full bulkhead whose wait ran out on the same tick) or a
+                    // caught panic, each of which says more than a timeout would.
                     if let Err(e) = &result
                         && this.timer.is_past()
-                        && !matches!(error_kind(e.as_ref()), ErrorKind::TimedOut(_))
+                        && !palisades_own(e)
                     {
                         this.inner.set(Inner::Expired);
                         return Poll::Ready(Err(timed_out(*this.after, this.listeners)));
@@ -188,6 +190,18 @@ impl Timer {
             Timer::Sleeping { sleep } => sleep.deadline() <= Instant::now(),
         }
     }
+}
+
+/// Whether `e` is an error palisade made below this timeout, which the timeout passes on as
+/// it is.
+#[cold]
+fn palisades_own(e: &BoxError) -> bool {
+    let kind = error_kind(e.as_ref());
+    kind.is_rejection()
+        || matches!(
+            kind,
+            ErrorKind::TimedOut(_) | ErrorKind::CallbackPanicked(_)
+        )
 }
 
 /// The error for a call that ran out of time, told to the listeners.

@@ -236,7 +236,7 @@ impl<F> TimeoutLayer<F> {
         self
     }
 
-    /// The default timeout (`Duration::MAX`: none).
+    /// The timeout used when no per-request one applies (`Duration::MAX` means none).
     ///
     /// ```
     /// use std::time::Duration;

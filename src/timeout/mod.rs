@@ -53,8 +53,9 @@
 //! # Cost
 //!
 //! One clock read per call (none without a timeout). The timer is created only if the inner future is still pending
-//! after its first poll, so a call that completes at once never touches the timer wheel. No
-//! allocation per call (the `Elapsed` error is boxed only when a call times out).
+//! after its first poll, so a call that completes at once never touches the timer wheel and
+//! allocates nothing; a call still pending then allocates its timer (a boxed `Sleep`), and the
+//! `Elapsed` error is boxed only when a call times out.
 
 mod future;
 mod layer;

@@ -206,7 +206,7 @@ impl<S, F> Timeout<S, F> {
         }
     }
 
-    /// The default timeout (`Duration::MAX`: none).
+    /// The timeout used when no per-request one applies (`Duration::MAX` means none).
     ///
     /// ```
     /// use std::time::Duration;

@@ -91,10 +91,10 @@ impl Model {
     fn counts(&self, t: u64) -> (u32, u32, u32) {
         let mut c = (0, 0, 0);
         for &(at, failed, slow) in &self.window {
-            if let Some(b) = self.bucket() {
-                if t / b >= at / b + 20 {
-                    continue;
-                }
+            if let Some(b) = self.bucket()
+                && t / b >= at / b + 20
+            {
+                continue;
             }
             c.0 += 1;
             c.1 += u32::from(failed);
