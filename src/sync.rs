@@ -103,28 +103,38 @@ impl<T> std::ops::Deref for CloneRef<T> {
 }
 
 /// Tells a circuit breaker that a call under it is waiting in a bulkhead's queue, so that the
-/// wait is not timed as the dependency's slowness. A bulkhead's future marks it as it returns
-/// `Pending` while queued; a breaker's future reads it around polling its inner future, and
-/// passes it on to breakers further out.
+/// wait is not timed as the dependency's slowness. A bulkhead's future marks [`QUEUED`] as it
+/// returns `Pending` while queued, and [`SENT`] while its call is in flight; a breaker's future
+/// reads the marks around polling its inner future (and passes them on to breakers further
+/// out). A poll that left something queued and nothing sent (a future fanning out to several
+/// calls may do both) does not start the clock.
+///
+/// [`QUEUED`]: queued::QUEUED
+/// [`SENT`]: queued::SENT
 pub(crate) mod queued {
     use std::cell::Cell;
 
+    /// A call waits in a bulkhead's queue.
+    pub(crate) const QUEUED: u8 = 1;
+    /// A call is in flight past its bulkhead.
+    pub(crate) const SENT: u8 = 2;
+
     thread_local! {
-        static QUEUED: Cell<bool> = const { Cell::new(false) };
+        static MARKS: Cell<u8> = const { Cell::new(0) };
     }
 
-    /// The call being polled waits in a bulkhead's queue.
-    #[cold]
-    pub(crate) fn mark() {
-        QUEUED.with(|q| q.set(true));
+    /// Marks what the call being polled is doing.
+    #[inline]
+    pub(crate) fn mark(what: u8) {
+        MARKS.with(|m| m.set(m.get() | what));
     }
 
-    /// Runs `poll`, and says whether a bulkhead under it marked its call as queued.
+    /// Runs `poll`, and says whether a bulkhead under it left a call queued and none sent.
     #[inline]
     pub(crate) fn watch<T>(poll: impl FnOnce() -> T) -> (T, bool) {
-        let outer = QUEUED.with(|q| q.replace(false));
+        let outer = MARKS.with(|m| m.replace(0));
         let polled = poll();
-        let queued = QUEUED.with(|q| q.replace(outer || q.get()));
-        (polled, queued)
+        let marks = MARKS.with(|m| m.replace(outer | m.get()));
+        (polled, marks & (QUEUED | SENT) == QUEUED)
     }
 }

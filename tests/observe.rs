@@ -649,6 +649,38 @@ mod metrics_series {
         );
     }
 
+    /// Two breakers of one name, sharing listeners (a global breaker and a Policy's, or a
+    /// Policy rebuilt): generations are counted per breaker, so the second one's transitions
+    /// are shown, not taken for late ones of the first.
+    #[tokio::test(start_paused = true)]
+    async fn two_breakers_of_one_name_both_move_the_state_gauge() {
+        let recorder = DebuggingRecorder::new();
+        let snapshotter = recorder.snapshotter();
+        let _local = metrics::set_default_local_recorder(&recorder);
+        let listeners = palisade::events::Listeners::new("shared").with(MetricsListener::new());
+        let build = || {
+            palisade::circuit_breaker::CircuitBreakerLayer::builder()
+                .name("shared")
+                .listeners(listeners.clone())
+                .build()
+                .unwrap()
+                .handle()
+        };
+        let (first, second) = (build(), build());
+        let mut s = Series::default();
+        let mut state = || {
+            s.read(&snapshotter);
+            s.gauges["palisade_circuit_state{name=shared}"]
+        };
+        first.force_open();
+        first.reset();
+        first.force_open();
+        assert_eq!(state(), 3.0);
+        tokio::time::advance(Duration::from_secs(2)).await;
+        second.disable(); // its generation 1, behind the first's 3
+        assert_eq!(state(), 4.0, "the second breaker's transition is shown");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn the_state_gauge_follows_every_state_and_override() {
         let recorder = DebuggingRecorder::new();

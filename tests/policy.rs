@@ -302,6 +302,44 @@ async fn time_queued_in_the_bulkhead_is_not_a_slow_call() {
     assert_eq!(handle.snapshot().slow_calls, 1);
 }
 
+/// A breaker around a future that sends one call and queues another (a hedge, a race)
+/// times it from the call sent: the queued one does not stop the clock.
+#[tokio::test(start_paused = true)]
+async fn a_call_sent_beside_a_queued_one_is_timed() {
+    use palisade::bulkhead::BulkheadLayer;
+    use palisade::circuit_breaker::CircuitBreakerLayer;
+
+    let bulkhead = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(60))
+        .build()
+        .unwrap()
+        .layer(tower::service_fn(|()| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok::<_, BoxError>("ok")
+        }));
+    let breaker = CircuitBreakerLayer::builder()
+        .minimum_calls(10) // no trip: the window keeps the count
+        .slow_call_duration(Duration::from_secs(1))
+        .slow_call_rate(1.0)
+        .build()
+        .unwrap();
+    let handle = breaker.handle();
+    let racing = breaker.layer(tower::service_fn(move |()| {
+        let (a, b) = (bulkhead.clone(), bulkhead.clone());
+        async move {
+            let first = futures::future::select(Box::pin(a.oneshot(())), Box::pin(b.oneshot(())));
+            first.await.factor_first().0
+        }
+    }));
+    assert_eq!(racing.oneshot(()).await.unwrap(), "ok");
+    assert_eq!(
+        handle.snapshot().slow_calls,
+        1,
+        "5 s at the dependency is slow"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn fallback_kinds_limit_what_is_recovered() {
     let policy = Policy::builder()

@@ -314,7 +314,11 @@ where
         loop {
             match this.kind.as_mut().project() {
                 KindProj::Called { fut, permit } => {
-                    let mut result = std::task::ready!(fut.poll(cx));
+                    let Poll::Ready(mut result) = fut.poll(cx) else {
+                        // In flight: a breaker outside times it (see `sync::queued`).
+                        crate::sync::queued::mark(crate::sync::queued::SENT);
+                        return Poll::Pending;
+                    };
                     if let Some(permit) = permit.take() {
                         // Back now (not when the future is dropped), or when the body ends.
                         if let Ok(r) = result.as_mut() {
@@ -332,7 +336,7 @@ where
                 KindProj::Waiting { waiting } => match waiting.as_mut().poll_permit(cx) {
                     Poll::Pending => {
                         // A breaker outside does not time the wait as the dependency's.
-                        crate::sync::queued::mark();
+                        crate::sync::queued::mark(crate::sync::queued::QUEUED);
                         return Poll::Pending;
                     }
                     Poll::Ready(Some((permit, mut svc, req))) => {

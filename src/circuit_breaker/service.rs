@@ -77,7 +77,8 @@ impl Drop for Slot {
 /// breaker is still in the state that admitted the call; if it has opened (or been forced
 /// open, or reset) since, the admission is given back and asked for again, so a service made
 /// ready and called later (after waiting in a bulkhead's queue outside, say) is not sent
-/// through an open breaker.
+/// through an open breaker. A rejection decided by `poll_ready` stands for the `call` that
+/// follows, even if the breaker has closed in between.
 ///
 /// # Clone
 ///

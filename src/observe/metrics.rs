@@ -26,6 +26,8 @@
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::circuit_breaker::{RejectReason, State, Transition, generation_after};
@@ -34,6 +36,10 @@ use crate::events::{Event, Listener, Rejection};
 use crate::fallback::FailureKind;
 
 use super::label;
+
+/// How late a breaker's transition can reach the listener after a later one (they are told
+/// after the breaker's lock is released): an older one told within this is not shown.
+const LATE_DELIVERY: Duration = Duration::from_secs(1);
 
 /// `palisade_calls_total`.
 ///
@@ -554,10 +560,10 @@ struct Series {
     durations: [OnceLock<Histogram>; 3],
     rejections: [OnceLock<Counter>; 4],
     state: OnceLock<Gauge>,
-    /// The generation of the transition `state` shows, once it shows one. A breaker tells its
-    /// transitions after releasing its lock, so one can arrive after a later one: the gauge
-    /// keeps the later.
-    shown: Mutex<Option<u32>>,
+    /// The generation of the transition `state` shows, once it shows one, and when. A breaker
+    /// tells its transitions after releasing its lock, so one can arrive after a later one: the
+    /// gauge keeps the later.
+    shown: Mutex<Option<(u32, Instant)>>,
     would_trips: OnceLock<Counter>,
     timeouts: OnceLock<Counter>,
     in_flight: OnceLock<Gauge>,
@@ -708,7 +714,7 @@ impl Series {
         })
     }
 
-    fn shown(&self) -> std::sync::MutexGuard<'_, Option<u32>> {
+    fn shown(&self) -> std::sync::MutexGuard<'_, Option<(u32, Instant)>> {
         // Nothing under this lock is left half-updated by a panic.
         self.shown.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -725,8 +731,16 @@ impl Series {
     /// Shows the state `transition` entered, unless the gauge shows a later one.
     fn show(&self, transition: &Transition) {
         let mut shown = self.shown();
-        if shown.is_none_or(|g| generation_after(transition.generation, g)) {
-            *shown = Some(transition.generation);
+        let now = Instant::now();
+        // An older generation told soon after a newer one is a late delivery; one told later
+        // is another breaker of the same name (generations are counted per breaker), or a
+        // breaker rebuilt: shown, so that a shared name cannot freeze the gauge.
+        let show = shown.is_none_or(|(generation, at)| {
+            generation_after(transition.generation, generation)
+                || now.saturating_duration_since(at) >= LATE_DELIVERY
+        });
+        if show {
+            *shown = Some((transition.generation, now));
             self.state_gauge().set(state_value(transition.to));
         }
     }
