@@ -691,11 +691,18 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
         if let Some(panicked) = e.downcast_ref::<CallbackPanicked>() {
             return ErrorKind::CallbackPanicked(panicked);
         }
-        // A transparent wrapper: look at what it holds.
+        // A transparent wrapper: look at what it holds. `std::io::Error`'s `source` skips the
+        // error it wraps (it gives that error's source), so look inside it too.
         cur = match e.downcast_ref::<BreakerError>() {
             Some(BreakerError::Open(open)) => return ErrorKind::CircuitOpen(open),
             Some(BreakerError::Inner(inner)) => Some(inner.as_ref()),
-            None => e.source(),
+            None => match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(wrapped) => Some(wrapped as &(dyn Error + 'static)),
+                None => e.source(),
+            },
         };
     }
     ErrorKind::Inner(err)

@@ -420,7 +420,9 @@ impl fmt::Debug for Listeners {
 }
 
 impl Listeners {
-    /// No listener yet; events will carry `name`.
+    /// No listener yet; events will carry `name`. A layer given listeners names them after
+    /// itself (its configured `name`, `default` when none was set), so give the layer the
+    /// name too.
     ///
     /// ```
     /// use palisade::events::Listeners;
@@ -482,6 +484,11 @@ impl Listeners {
     }
 
     /// The same listeners under another name (rebound to it, see [`Listener::bind`]).
+    ///
+    /// Listeners made with `Listeners::default()` that nobody listens to yet stay as they are
+    /// (free to carry about, and to clone per call): they keep no name, so a listener added
+    /// to them afterwards does not get this one. Name listeners with [`Listeners::new`], or
+    /// add them before naming them; a layer names the listeners it is given after itself.
     ///
     /// ```
     /// use std::sync::{Arc, Mutex};

@@ -647,3 +647,26 @@ fn a_failure_finds_the_slow_call_rate_at_its_threshold() {
         assert_eq!(sm.snapshot(at).state, State::Open, "{window:?}");
     }
 }
+
+/// `CallError` is transparent: an error reporter walking its sources says "circuit breaker is
+/// open" once, not twice; and palisade's errors are found inside a `std::io::Error`, whose own
+/// `source` skips the error it wraps.
+#[test]
+fn call_errors_read_once_in_a_chain_and_are_found_inside_io_errors() {
+    use palisade::circuit_breaker::CallError;
+    use palisade::error::CircuitOpen;
+
+    let err: CallError<std::io::Error> = CallError::Open(CircuitOpen::new(None));
+    let mut chain = vec![err.to_string()];
+    let mut cur = std::error::Error::source(&err);
+    while let Some(e) = cur {
+        chain.push(e.to_string());
+        cur = e.source();
+    }
+    assert_eq!(chain.len(), 1, "{chain:?}");
+
+    let io = std::io::Error::other(CircuitOpen::new(None));
+    assert!(matches!(error_kind(&io), ErrorKind::CircuitOpen(_)));
+    let io = std::io::Error::other(palisade::error::BulkheadFull::new(4));
+    assert!(error_kind(&io).is_rejection());
+}

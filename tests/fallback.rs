@@ -377,3 +377,76 @@ fn bad_cache_bounds_are_config_errors() {
             .is_ok()
     );
 }
+
+/// The dependency's own error that the classifier calls a success (a "not found") is an
+/// answer, passed on: not replaced by a stale copy of what was there before.
+#[tokio::test(start_paused = true)]
+async fn an_error_the_classifier_calls_a_success_is_not_recovered() {
+    #[derive(Debug)]
+    struct NotFound;
+    impl std::fmt::Display for NotFound {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("not found")
+        }
+    }
+    impl std::error::Error for NotFound {}
+
+    let deleted = Arc::new(AtomicUsize::new(0));
+    let gone = deleted.clone();
+    let cache = StaleCache::builder(|id: &u32| Some(*id)).build().unwrap();
+    let svc = FallbackLayer::new(cache)
+        .with_classifier(|res: Result<&String, &BoxError>| match res {
+            Ok(_) => Outcome::success(),
+            Err(e) if e.is::<NotFound>() => Outcome::success(), // an answer, not a fault
+            Err(_) => Outcome::failure(),
+        })
+        .layer(service_fn(move |id: u32| {
+            let gone = gone.load(Ordering::SeqCst) == 1;
+            async move {
+                if gone {
+                    Err::<String, BoxError>(Box::new(NotFound))
+                } else {
+                    Ok(format!("item {id}"))
+                }
+            }
+        }));
+    use tower::ServiceExt;
+    assert_eq!(svc.clone().oneshot(7).await.unwrap(), "item 7");
+    deleted.store(1, Ordering::SeqCst);
+    let err = svc.clone().oneshot(7).await.unwrap_err();
+    assert!(err.is::<NotFound>(), "{err}");
+}
+
+/// A kept response whose `Drop` panics when it is replaced: the panic reaches the caller of
+/// that store, and the cache's accounting stays whole (the response is dropped after the
+/// cache's lock is released, not half-way through an update).
+#[test]
+fn a_response_panicking_as_it_is_dropped_leaves_the_cache_whole() {
+    use std::sync::atomic::AtomicBool;
+
+    #[derive(Clone)]
+    struct Bomb(Arc<AtomicBool>);
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            if self.0.swap(false, Ordering::SeqCst) {
+                panic!("drop bug");
+            }
+        }
+    }
+
+    let armed = Arc::new(AtomicBool::new(false));
+    let cache = StaleCache::builder(|id: &u32| Some(*id))
+        .size(|_: &Bomb| 10)
+        .build()
+        .unwrap();
+    cache.succeeded(cache.keep(&1), &mut Bomb(armed.clone()));
+    assert_eq!((cache.stats().entries, cache.stats().bytes), (1, 10));
+    armed.store(true, Ordering::SeqCst);
+    let replaced = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cache.succeeded(cache.keep(&1), &mut Bomb(armed.clone()));
+    }));
+    assert!(replaced.is_err(), "the old response's drop panicked");
+    assert_eq!((cache.stats().entries, cache.stats().bytes), (1, 10));
+    cache.succeeded(cache.keep(&2), &mut Bomb(armed.clone()));
+    assert_eq!((cache.stats().entries, cache.stats().bytes), (2, 20));
+}

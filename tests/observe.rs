@@ -443,6 +443,30 @@ async fn the_registry_lists_every_breaker_and_bulkhead_with_state_and_figures() 
     assert_eq!(registry.snapshot().circuit_breakers.len(), 1);
     assert!(registry.snapshot().bulkheads.is_empty());
     assert!(registry.snapshot().stale_caches.is_empty());
+
+    // Rebuilt without a part it had: the old part is gone, not left for an operator to act on.
+    let with_both = Policy::builder()
+        .name("orders")
+        .bulkhead(BulkheadConfig::default())
+        .circuit_breaker(breaker(2, 2))
+        .build()
+        .unwrap();
+    registry.register(&with_both);
+    let breaker_only = Policy::builder()
+        .name("orders")
+        .circuit_breaker(breaker(2, 2))
+        .build()
+        .unwrap();
+    registry.register(&breaker_only);
+    assert!(registry.bulkhead("orders").is_none());
+    let bulkhead_only = Policy::builder()
+        .name("orders")
+        .bulkhead(BulkheadConfig::default())
+        .build()
+        .unwrap();
+    registry.register(&bulkhead_only);
+    assert!(registry.circuit_breaker("orders").is_none());
+    assert!(registry.bulkhead("orders").is_some());
 }
 
 #[cfg(feature = "serde")]

@@ -7,6 +7,7 @@ use std::task::{Context, Wake, Waker};
 use std::time::Duration;
 
 use tokio::time::{Instant, Sleep};
+use tower::BoxError;
 
 use crate::classify::Outcome;
 use crate::error::{CallbackPanicked, CircuitOpen, ConfigError, catch_callback};
@@ -266,12 +267,37 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
     }
 }
 
+/// Transparent, like its `Display`: the source is the held error's own, so that a chain
+/// printed by error reporters does not say the same thing twice.
 impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CallError::Open(e) => Some(e),
-            CallError::Inner(e) => Some(e),
-            CallError::CallbackPanicked(e) => Some(e),
+            CallError::Open(e) => e.source(),
+            CallError::Inner(e) => e.source(),
+            CallError::CallbackPanicked(e) => e.source(),
+        }
+    }
+}
+
+impl<E: Into<BoxError>> CallError<E> {
+    /// The held error as a `tower::BoxError` (for `E = BoxError` too, where `CallError` is
+    /// not itself an `Error`): palisade's own errors stay findable with
+    /// [`error_kind`](crate::error::error_kind).
+    ///
+    /// ```
+    /// use palisade::circuit_breaker::CallError;
+    /// use palisade::error::{error_kind, CircuitOpen, ErrorKind};
+    /// use tower::BoxError;
+    ///
+    /// let err: CallError<BoxError> = CallError::Open(CircuitOpen::new(None));
+    /// let boxed = err.into_boxed();
+    /// assert!(matches!(error_kind(boxed.as_ref()), ErrorKind::CircuitOpen(_)));
+    /// ```
+    pub fn into_boxed(self) -> BoxError {
+        match self {
+            CallError::Open(e) => Box::new(e),
+            CallError::Inner(e) => e.into(),
+            CallError::CallbackPanicked(e) => Box::new(e),
         }
     }
 }
@@ -451,6 +477,12 @@ impl Handle {
     }
 
     /// Runs `fut` if the breaker admits it; `Ok` is a success and `Err` a failure.
+    ///
+    /// Every `Err` counts, even a rejection by palisade inside `fut` (a full bulkhead, another
+    /// breaker's `CallError::Open`), since `E` cannot be looked into here: when `fut` may fail
+    /// that way, use [`call_classified`](Self::call_classified) with
+    /// [`classify_error`](crate::classify::classify_error), which ignores them. Slow-call timing
+    /// counts from `fut`'s first suspension, including any time it waits in a bulkhead's queue.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -290,8 +290,9 @@ pub enum RejectReason {
 pub struct Rejection {
     /// Why.
     pub reason: RejectReason,
-    /// When a probe can be admitted, on the caller's clock: the end of the open duration, or
-    /// for a full half-open breaker the end of its trial at the latest. `None` when forced open.
+    /// When a probe can be admitted, on the caller's clock: the end of the open duration; for
+    /// a full half-open breaker, the end of its trial at the latest, when it closes (a probe
+    /// can then be admitted) or reopens (for another open duration). `None` when forced open.
     pub retry_at: Option<Duration>,
 }
 

@@ -37,11 +37,8 @@ pub(crate) enum EndRule {
 pub(crate) enum End {
     /// Cleanly, with this outcome (the end rule already applied).
     Complete(Outcome),
-    /// With an error (a reset, a broken body, the whole-response deadline while waiting).
+    /// With an error (a reset, a broken body, the whole-response deadline).
     Failed,
-    /// For a reason that says nothing of the dependency (the whole-response deadline passed
-    /// while the caller was slow to read frames that were ready).
-    Ignored,
 }
 
 /// What the layers of a call hand to its response body, to be settled when the body ends.
@@ -186,7 +183,6 @@ fn end_for(end: End, head: Outcome) -> Outcome {
     let outcome = match end {
         End::Complete(outcome) => outcome,
         End::Failed => Outcome::failure(),
-        End::Ignored => Outcome::ignored(),
     };
     // A pushback the head asked for still holds.
     match (outcome.pushback(), head.pushback()) {

@@ -317,15 +317,21 @@ where
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store<K, Res>> {
-        // No user code runs under this lock, so a poisoned store is still consistent.
+        // The user code run under this lock (the key's `Hash` and `Eq`, a response's `Clone`
+        // when served) changes nothing if it panics; a response is dropped after the lock is
+        // released. So a poisoned store is still consistent.
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn insert(&self, key: K, response: Res, bytes: usize) {
-        let mut store = self.lock();
-        let store = &mut *store;
+        // Responses replaced or evicted are dropped after the lock is released: dropping a
+        // response runs its code, which must not leave the store half-updated if it panics.
+        let mut replaced = None;
+        let mut evicted = Vec::new();
+        let mut guard = self.lock();
+        let store = &mut *guard;
         store.seq += 1;
         let seq = store.seq;
         let entry = Entry {
@@ -336,6 +342,7 @@ where
         };
         if let Some(old) = store.map.insert(key.clone(), entry) {
             store.bytes -= old.bytes;
+            replaced = Some(old);
         }
         store.bytes += bytes;
         store.order.push_back((key, seq));
@@ -347,6 +354,7 @@ where
                 && let Some(old) = store.map.remove(&k)
             {
                 store.bytes -= old.bytes;
+                evicted.push(old);
             }
         }
         // Leftovers of overwritten entries: keep the order queue proportional to the map.
@@ -357,14 +365,20 @@ where
                 .retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
         }
         self.entries.store(store.map.len(), Ordering::Relaxed);
+        drop(guard);
+        drop(replaced);
+        drop(evicted);
     }
 
     fn remove(&self, key: &K) {
         let mut store = self.lock();
-        if let Some(old) = store.map.remove(key) {
+        let old = store.map.remove(key);
+        if let Some(old) = &old {
             store.bytes -= old.bytes;
         }
         self.entries.store(store.map.len(), Ordering::Relaxed);
+        drop(store);
+        drop(old); // after the lock, as in `insert`
     }
 }
 

@@ -15,6 +15,11 @@ use super::recover::{Failure, Kinds, Recover};
 /// Recovers from selected failures with a [`Recover`] implementation. See the
 /// [module docs](super).
 ///
+/// What is a failure is the classifier's to say: a response it classifies as a failure, and
+/// an error of the dependency's own that it classifies as a failure (the default classifier
+/// calls every such error one); palisade's own rejections and timeouts are failures of their
+/// kind. Only the [`kinds`](Self::kinds) selected are recovered.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
@@ -413,10 +418,21 @@ where
             }
             // A callback's panic inside (a breaker's classifier) is a bug to see, not a
             // failure to recover.
-            Err(e) if matches!(error_kind(e.as_ref()), ErrorKind::CallbackPanicked(_)) => {
-                return Poll::Ready(Err(e));
-            }
-            Err(e) => Failure::Error(e),
+            Err(e) => match error_kind(e.as_ref()) {
+                ErrorKind::CallbackPanicked(_) => return Poll::Ready(Err(e)),
+                // The dependency's own error is recovered only if the classifier calls it a
+                // failure (one it calls a success, such as a "not found", is an answer to pass
+                // on, not to paper over with a stale copy). palisade's rejections and timeouts
+                // are selected by kind.
+                ErrorKind::Inner(_) => {
+                    match catch_callback("classifier", || this.classifier.classify(Err(&e))) {
+                        Ok(outcome) if outcome.is_failure() => Failure::Error(e),
+                        Ok(_) => return Poll::Ready(Err(e)),
+                        Err(panicked) => return Poll::Ready(Err(panicked.into())),
+                    }
+                }
+                _ => Failure::Error(e),
+            },
         };
         let kind = failure.kind();
         if !this.kinds.contains(kind) {

@@ -103,9 +103,8 @@ pin_project! {
     ///   failure);
     /// * on a body error (a reset connection, a broken stream), records a failure;
     /// * at the whole-response deadline, if one is set, ends with an [`Elapsed`] error (never a
-    ///   truncated success): a failure if it was waiting for the next frame, ignored if its
-    ///   frames were ready and read late (a fast server, a slow reader: local slowness, not the
-    ///   dependency's);
+    ///   truncated success) and records a failure, whether it is waiting for the next frame or
+    ///   its frames are ready and read late;
     /// * dropped unfinished, records nothing (the call is ignored);
     ///
     /// and in every case gives back the bulkhead permit it holds.
@@ -381,21 +380,20 @@ where
         let mut body = body;
         let polled = body.as_mut().poll_frame(cx);
         let expired = match &polled {
-            // Waiting for the dependency at the deadline: its failure.
-            Poll::Pending => Deadline::expired(this.deadline, cx).map(|e| (e, End::Failed)),
-            // A frame ready but read after the deadline (frames that are always ready never let
-            // the timer fire: the clock decides): the reader was too slow, not the dependency.
-            Poll::Ready(Some(Ok(frame))) if frame.is_data() => {
-                Deadline::passed(this.deadline).map(|e| (e, End::Ignored))
-            }
+            Poll::Pending => Deadline::expired(this.deadline, cx),
+            // Frames that are always ready never let the timer fire: the clock decides. (A
+            // frame ready after the deadline cannot tell a slow reader from a dependency that
+            // trickled it in just before the poll the deadline's timer woke: a failure either
+            // way, as a body still waiting is.)
+            Poll::Ready(Some(Ok(frame))) if frame.is_data() => Deadline::passed(this.deadline),
             Poll::Ready(_) => None,
         };
-        if let Some((elapsed, end)) = expired {
+        if let Some(elapsed) = expired {
             *this.ended = true;
             // Let go of the client's body (and so of its connection or stream) now, with the
             // permit, not when the caller drops this one.
             this.inner.set(Source::Replay { data: None });
-            end_with(this.hooks, this.tee, end);
+            end_with(this.hooks, this.tee, End::Failed);
             return Poll::Ready(Some(Err(Box::new(elapsed))));
         }
         let Poll::Ready(frame) = polled else {

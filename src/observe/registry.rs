@@ -101,8 +101,9 @@ impl Registry {
     }
 
     /// Registers a policy's circuit breaker and bulkhead (those it has), under the policy's
-    /// name. A stale cache used as the policy's fallback is registered with
-    /// [`register_stale_cache`](Self::register_stale_cache).
+    /// name; a breaker or bulkhead registered earlier under that name that the policy does not
+    /// have (an older build of it) is removed. A stale cache used as the policy's fallback is
+    /// registered with [`register_stale_cache`](Self::register_stale_cache).
     ///
     /// ```
     /// use palisade::observe::Registry;
@@ -122,12 +123,23 @@ impl Registry {
     /// assert_eq!(registry.bulkheads().len(), 1);
     /// ```
     pub fn register<R, C, A, H>(&self, policy: &PolicyLayer<R, C, A, H>) -> &Self {
-        if let Some(breaker) = policy.circuit_breaker() {
-            self.register_circuit_breaker(breaker);
-        }
-        if let Some(bulkhead) = policy.bulkhead() {
-            self.register_bulkhead(bulkhead);
-        }
+        // A policy rebuilt under its name without a part it had before: the old part goes
+        // (no service uses it any more, and an operator must not act on it).
+        let name = policy.name();
+        match policy.circuit_breaker() {
+            Some(breaker) => self.register_circuit_breaker(breaker),
+            None => {
+                self.lock().breakers.retain(|h| h.name() != name);
+                self
+            }
+        };
+        match policy.bulkhead() {
+            Some(bulkhead) => self.register_bulkhead(bulkhead),
+            None => {
+                self.lock().bulkheads.retain(|h| h.name() != name);
+                self
+            }
+        };
         self
     }
 
