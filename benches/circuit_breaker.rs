@@ -91,20 +91,10 @@ fn main() {
             timed.layer(bare),
             (),
         );
-        // A tripped breaker (not forced).
-        let tripped = CircuitBreakerLayer::builder()
-            .window(SlidingWindow::Count(1))
-            .minimum_calls(1)
-            .open_duration(Duration::from_secs(3600))
-            .build()
-            .unwrap();
-        let failing = service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
-        // Trip it on a multi-thread runtime that lives as long as the bench: the breaker arms
-        // a timer there for the end of the open state, and rejects without reading the clock
-        // until it fires.
-        tripping_runtime.block_on(async {
-            let _ = tripped.layer(failing).oneshot(()).await;
-        });
+        // A tripped breaker (not forced), on a multi-thread runtime that lives as long as the
+        // bench: the breaker arms a timer there for the end of the open state, and rejects
+        // without reading the clock until it fires.
+        let tripped = tripped_on(&tripping_runtime);
         support::case(
             &mut c,
             (ONE, TWO),
@@ -126,17 +116,7 @@ fn main() {
 
         // Tripped on a current-thread runtime, which may never fire a timer (it turns its
         // timers only when it parks): no timer is armed, and each rejection reads the clock.
-        let tripped_here = CircuitBreakerLayer::builder()
-            .window(SlidingWindow::Count(1))
-            .minimum_calls(1)
-            .open_duration(Duration::from_secs(3600))
-            .build()
-            .unwrap()
-            .typed_errors();
-        support::runtime1().block_on(async {
-            let failing = service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
-            let _ = tripped_here.layer(failing).oneshot(()).await;
-        });
+        let tripped_here = tripped_on(&support::runtime1()).typed_errors();
         support::case(
             &mut c,
             (ONE, TWO),
@@ -322,4 +302,19 @@ fn main() {
         ],
         &allocs,
     );
+}
+
+/// A breaker that opens at one failure, for an hour, tripped by a failing call on `runtime`.
+fn tripped_on(runtime: &tokio::runtime::Runtime) -> CircuitBreakerLayer {
+    let layer = CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(1))
+        .minimum_calls(1)
+        .open_duration(Duration::from_secs(3600))
+        .build()
+        .unwrap();
+    let failing = service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
+    runtime.block_on(async {
+        let _ = layer.layer(failing).oneshot(()).await;
+    });
+    layer
 }
