@@ -134,6 +134,10 @@ pub enum Event<'a> {
         kind: FailureKind,
         /// How the response was made: fresh, or a stored response served stale (with its age).
         served: Served,
+        /// The error recovered from, when the failure was an error: its message, then its
+        /// sources' (`: ` between them). `None` for a failure response (`kind` says so).
+        /// Written only while someone listens.
+        error: Option<&'a str>,
     },
     /// A call the circuit breaker admitted has completed, and the breaker recorded its outcome.
     ///

@@ -138,3 +138,54 @@ pub(crate) mod queued {
         (polled, marks & (QUEUED | SENT) == QUEUED)
     }
 }
+
+pub(crate) use coarse::{coarse_ticks, coarse_ticks_in};
+
+/// A cheap monotonic clock that may lag the precise one by a few milliseconds, for checks that
+/// may be late by a few milliseconds, made on paths that must not pay for a precise read. On
+/// Linux it is the kernel's `CLOCK_MONOTONIC_COARSE` (about 8 ns to read where the precise
+/// clock takes 30, updated every 1-4 ms); on macOS, Windows and FreeBSD their equivalents;
+/// elsewhere the standard library's clock.
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "windows",
+    target_os = "freebsd"
+))]
+mod coarse {
+    /// Now, in ticks of an unspecified unit since an unspecified start (see
+    /// [`coarse_ticks_in`]).
+    #[inline]
+    pub(crate) fn coarse_ticks() -> u64 {
+        coarsetime::Instant::now_without_cache_update().as_ticks()
+    }
+
+    /// `d` in [`coarse_ticks`]' unit (saturating).
+    pub(crate) fn coarse_ticks_in(d: std::time::Duration) -> u64 {
+        coarsetime::Duration::from(d).as_ticks()
+    }
+}
+
+/// See the other `coarse`: here, nanoseconds on the standard library's monotonic clock.
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "windows",
+    target_os = "freebsd"
+)))]
+mod coarse {
+    /// Now, in nanoseconds since the first call.
+    #[allow(clippy::disallowed_methods)] // the real clock, by design (as on the other platforms)
+    pub(crate) fn coarse_ticks() -> u64 {
+        static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let start = *START.get_or_init(std::time::Instant::now);
+        coarse_ticks_in(start.elapsed())
+    }
+
+    /// `d` in nanoseconds (saturating).
+    pub(crate) fn coarse_ticks_in(d: std::time::Duration) -> u64 {
+        u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+    }
+}

@@ -9,6 +9,7 @@ use std::time::Duration;
 use palisade::circuit_breaker::{CircuitBreakerLayer, SlidingWindow, State};
 use palisade::classify::Outcome;
 use palisade::error::{BulkheadFull, CircuitOpen, Elapsed};
+use palisade::events::{Event, Listeners};
 use palisade::fallback::{
     self, Failure, FailureKind, FallbackLayer, Kinds, Recover, Stale, StaleCache,
 };
@@ -94,6 +95,70 @@ async fn each_selected_kind_selects_only_itself_and_success_is_never_replaced() 
         }
         assert_eq!(recovered.load(Ordering::SeqCst), 1, "{selected:?}");
     }
+}
+
+/// "Lookup failed", caused by an I/O error: an error with a source.
+#[derive(Debug)]
+struct LookupFailed(std::io::Error);
+
+impl std::fmt::Display for LookupFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("lookup failed")
+    }
+}
+
+impl std::error::Error for LookupFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+#[tokio::test]
+async fn listeners_see_the_error_a_fallback_recovered_from() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let told = seen.clone();
+    let listeners = Listeners::new("prices").with(move |event: &Event<'_>| {
+        if let Event::FallbackServed { kind, error, .. } = event {
+            told.lock().unwrap().push((*kind, error.map(str::to_owned)));
+        }
+    });
+    let layer = FallbackLayer::new(fallback::value(299u16))
+        .with_classifier(status_classifier as Classifier)
+        .listeners(listeners);
+    let mut svc = layer.layer(inner());
+    for (what, _) in ALL {
+        assert_eq!(
+            support::call(&mut svc, what).await.unwrap(),
+            if what == Do::Succeed { 200 } else { 299 }
+        );
+    }
+    let mut chained = layer.layer(service_fn(|_: Do| async {
+        Err::<u16, BoxError>(Box::new(LookupFailed(std::io::Error::other(
+            "connection reset",
+        ))))
+    }));
+    assert_eq!(
+        support::call(&mut chained, Do::InnerError).await.unwrap(),
+        299
+    );
+    let message = |e: &dyn std::error::Error| Some(e.to_string());
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            (FailureKind::FailureResponse, None),
+            (FailureKind::InnerError, Some("connection reset".to_owned())),
+            (
+                FailureKind::TimedOut,
+                message(&Elapsed::new(Duration::from_secs(1)))
+            ),
+            (FailureKind::BulkheadFull, message(&BulkheadFull::new(4))),
+            (FailureKind::CircuitOpen, message(&CircuitOpen::new(None))),
+            (
+                FailureKind::InnerError,
+                Some("lookup failed: connection reset".to_owned())
+            ),
+        ]
+    );
 }
 
 #[tokio::test]

@@ -1278,14 +1278,21 @@ mod tracing_events {
                     e.field("kind"),
                     e.field("served"),
                     e.field("age_ms"),
+                    e.field("error"),
                 )
             })
             .collect();
         assert_eq!(
             served,
             [
-                (Level::DEBUG, "inner_error", "stale", "120"),
-                (Level::DEBUG, "circuit_open", "stale", "120"),
+                (Level::DEBUG, "inner_error", "stale", "120", "down"),
+                (
+                    Level::DEBUG,
+                    "circuit_open",
+                    "stale",
+                    "120",
+                    "circuit breaker is open; next probe in 10s"
+                ),
             ]
         );
 

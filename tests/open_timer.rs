@@ -13,17 +13,22 @@ async fn outcome(ok: bool) -> Result<(), String> {
     if ok { Ok(()) } else { Err("down".to_owned()) }
 }
 
-/// Trips a breaker of a 20 ms open duration with one failed call through `run`, then calls
-/// through `run` until the breaker lets one through, which closes it; fails after 10 s of
-/// rejections.
-fn trip_then_wait_for_a_probe(run: impl Fn(&Handle, bool) -> Result<(), CallError<String>>) {
-    let breaker = CircuitBreakerLayer::builder()
+/// A breaker that one failure opens for 20 ms, with one probe.
+fn breaker() -> Handle {
+    CircuitBreakerLayer::builder()
         .consecutive_failures(1)
         .open_duration(Duration::from_millis(20))
         .permitted_probes(1)
         .build()
         .unwrap()
-        .handle();
+        .handle()
+}
+
+/// Trips a breaker of a 20 ms open duration with one failed call through `run`, then calls
+/// through `run` until the breaker lets one through, which closes it; fails after 10 s of
+/// rejections.
+fn trip_then_wait_for_a_probe(run: impl Fn(&Handle, bool) -> Result<(), CallError<String>>) {
+    let breaker = breaker();
     assert!(run(&breaker, false).is_err());
     assert_eq!(breaker.state(), State::Open);
     let start = Instant::now();
@@ -77,4 +82,36 @@ fn a_multi_thread_runtime_fires_the_open_timer() {
         .build()
         .unwrap();
     trip_then_wait_for_a_probe(|b, ok| rt.block_on(b.call(outcome(ok))));
+}
+
+/// On a current-thread runtime the open timer is also watched on the real (coarse) clock, in
+/// case the runtime never parks. The watch only hands the decision back to tokio's clock: on a
+/// paused clock that has not reached the end of the open duration the breaker stays open, however
+/// much real time passes, and it half-opens when the paused clock gets there.
+#[test]
+#[allow(clippy::disallowed_methods)] // the real clock, to let real time pass while paused
+fn an_overdue_watch_leaves_the_decision_to_a_paused_clock() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let breaker = breaker();
+        assert!(breaker.call(outcome(false)).await.is_err());
+        // Five times the open duration on the real clock; none on the paused one (the
+        // rejected calls never suspend, so the runtime never parks to move it).
+        let real = std::time::Instant::now();
+        while real.elapsed() < Duration::from_millis(100) {
+            assert!(
+                matches!(breaker.call(outcome(true)).await, Err(CallError::Open(_))),
+                "admitted {:?} of real time into a 20 ms open duration that the paused clock \
+                 has not begun",
+                real.elapsed()
+            );
+        }
+        tokio::time::advance(Duration::from_millis(20)).await;
+        assert!(breaker.call(outcome(true)).await.is_ok());
+        assert_eq!(breaker.state(), State::Closed);
+    });
 }

@@ -15,7 +15,7 @@ use crate::events::{self, Event, Listeners};
 
 use super::config::CircuitBreakerConfig;
 use super::state::{
-    Now, Permit, Rejection, Snapshot, State, StateMachine, Transition, generation_after,
+    Now, Permit, Refusal, Snapshot, State, StateMachine, Transition, generation_after,
 };
 
 /// The state machine, tied to tokio's clock and timers.
@@ -82,6 +82,12 @@ impl Breaker {
         }))
     }
 
+    /// Asks the breaker to admit a call: the state machine decides, on tokio's clock.
+    #[inline]
+    pub(crate) fn admit(&self) -> Result<Permit, Refusal> {
+        self.machine.admit_word(self.clock())
+    }
+
     /// Whether admitted calls must be timed: the slow-call rule needs durations, and so do
     /// listeners (for [`Event::CallRecorded`]).
     #[inline]
@@ -108,26 +114,30 @@ impl Breaker {
     }
 
     /// Tells the listeners about a rejection.
-    pub(crate) fn rejected(&self, rejection: &Rejection) {
+    pub(crate) fn rejected(&self, rejection: &Refusal) {
         self.listeners.emit(|name| Event::Rejected {
             name,
-            reason: events::Rejection::Circuit(rejection.reason),
+            reason: events::Rejection::Circuit(rejection.reason()),
         });
     }
 
     /// Arms a tokio timer for the end of the open state `t` entered (a millisecond early:
     /// tokio rounds timers up, and an early timer only hands the decision back to the clock).
-    /// Without a multi-thread tokio runtime with timers, nothing is armed and rejections read
-    /// the clock.
+    /// Outside a tokio runtime with timers, nothing is armed and rejections read the clock.
     fn arm_open_timer(&self, weak: &Weak<Breaker>, t: &Transition) {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
         // A current-thread runtime turns its timers only when it parks, and it may never park
         // again: `block_on` of a call the breaker rejects returns at once, and so does every
-        // turn of a loop whose calls are all rejected. The timer would never fire and the
-        // breaker would stay open; there, the clock decides.
-        if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread {
+        // turn of a loop whose calls are all rejected. Its timer is watched on the coarse
+        // clock (see `StateMachine::watch_open_timer`). It is still armed: a paused clock
+        // moves only when its runtime is driven, and then the timer fires.
+        let watched = runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+        // Arming on a runtime built without timers panics inside tokio (caught below). Under
+        // `panic = "abort"` that would end the process, and a current-thread runtime, which
+        // needs no timer to reject cheaply here, is left to the clock.
+        if watched && cfg!(panic = "abort") {
             return;
         }
         let Some(until) = t
@@ -160,6 +170,12 @@ impl Breaker {
             self.machine.open_timer_fired(t.generation);
             return;
         };
+        if watched {
+            self.machine.watch_open_timer(
+                t.generation,
+                until.saturating_duration_since(Instant::now()),
+            );
+        }
         let mut slot = self
             .open_timer
             .lock()
@@ -185,10 +201,10 @@ impl Breaker {
     }
 
     /// The error for a rejection.
-    pub(crate) fn open_error(&self, rejection: &Rejection) -> CircuitOpen {
+    pub(crate) fn open_error(&self, rejection: &Refusal) -> CircuitOpen {
         CircuitOpen::new(
             rejection
-                .retry_at
+                .retry_at()
                 .and_then(|at| self.origin.checked_add(at)),
         )
     }
@@ -566,7 +582,7 @@ impl Handle {
         K: Fn(Result<&T, &E>) -> Outcome,
     {
         let breaker = &*self.breaker;
-        let permit = breaker.machine.admit(breaker.clock()).map_err(|r| {
+        let permit = breaker.admit().map_err(|r| {
             breaker.rejected(&r);
             CallError::Open(breaker.open_error(&r))
         })?;

@@ -9,7 +9,7 @@ use crate::error::{BoxedErrors, BreakerErrors, CircuitOpen};
 
 use super::future::{Guard, ResponseFuture};
 use super::handle::{Breaker, Handle};
-use super::state::{Permit, Rejection};
+use super::state::{Permit, Refusal};
 use crate::sync::CloneRef;
 
 /// The decision taken in `poll_ready`, kept for the next `call`. Gives an unused permit back
@@ -18,16 +18,30 @@ use crate::sync::CloneRef;
 struct Slot {
     breaker: Arc<CloneRef<Breaker>>,
     permit: Option<Permit>,
-    rejection: Option<Rejection>,
+    rejection: Option<Refusal>,
+    /// The error of the last rejection, by the rejection it was made for: an open state
+    /// rejects every call alike, and working out its next probe's `Instant` again for each was
+    /// a quarter of a typed rejection's time.
+    told: Option<(Refusal, CircuitOpen)>,
 }
 
 impl Slot {
     fn admit(&mut self) {
         if self.permit.is_none() && self.rejection.is_none() {
-            match self.breaker.machine.admit(self.breaker.clock()) {
-                Ok(permit) => self.permit = Some(permit),
-                Err(rejection) => self.rejection = Some(rejection),
+            // The closed path on its own (one load), the rest out of line, so that the
+            // closed path pays for no larger frame.
+            match self.breaker.machine.admit_closed() {
+                Some(permit) => self.permit = Some(permit),
+                None => self.admit_not_closed(),
             }
+        }
+    }
+
+    #[inline(never)]
+    fn admit_not_closed(&mut self) {
+        match self.breaker.machine.admit_not_closed(self.breaker.clock()) {
+            Ok(permit) => self.permit = Some(permit),
+            Err(rejection) => self.rejection = Some(rejection),
         }
     }
 
@@ -39,9 +53,31 @@ impl Slot {
         if let Some(permit) = &self.permit
             && !self.breaker.machine.holds(permit)
         {
-            self.clear();
+            self.lapse();
         }
         self.admit();
+    }
+
+    /// A kept admission from a state the breaker has left is given back (out of line: rare).
+    #[cold]
+    #[inline(never)]
+    fn lapse(&mut self) {
+        self.clear();
+    }
+
+    /// Tells the listeners about `rejection`, and makes its error (out of line, so that the
+    /// closed path's `call` stays small enough to inline).
+    #[inline(never)]
+    fn rejected(&mut self, rejection: Refusal) -> CircuitOpen {
+        self.breaker.rejected(&rejection);
+        match self.told {
+            Some((told, error)) if told == rejection => error,
+            _ => {
+                let error = self.breaker.open_error(&rejection);
+                self.told = Some((rejection, error));
+                error
+            }
+        }
     }
 
     fn clear(&mut self) {
@@ -148,6 +184,7 @@ impl<S, C, M> CircuitBreaker<S, C, M> {
                 breaker: Arc::new(CloneRef(breaker)),
                 permit: None,
                 rejection: None,
+                told: None,
             },
             errors: PhantomData,
         }
@@ -205,8 +242,7 @@ where
         // admission from a state the breaker has left since does not count.
         self.slot.admit_again();
         if let Some(rejection) = self.slot.rejection.take() {
-            self.slot.breaker.rejected(&rejection);
-            return ResponseFuture::rejected(self.slot.breaker.open_error(&rejection));
+            return ResponseFuture::rejected(self.slot.rejected(rejection));
         }
         match self.slot.permit.take() {
             Some(permit) => {

@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use crate::classify::{Outcome, OutcomeKind};
 use crate::error::ConfigError;
-use crate::sync::{AtomicU32, AtomicU64, Mutex, Ordering, Padded, StripedCounter, lock};
+use crate::sync::{
+    AtomicU32, AtomicU64, Mutex, Ordering, Padded, StripedCounter, coarse_ticks, coarse_ticks_in,
+    lock,
+};
 
 use super::config::{CircuitBreakerConfig, SlidingWindow};
 use super::window::{BUCKETS, CountWindow, TimeWindow, WindowCounts};
@@ -321,6 +324,60 @@ impl Rejection {
     }
 }
 
+/// A rejected admission as palisade's own shells keep it: one word (the reason, whether a
+/// probe time is known, and that time in nanoseconds on the caller's clock, saturated at 2^60 -
+/// 1, some 36 years), so that an admission's `Result` comes back in two registers. A
+/// [`Rejection`] (with its `Option<Duration>`) comes back through memory, and copying it out of
+/// there stalled the rejection path. Never zero, so that `Option<Refusal>` is one word too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Refusal(NonZeroU64);
+
+const REFUSAL_SET: NonZeroU64 = NonZeroU64::new(1 << 2).unwrap();
+const REFUSAL_TIMED: u64 = 1 << 3;
+const REFUSAL_AT_SHIFT: u32 = 4;
+
+impl Refusal {
+    #[inline]
+    fn new(reason: RejectReason, retry_at: Option<u64>) -> Self {
+        let reason = match reason {
+            RejectReason::Open => 0,
+            RejectReason::HalfOpenFull => 1,
+            RejectReason::ForcedOpen => 2,
+        };
+        let timed = match retry_at {
+            Some(at) => REFUSAL_TIMED | (at.min(u64::MAX >> REFUSAL_AT_SHIFT) << REFUSAL_AT_SHIFT),
+            None => 0,
+        };
+        Self(REFUSAL_SET | reason | timed)
+    }
+
+    /// Why.
+    #[inline]
+    pub(crate) fn reason(self) -> RejectReason {
+        match self.0.get() & 0b11 {
+            0 => RejectReason::Open,
+            1 => RejectReason::HalfOpenFull,
+            _ => RejectReason::ForcedOpen,
+        }
+    }
+
+    /// When a probe can be admitted, on the caller's clock (see [`Rejection::retry_at`]).
+    #[inline]
+    pub(crate) fn retry_at(self) -> Option<Duration> {
+        let w = self.0.get();
+        (w & REFUSAL_TIMED != 0).then(|| Duration::from_nanos(w >> REFUSAL_AT_SHIFT))
+    }
+}
+
+impl From<Refusal> for Rejection {
+    fn from(refusal: Refusal) -> Self {
+        Rejection {
+            reason: refusal.reason(),
+            retry_at: refusal.retry_at(),
+        }
+    }
+}
+
 /// What made the breaker change state.
 ///
 /// ```
@@ -610,6 +667,15 @@ pub struct StateMachine {
     /// `generation << 2 | UNARMED / ARMED / FIRED`: whether a timer of the shell's will report
     /// the end of the open state of that generation (see `arm_open_timer`).
     open_timer: AtomicU64,
+    /// A watch on an armed timer that may never fire (a shell's timer on a current-thread
+    /// runtime, which fires timers only when it parks, and may never park again: `block_on`
+    /// of a rejected call returns at once, and so does every turn of a loop of them): the
+    /// coarse clock's time ([`coarse_ticks`]) by which it should have fired (0: nothing
+    /// watched), and its open state's generation. While one is set, each admission that finds
+    /// the breaker not closed checks the coarse clock (a few nanoseconds), and once the timer
+    /// is overdue treats it as fired.
+    watch_until: AtomicU64,
+    watch_generation: AtomicU32,
     half_open_since: AtomicU64,
     pushback_until: AtomicU64,
     aux: Mutex<Aux>,
@@ -662,6 +728,8 @@ impl StateMachine {
             rejected: StripedCounter::new(),
             open_until: AtomicU64::new(0),
             open_timer: AtomicU64::new(0),
+            watch_until: AtomicU64::new(0),
+            watch_generation: AtomicU32::new(0),
             half_open_since: AtomicU64::new(0),
             pushback_until: AtomicU64::new(0),
             aux: Mutex::new(Aux {
@@ -771,6 +839,12 @@ impl StateMachine {
     /// ```
     #[inline]
     pub fn admit(&self, now: impl Now) -> Result<Permit, Rejection> {
+        self.admit_word(now).map_err(Rejection::from)
+    }
+
+    /// [`admit`](Self::admit), with the rejection in one word (palisade's shells keep it).
+    #[inline]
+    pub(crate) fn admit_word(&self, now: impl Now) -> Result<Permit, Refusal> {
         let w = self.word.load(Ordering::Acquire);
         if w & STATE_MASK == State::Closed as u64 {
             return Ok(Permit::new(gen_of(w), false));
@@ -778,8 +852,27 @@ impl StateMachine {
         self.admit_slow(w, now)
     }
 
+    /// The closed path of [`admit`](Self::admit) alone: a permit if the breaker is closed.
+    /// `None` says nothing else: ask [`admit_not_closed`](Self::admit_not_closed) then.
+    #[inline]
+    pub(crate) fn admit_closed(&self) -> Option<Permit> {
+        let w = self.word.load(Ordering::Acquire);
+        (w & STATE_MASK == State::Closed as u64).then(|| Permit::new(gen_of(w), false))
+    }
+
+    /// [`admit_word`](Self::admit_word) past the closed path (which it still takes if the
+    /// breaker has closed since).
     #[inline(never)]
-    fn admit_slow(&self, w: u64, now: impl Now) -> Result<Permit, Rejection> {
+    pub(crate) fn admit_not_closed(&self, now: impl Now) -> Result<Permit, Refusal> {
+        self.admit_slow(self.word.load(Ordering::Acquire), now)
+    }
+
+    #[inline(never)]
+    fn admit_slow(&self, w: u64, now: impl Now) -> Result<Permit, Refusal> {
+        let watched = self.watch_until.load(Ordering::Acquire);
+        if watched != 0 {
+            self.check_watch(watched);
+        }
         // The common rejections, kept out of the loop's larger frame. Open: a timer will say
         // when the open duration is over, so no clock is needed.
         match state_of(w) {
@@ -796,7 +889,7 @@ impl StateMachine {
     }
 
     #[inline(never)]
-    fn admit_loop(&self, mut w: u64, now: impl Now) -> Result<Permit, Rejection> {
+    fn admit_loop(&self, mut w: u64, now: impl Now) -> Result<Permit, Refusal> {
         let mut clock = Clock::new(now);
         let mut probed = false;
         loop {
@@ -859,12 +952,9 @@ impl StateMachine {
         }
     }
 
-    fn reject(&self, reason: RejectReason, retry_at: Option<u64>) -> Rejection {
+    fn reject(&self, reason: RejectReason, retry_at: Option<u64>) -> Refusal {
         self.rejected.add(1);
-        Rejection {
-            reason,
-            retry_at: retry_at.map(Duration::from_nanos),
-        }
+        Refusal::new(reason, retry_at)
     }
 
     /// Whether `permit` was given in the state the breaker is in now (no transition, reset or
@@ -1301,6 +1391,39 @@ impl StateMachine {
             .is_ok()
     }
 
+    /// Watches the timer armed for `generation` on the coarse clock ([`coarse_ticks`]): once
+    /// `left` has passed on it, admissions treat the timer as fired (see `watch_until`).
+    pub(crate) fn watch_open_timer(&self, generation: u32, left: Duration) {
+        let until = coarse_ticks().saturating_add(coarse_ticks_in(left)).max(1);
+        // The generation first: a reader that sees this `until` sees its generation.
+        self.watch_generation.store(generation, Ordering::Release);
+        self.watch_until.store(until, Ordering::Release);
+    }
+
+    /// A watched timer that the coarse clock says is overdue is treated as fired (an early
+    /// hand-over only costs clock reads until the open state ends: the clock still decides).
+    #[inline]
+    fn check_watch(&self, until: u64) {
+        if coarse_ticks() >= until {
+            self.end_watch(until);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn end_watch(&self, until: u64) {
+        // Read after `until`: a newer `until` comes with its own generation (an older `until`
+        // with a newer generation only hands over early).
+        let generation = self.watch_generation.load(Ordering::Acquire);
+        if self
+            .watch_until
+            .compare_exchange(until, 0, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            self.open_timer_fired(generation);
+        }
+    }
+
     /// The timer armed for `generation` fired (or cannot run): admissions read the clock again.
     ///
     /// ```
@@ -1487,7 +1610,39 @@ impl StateMachine {
 
 #[cfg(test)]
 mod tests {
-    use super::{GEN_MASK, generation_after};
+    use std::time::Duration;
+
+    use super::{GEN_MASK, Permit, Refusal, RejectReason, Rejection, generation_after};
+
+    #[test]
+    fn a_refusal_keeps_its_reason_and_probe_time_in_one_word() {
+        // One word, so that an admission's result comes back in two registers.
+        assert_eq!(size_of::<Option<Refusal>>(), 8);
+        assert_eq!(size_of::<Result<Permit, Refusal>>(), 16);
+        let most = u64::MAX >> 4;
+        for reason in [
+            RejectReason::Open,
+            RejectReason::HalfOpenFull,
+            RejectReason::ForcedOpen,
+        ] {
+            for (at, kept) in [
+                (None, None),
+                (Some(0), Some(0)),
+                (Some(31_000_000_001), Some(31_000_000_001)),
+                (Some(most), Some(most)),
+                (Some(u64::MAX), Some(most)), // "open for good" saturates: some 36 years
+            ] {
+                assert_eq!(
+                    Rejection::from(Refusal::new(reason, at)),
+                    Rejection {
+                        reason,
+                        retry_at: kept.map(Duration::from_nanos)
+                    },
+                    "{reason:?} {at:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn a_generation_is_after_the_ones_before_it_across_the_wrap() {

@@ -438,13 +438,24 @@ where
         if !this.kinds.contains(kind) {
             return Poll::Ready(failure.into_result());
         }
+        // The original error stays visible to listeners: its message is written before the
+        // recovery takes it (only while someone listens; a recovery may consume the error).
+        let error = if this.listeners.is_empty() {
+            None
+        } else {
+            failure.message()
+        };
         Poll::Ready(
             match catch_callback("Recover::recover", || {
                 this.recover.recover_served(kept, failure)
             }) {
                 Ok(Ok((response, served))) => {
-                    this.listeners
-                        .emit(|name| Event::FallbackServed { name, kind, served });
+                    this.listeners.emit(|name| Event::FallbackServed {
+                        name,
+                        kind,
+                        served,
+                        error: error.as_deref(),
+                    });
                     Ok(response)
                 }
                 Ok(Err(failure)) => failure.into_result(),

@@ -320,6 +320,26 @@ impl<Res> Failure<Res> {
         }
     }
 
+    /// The error's message followed by its sources' (`: ` between them), for listeners; `None`
+    /// for a failure response.
+    pub(crate) fn message(&self) -> Option<String> {
+        let Failure::Error(e) = self else {
+            return None;
+        };
+        let mut message = e.to_string();
+        let mut source = e.source();
+        while let Some(cause) = source {
+            let said = cause.to_string();
+            // An error that repeats its source in its own message (some do) is not said twice.
+            if !message.ends_with(&said) {
+                message.push_str(": ");
+                message.push_str(&said);
+            }
+            source = cause.source();
+        }
+        Some(message)
+    }
+
     /// The failure as the call's result, unrecovered.
     ///
     /// ```

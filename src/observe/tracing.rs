@@ -316,13 +316,19 @@ impl Listener for TracingListener {
                 after = ?after,
                 "call timed out"
             ),
-            Event::FallbackServed { name, kind, served } => event!(
+            Event::FallbackServed {
+                name,
+                kind,
+                served,
+                error,
+            } => event!(
                 target: "palisade::fallback",
                 Level::DEBUG,
                 name,
                 kind = kind.as_str(),
                 served = served.as_str(),
                 age_ms = served.age().map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                error,
                 "fallback served"
             ),
             Event::CallRecorded {
