@@ -109,10 +109,10 @@ fn run(case: &str, calls: u64) -> bool {
             "breaker_tripped"
             | "breaker_tripped_typed"
             | "breaker_tripped_typed_current_thread" => {
-                // Tripped by a failure, as in `benches/circuit_breaker.rs`. On a multi-thread
-                // runtime (as under `#[tokio::main]`) a timer is armed for the end of the open
-                // state, and rejections read no clock until it fires; on a current-thread
-                // runtime (this one) nothing is armed and each rejection reads the clock.
+                // Tripped by a failure, as in `benches/circuit_breaker.rs`. A timer is armed
+                // for the end of the open state, and rejections read no clock until it fires; on
+                // a current-thread runtime (this one) each rejection also reads the coarse clock,
+                // in case the runtime never parks to fire the timer.
                 let layer = CircuitBreakerLayer::builder()
                     .window(SlidingWindow::Count(1))
                     .minimum_calls(1)

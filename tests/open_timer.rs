@@ -115,3 +115,49 @@ fn an_overdue_watch_leaves_the_decision_to_a_paused_clock() {
         assert_eq!(breaker.state(), State::Closed);
     });
 }
+
+/// A runtime built without timers refuses the open timer with a panic inside tokio, which the
+/// breaker catches (the clock then decides); the panic hook still runs, so the breaker asks
+/// once, not on every trip.
+#[test]
+fn a_runtime_without_timers_is_asked_for_one_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let refused = Arc::new(AtomicUsize::new(0));
+    let seen = refused.clone();
+    let previous = Arc::new(std::panic::take_hook());
+    let forward = previous.clone();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.to_string().contains("timers are disabled") {
+            seen.fetch_add(1, Ordering::SeqCst);
+        } else {
+            forward(info);
+        }
+    }));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let breaker = breaker();
+    let start = Instant::now();
+    let mut trips = 0;
+    while trips < 3 {
+        // A failure while closed trips the breaker; a failed probe opens it again.
+        match rt.block_on(breaker.call(outcome(false))) {
+            Err(CallError::Inner(_)) => trips += 1,
+            Err(CallError::Open(_)) => assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "still open 10 s into a 20 ms open duration"
+            ),
+            other => panic!("{other:?}"),
+        }
+        std::thread::yield_now();
+    }
+    let _ = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| previous(info)));
+    assert_eq!(
+        refused.load(Ordering::SeqCst),
+        1,
+        "tokio asked for a timer once"
+    );
+}

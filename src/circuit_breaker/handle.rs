@@ -2,6 +2,7 @@ use std::fmt;
 use std::future::Future;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::task::{Context, Wake, Waker};
 use std::time::Duration;
@@ -32,6 +33,10 @@ pub(crate) struct Breaker {
     /// The timer that ends the current open state, so that rejections need no clock read,
     /// with the generation of that state.
     open_timer: std::sync::Mutex<Option<(u32, Pin<Box<Sleep>>)>>,
+    /// tokio refused a timer once (a runtime built without `enable_time`, or one shut down):
+    /// the breaker asks no more, so the panic hook runs once, not once per trip, and the clock
+    /// decides from then on.
+    timers_refused: AtomicBool,
 }
 
 /// Wakes the breaker when its open duration is over.
@@ -78,6 +83,7 @@ impl Breaker {
                 listening: !listeners.is_empty(),
                 listeners,
                 open_timer: std::sync::Mutex::new(None),
+                timers_refused: AtomicBool::new(false),
             }
         }))
     }
@@ -137,7 +143,7 @@ impl Breaker {
         // Arming on a runtime built without timers panics inside tokio (caught below). Under
         // `panic = "abort"` that would end the process, and a current-thread runtime, which
         // needs no timer to reject cheaply here, is left to the clock.
-        if watched && cfg!(panic = "abort") {
+        if (watched && cfg!(panic = "abort")) || self.timers_refused.load(Ordering::Relaxed) {
             return;
         }
         let Some(until) = t
@@ -167,6 +173,9 @@ impl Breaker {
             pending.then_some(sleep)
         }));
         let Ok(Some(sleep)) = registered else {
+            if registered.is_err() {
+                self.timers_refused.store(true, Ordering::Relaxed);
+            }
             self.machine.open_timer_fired(t.generation);
             return;
         };
