@@ -721,6 +721,9 @@ async fn stale_cache_serves_the_last_good_body_with_its_age_and_only_to_the_same
         .fallback_kinds(Kinds::only(FailureKind::FailureResponse).with(FailureKind::InnerError))
         .build()
         .unwrap();
+    // An operator's view of the same cache.
+    let registry = palisade::observe::Registry::new();
+    registry.register_http_stale_cache("inventory", &cache);
     let mut svc = policy.layer(script.service());
     let mut send = async |req: Request<()>| svc.ready().await.unwrap().call(req).await;
 
@@ -749,6 +752,15 @@ async fn stale_cache_serves_the_last_good_body_with_its_age_and_only_to_the_same
     let res = send(tenant_request("b")).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(cache.stats().served, 1);
+    let report = &registry.snapshot().stale_caches[0];
+    assert_eq!(
+        (
+            report.name.as_str(),
+            report.stats.entries,
+            report.stats.served
+        ),
+        ("inventory", 1, 1)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -103,7 +103,8 @@ impl Registry {
     /// Registers a policy's circuit breaker and bulkhead (those it has), under the policy's
     /// name; a breaker or bulkhead registered earlier under that name that the policy does not
     /// have (an older build of it) is removed. A stale cache used as the policy's fallback is
-    /// registered with [`register_stale_cache`](Self::register_stale_cache).
+    /// registered with [`register_stale_cache`](Self::register_stale_cache) (an HTTP one with
+    /// `register_http_stale_cache`, feature `http`).
     ///
     /// ```
     /// use palisade::observe::Registry;
@@ -226,9 +227,51 @@ impl Registry {
         StaleCache<Req, Res, K>: Send + Sync + 'static,
         K: std::hash::Hash + Eq + Clone,
     {
-        let name = name.into();
         let cache = cache.clone();
-        let stats: StatsFn = Arc::new(move || cache.stats());
+        self.register_cache_stats(name, move || cache.stats())
+    }
+
+    /// Registers an HTTP stale cache under `name` (the policy's, as for
+    /// [`register_stale_cache`](Self::register_stale_cache)).
+    ///
+    /// ```
+    /// use palisade::http::HttpStaleCache;
+    /// use palisade::observe::Registry;
+    ///
+    /// let cache = HttpStaleCache::builder().build().unwrap();
+    /// let registry = Registry::new();
+    /// registry.register_http_stale_cache("catalog", &cache);
+    /// let report = &registry.snapshot().stale_caches[0];
+    /// assert_eq!((report.name.as_str(), report.stats.entries), ("catalog", 0));
+    /// ```
+    #[cfg(feature = "http")]
+    pub fn register_http_stale_cache(
+        &self,
+        name: impl Into<String>,
+        cache: &crate::http::HttpStaleCache,
+    ) -> &Self {
+        let cache = cache.clone();
+        self.register_cache_stats(name, move || cache.stats())
+    }
+
+    /// Registers, under `name`, any cache that can report [`CacheStats`] (one of your own):
+    /// the snapshot calls `stats` each time it is taken. A name registered before is replaced.
+    ///
+    /// ```
+    /// use palisade::fallback::CacheStats;
+    /// use palisade::observe::Registry;
+    ///
+    /// let registry = Registry::new();
+    /// registry.register_cache_stats("sessions", CacheStats::default);
+    /// assert_eq!(registry.snapshot().stale_caches[0].name, "sessions");
+    /// ```
+    pub fn register_cache_stats(
+        &self,
+        name: impl Into<String>,
+        stats: impl Fn() -> CacheStats + Send + Sync + 'static,
+    ) -> &Self {
+        let name = name.into();
+        let stats: StatsFn = Arc::new(stats);
         let mut entries = self.lock();
         match entries.caches.iter_mut().find(|(n, _)| *n == name) {
             Some(slot) => slot.1 = stats,
