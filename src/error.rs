@@ -678,7 +678,10 @@ impl ErrorKind<'_> {
 /// ```
 pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
     let mut cur: Option<&(dyn Error + 'static)> = Some(err);
-    while let Some(e) = cur {
+    // Deep enough for any real chain; and an end to one that loops back on itself (a bug in
+    // some error type, which must not hang the call that classifies it).
+    for _ in 0..MAX_SOURCES {
+        let Some(e) = cur else { break };
         if let Some(open) = e.downcast_ref::<CircuitOpen>() {
             return ErrorKind::CircuitOpen(open);
         }
@@ -707,6 +710,9 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
     }
     ErrorKind::Inner(err)
 }
+
+/// How many errors of a source chain [`error_kind`] looks at.
+const MAX_SOURCES: usize = 32;
 
 /// A configuration value broke a rule. Returned by every `build()`; names the field.
 ///

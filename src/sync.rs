@@ -144,7 +144,8 @@ pub(crate) use coarse::{coarse_ticks, coarse_ticks_in};
 /// A cheap monotonic clock that may lag the precise one by a few milliseconds, for checks that
 /// may be late by a few milliseconds, made on paths that must not pay for a precise read. On
 /// Linux it is the kernel's `CLOCK_MONOTONIC_COARSE` (about 8 ns to read where the precise
-/// clock takes 30, updated every 1-4 ms); on macOS, Windows and FreeBSD their equivalents;
+/// clock takes 30, updated every 1-4 ms, 10 ms on a kernel built with HZ=100); on macOS,
+/// Windows (every 10-16 ms) and FreeBSD their equivalents;
 /// elsewhere the standard library's clock.
 #[cfg(any(
     target_os = "linux",

@@ -161,6 +161,109 @@ async fn listeners_see_the_error_a_fallback_recovered_from() {
     );
 }
 
+/// An error with a fixed message and, maybe, a source (itself, for a chain that loops).
+#[derive(Debug)]
+struct Said {
+    text: &'static str,
+    source: Option<std::io::Error>,
+    loops: bool,
+}
+
+impl std::fmt::Display for Said {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        assert!(!self.text.is_empty(), "a Display that panics");
+        f.write_str(self.text)
+    }
+}
+
+impl std::error::Error for Said {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        if self.loops {
+            return Some(self);
+        }
+        self.source.as_ref().map(|e| e as _)
+    }
+}
+
+/// An error whose source is itself is classified (as the dependency's own), not followed
+/// for ever. Run on a thread, so that a loop fails the test instead of hanging it.
+#[test]
+fn an_error_chain_that_loops_is_classified_and_ends() {
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let looping = Said {
+            text: "loops",
+            source: None,
+            loops: true,
+        };
+        let inner = matches!(
+            palisade::error_kind(&looping),
+            palisade::ErrorKind::Inner(_)
+        );
+        let _ = done.send(inner);
+    });
+    assert_eq!(
+        finished.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "error_kind did not end on a looping chain"
+    );
+}
+
+#[tokio::test]
+async fn the_recovered_errors_message_is_said_once_and_never_breaks_the_call() {
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let told = seen.clone();
+    let listeners = Listeners::new("prices").with(move |event: &Event<'_>| {
+        if let Event::FallbackServed { error, .. } = event {
+            told.lock().unwrap().push(error.map(str::to_owned));
+        }
+    });
+    let layer = FallbackLayer::new(fallback::value(299u16)).listeners(listeners);
+    let cases = [
+        // Its message already ends with its source's: not said twice.
+        Said {
+            text: "lookup failed: connection reset",
+            source: Some(std::io::Error::other("connection reset")),
+            loops: false,
+        },
+        // Its message ends with its source's letters, not as a part: said.
+        Said {
+            text: "lookup failed",
+            source: Some(std::io::Error::other("failed")),
+            loops: false,
+        },
+        // Its own source: the chain ends.
+        Said {
+            text: "loops",
+            source: None,
+            loops: true,
+        },
+        // Its `Display` panics: no message, and the fallback still answers.
+        Said {
+            text: "",
+            source: None,
+            loops: false,
+        },
+    ];
+    for said in cases {
+        let mut error = Some(Box::new(said) as BoxError);
+        let mut svc = layer.layer(service_fn(move |_: ()| {
+            let error = error.take().expect("called once");
+            async move { Err::<u16, BoxError>(error) }
+        }));
+        assert_eq!(support::call(&mut svc, ()).await.unwrap(), 299);
+    }
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            Some("lookup failed: connection reset".to_owned()),
+            Some("lookup failed: failed".to_owned()),
+            Some("loops".to_owned()),
+            None,
+        ]
+    );
+}
+
 #[tokio::test]
 async fn a_declined_recovery_gives_the_original_failure_back() {
     let layer = FallbackLayer::new(fallback::from_fn(|failure: Failure<u16>| Err(failure)))

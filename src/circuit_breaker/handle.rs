@@ -179,24 +179,25 @@ impl Breaker {
             self.machine.open_timer_fired(t.generation);
             return;
         };
-        if watched {
-            self.machine.watch_open_timer(
-                t.generation,
-                until.saturating_duration_since(Instant::now()),
-            );
-        }
         let mut slot = self
             .open_timer
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Replacing an older open state's timer drops (deregisters) it. A thread late with the
         // timer of an older state must not replace a newer one's: that state would then wait
-        // for a timer that no longer exists.
+        // for a timer that no longer exists. Nor its watch, set here under the same lock: the
+        // newer state would go unwatched.
         if slot
             .as_ref()
             .is_none_or(|(generation, _)| !generation_after(*generation, t.generation))
         {
             *slot = Some((t.generation, sleep));
+            if watched {
+                self.machine.watch_open_timer(
+                    t.generation,
+                    until.saturating_duration_since(Instant::now()),
+                );
+            }
         }
     }
 

@@ -369,6 +369,31 @@ impl Refusal {
     }
 }
 
+/// What an admission's rejection is made into: palisade's services keep a one-word
+/// [`Refusal`] (its probe time saturated, harmless on their clock, which counts from the
+/// breaker's creation); the public [`StateMachine::admit`] gives an exact [`Rejection`], on a
+/// clock whose origin the caller chose.
+pub(crate) trait Reject {
+    fn made(reason: RejectReason, retry_at: Option<u64>) -> Self;
+}
+
+impl Reject for Refusal {
+    #[inline]
+    fn made(reason: RejectReason, retry_at: Option<u64>) -> Self {
+        Refusal::new(reason, retry_at)
+    }
+}
+
+impl Reject for Rejection {
+    #[inline]
+    fn made(reason: RejectReason, retry_at: Option<u64>) -> Self {
+        Rejection {
+            reason,
+            retry_at: retry_at.map(Duration::from_nanos),
+        }
+    }
+}
+
 impl From<Refusal> for Rejection {
     fn from(refusal: Refusal) -> Self {
         Rejection {
@@ -839,7 +864,11 @@ impl StateMachine {
     /// ```
     #[inline]
     pub fn admit(&self, now: impl Now) -> Result<Permit, Rejection> {
-        self.admit_word(now).map_err(Rejection::from)
+        let w = self.word.load(Ordering::Acquire);
+        if w & STATE_MASK == State::Closed as u64 {
+            return Ok(Permit::new(gen_of(w), false));
+        }
+        self.admit_slow(w, now)
     }
 
     /// [`admit`](Self::admit), with the rejection in one word (palisade's shells keep it).
@@ -868,7 +897,7 @@ impl StateMachine {
     }
 
     #[inline(never)]
-    fn admit_slow(&self, w: u64, now: impl Now) -> Result<Permit, Refusal> {
+    fn admit_slow<R: Reject>(&self, w: u64, now: impl Now) -> Result<Permit, R> {
         let watched = self.watch_until.load(Ordering::Acquire);
         if watched != 0 {
             self.check_watch(watched);
@@ -889,7 +918,7 @@ impl StateMachine {
     }
 
     #[inline(never)]
-    fn admit_loop(&self, mut w: u64, now: impl Now) -> Result<Permit, Refusal> {
+    fn admit_loop<R: Reject>(&self, mut w: u64, now: impl Now) -> Result<Permit, R> {
         let mut clock = Clock::new(now);
         let mut probed = false;
         loop {
@@ -952,9 +981,9 @@ impl StateMachine {
         }
     }
 
-    fn reject(&self, reason: RejectReason, retry_at: Option<u64>) -> Refusal {
+    fn reject<R: Reject>(&self, reason: RejectReason, retry_at: Option<u64>) -> R {
         self.rejected.add(1);
-        Refusal::new(reason, retry_at)
+        R::made(reason, retry_at)
     }
 
     /// Whether `permit` was given in the state the breaker is in now (no transition, reset or
@@ -1613,6 +1642,27 @@ mod tests {
     use std::time::Duration;
 
     use super::{GEN_MASK, Permit, Refusal, RejectReason, Rejection, generation_after};
+
+    #[test]
+    fn the_public_admission_gives_the_exact_probe_time_on_any_clock() {
+        use crate::circuit_breaker::{CircuitBreakerConfig, StateMachine};
+        use crate::classify::Outcome;
+
+        let config = CircuitBreakerConfig {
+            consecutive_failures: Some(1),
+            open_duration: Duration::from_secs(30),
+            ..CircuitBreakerConfig::default()
+        };
+        let sm = StateMachine::new(&config).unwrap();
+        // A caller's clock counted from 1970: past what a one-word refusal keeps exactly.
+        let epoch = Duration::from_nanos(1_760_000_000_000_000_000);
+        let permit = sm.admit(epoch).unwrap();
+        sm.record(permit, Outcome::failure(), epoch);
+        let later = epoch + Duration::from_secs(5);
+        let rejection = sm.admit(later).unwrap_err();
+        assert_eq!(rejection.retry_at, Some(epoch + Duration::from_secs(30)));
+        assert_eq!(rejection.retry_after(later), Some(Duration::from_secs(25)));
+    }
 
     #[test]
     fn a_refusal_keeps_its_reason_and_probe_time_in_one_word() {

@@ -1,5 +1,6 @@
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::marker::PhantomData;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -320,24 +321,31 @@ impl<Res> Failure<Res> {
         }
     }
 
-    /// The error's message followed by its sources' (`: ` between them), for listeners; `None`
-    /// for a failure response.
+    /// The error's message followed by its sources' (`: ` between them, sixteen at most), for
+    /// listeners; `None` for a failure response, or if an error's `Display` panics.
     pub(crate) fn message(&self) -> Option<String> {
         let Failure::Error(e) = self else {
             return None;
         };
-        let mut message = e.to_string();
-        let mut source = e.source();
-        while let Some(cause) = source {
-            let said = cause.to_string();
-            // An error that repeats its source in its own message (some do) is not said twice.
-            if !message.ends_with(&said) {
-                message.push_str(": ");
-                message.push_str(&said);
+        catch_unwind(AssertUnwindSafe(|| {
+            let mut message = String::new();
+            let _ = write!(message, "{e}");
+            let mut source = e.source();
+            // A chain that loops back on itself (a bug, but not the caller's to pay for) ends.
+            for _ in 0..16 {
+                let Some(cause) = source else { break };
+                let mut said = String::new();
+                let _ = write!(said, "{cause}");
+                // An error that repeats its source's message in its own is not said twice.
+                if !said.is_empty() && !repeats(&message, &said) {
+                    message.push_str(": ");
+                    message.push_str(&said);
+                }
+                source = cause.source();
             }
-            source = cause.source();
-        }
-        Some(message)
+            message
+        }))
+        .ok()
     }
 
     /// The failure as the call's result, unrecovered.
@@ -357,6 +365,14 @@ impl<Res> Failure<Res> {
             Failure::Response(r) => Ok(r),
         }
     }
+}
+
+/// Whether `message` already says `said`: it is all of it, or its last `: `-separated part, as
+/// in an error that writes its source's message into its own.
+fn repeats(message: &str, said: &str) -> bool {
+    message
+        .strip_suffix(said)
+        .is_some_and(|before| before.is_empty() || before.ends_with(": "))
 }
 
 /// Decides how to recover from a failed call.

@@ -18,7 +18,9 @@
 //!
 //! Targets and levels are listed in [the module above](super#tracing): a transition to open is
 //! a warning, each rejection, timeout or fallback is `DEBUG`, per-call bookkeeping is `TRACE`.
-//! Filter with the targets (`RUST_LOG=palisade::circuit_breaker=info`).
+//! Filter with the targets (`RUST_LOG=palisade::circuit_breaker=info`). A fallback served
+//! carries the message of the error it recovered from as `error` (whatever that error says,
+//! a URL included).
 
 use ::tracing::{Level, event};
 
