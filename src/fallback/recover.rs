@@ -322,7 +322,8 @@ impl<Res> Failure<Res> {
     }
 
     /// The error's message followed by its sources' (`: ` between them, sixteen at most), for
-    /// listeners; `None` for a failure response, or if an error's `Display` panics.
+    /// listeners; `None` for a failure response, or if an error's `Display` panics (and the
+    /// panic unwinds).
     pub(crate) fn message(&self) -> Option<String> {
         let Failure::Error(e) = self else {
             return None;
@@ -338,7 +339,9 @@ impl<Res> Failure<Res> {
                 let _ = write!(said, "{cause}");
                 // An error that repeats its source's message in its own is not said twice.
                 if !said.is_empty() && !repeats(&message, &said) {
-                    message.push_str(": ");
+                    if !message.is_empty() {
+                        message.push_str(": ");
+                    }
                     message.push_str(&said);
                 }
                 source = cause.source();
