@@ -91,7 +91,10 @@ impl Breaker {
     /// Asks the breaker to admit a call: the state machine decides, on tokio's clock.
     #[inline]
     pub(crate) fn admit(&self) -> Result<Permit, Refusal> {
-        self.machine.admit_word(self.clock())
+        match self.machine.admit_closed() {
+            Some(permit) => Ok(permit),
+            None => self.machine.admit_not_closed(self.clock()),
+        }
     }
 
     /// Whether admitted calls must be timed: the slow-call rule needs durations, and so do

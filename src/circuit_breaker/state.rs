@@ -394,15 +394,6 @@ impl Reject for Rejection {
     }
 }
 
-impl From<Refusal> for Rejection {
-    fn from(refusal: Refusal) -> Self {
-        Rejection {
-            reason: refusal.reason(),
-            retry_at: refusal.retry_at(),
-        }
-    }
-}
-
 /// What made the breaker change state.
 ///
 /// ```
@@ -871,16 +862,6 @@ impl StateMachine {
         self.admit_slow(w, now)
     }
 
-    /// [`admit`](Self::admit), with the rejection in one word (palisade's shells keep it).
-    #[inline]
-    pub(crate) fn admit_word(&self, now: impl Now) -> Result<Permit, Refusal> {
-        let w = self.word.load(Ordering::Acquire);
-        if w & STATE_MASK == State::Closed as u64 {
-            return Ok(Permit::new(gen_of(w), false));
-        }
-        self.admit_slow(w, now)
-    }
-
     /// The closed path of [`admit`](Self::admit) alone: a permit if the breaker is closed.
     /// `None` says nothing else: ask [`admit_not_closed`](Self::admit_not_closed) then.
     #[inline]
@@ -889,8 +870,8 @@ impl StateMachine {
         (w & STATE_MASK == State::Closed as u64).then(|| Permit::new(gen_of(w), false))
     }
 
-    /// [`admit_word`](Self::admit_word) past the closed path (which it still takes if the
-    /// breaker has closed since).
+    /// [`admit`](Self::admit) past the closed path (which it still takes if the breaker has
+    /// closed since), with the rejection in one word (palisade's shells keep it).
     #[inline(never)]
     pub(crate) fn admit_not_closed(&self, now: impl Now) -> Result<Permit, Refusal> {
         self.admit_slow(self.word.load(Ordering::Acquire), now)
@@ -1641,7 +1622,7 @@ impl StateMachine {
 mod tests {
     use std::time::Duration;
 
-    use super::{GEN_MASK, Permit, Refusal, RejectReason, Rejection, generation_after};
+    use super::{GEN_MASK, Permit, Refusal, RejectReason, generation_after};
 
     #[test]
     fn the_public_admission_gives_the_exact_probe_time_on_any_clock() {
@@ -1682,12 +1663,10 @@ mod tests {
                 (Some(most), Some(most)),
                 (Some(u64::MAX), Some(most)), // "open for good" saturates: some 36 years
             ] {
+                let refusal = Refusal::new(reason, at);
                 assert_eq!(
-                    Rejection::from(Refusal::new(reason, at)),
-                    Rejection {
-                        reason,
-                        retry_at: kept.map(Duration::from_nanos)
-                    },
+                    (refusal.reason(), refusal.retry_at()),
+                    (reason, kept.map(Duration::from_nanos)),
                     "{reason:?} {at:?}"
                 );
             }
