@@ -296,6 +296,8 @@ impl Policy {
             listeners: Listeners::default(),
             adapter: Bare,
             hold: UntilResponse,
+            classifier_set: false,
+            classifier_replaced: false,
         }
     }
 }
@@ -410,6 +412,10 @@ pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier, A = Bare, H = Un
     listeners: Listeners,
     adapter: A,
     hold: H,
+    /// Whether the classifier is one set by [`classifier`](Self::classifier), and whether
+    /// `.http()`, `.grpc()` or `.reqwest()` then replaced it (a [`ConfigError`] at build).
+    classifier_set: bool,
+    classifier_replaced: bool,
 }
 
 impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
@@ -545,6 +551,8 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             listeners: self.listeners,
             adapter: self.adapter,
             hold: self.hold,
+            classifier_set: self.classifier_set,
+            classifier_replaced: self.classifier_replaced,
         }
     }
 
@@ -579,7 +587,10 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         self
     }
 
-    /// The classifier for the breaker and the fallback.
+    /// The classifier for the breaker and the fallback. With [`http`](Self::http),
+    /// [`grpc`](Self::grpc) or `reqwest`, set it after them: they set their own, and one set
+    /// before them makes `build()` fail with a [`ConfigError`] on field `classifier` rather
+    /// than be silently replaced.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -618,6 +629,8 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             listeners: self.listeners,
             adapter: self.adapter,
             hold: self.hold,
+            classifier_set: true,
+            classifier_replaced: self.classifier_replaced,
         }
     }
 
@@ -803,6 +816,8 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             listeners: self.listeners,
             adapter,
             hold: crate::http::UntilBodyEnd,
+            classifier_set: false,
+            classifier_replaced: self.classifier_replaced || self.classifier_set,
         }
     }
 
@@ -859,6 +874,14 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         C: Clone,
         A: Adapter,
     {
+        if self.classifier_replaced {
+            return Err(ConfigError::new(
+                "classifier",
+                "must be set after .http(), .grpc() or .reqwest() (they set their own, which \
+                 would replace it)",
+                "a classifier set before them",
+            ));
+        }
         self.config.validate()?;
         let name = &self.config.name;
         let listeners = self.listeners.named(name.clone());

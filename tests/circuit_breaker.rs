@@ -125,20 +125,26 @@ async fn open_for_exactly_the_open_duration_then_exactly_the_permitted_probes() 
     assert_eq!(breaker.snapshot().calls, 0);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_failing_verdict_reopens_with_the_grown_duration() {
-    let layer = CircuitBreakerLayer::builder()
+/// Opens at 50 % of 5 calls or more for `OPEN`, then twice as long after each failed trial,
+/// up to `max`; one probe.
+fn doubling_up_to(max: Duration) -> CircuitBreakerLayer {
+    CircuitBreakerLayer::builder()
         .window(SlidingWindow::Count(10))
         .minimum_calls(5)
         .open_duration(OPEN)
         .backoff(Backoff {
             multiplier: 2.0,
-            max: Duration::from_secs(25),
+            max,
             jitter: 0.0,
         })
         .permitted_probes(1)
         .build()
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_verdict_reopens_with_the_grown_duration() {
+    let layer = doubling_up_to(Duration::from_secs(25));
     let breaker = layer.handle();
     let mut svc = layer.layer(Dependency::new());
     trip(&mut svc, &breaker).await;
@@ -669,4 +675,72 @@ fn call_errors_read_once_in_a_chain_and_are_found_inside_io_errors() {
     assert!(matches!(error_kind(&io), ErrorKind::CircuitOpen(_)));
     let io = std::io::Error::other(palisade::error::BulkheadFull::new(4));
     assert!(error_kind(&io).is_rejection());
+}
+
+/// A service refuses the calls of one open state alike without asking the state machine
+/// again; each new state (a reopening, a forced open, a reset) is asked afresh, and every
+/// refusal is counted.
+#[tokio::test(start_paused = true)]
+async fn repeated_rejections_follow_each_new_state_and_are_all_counted() {
+    let layer = doubling_up_to(Duration::from_secs(60));
+    let breaker = layer.handle();
+    let dep = Dependency::new();
+    let mut svc = layer.layer(dep.clone());
+    trip(&mut svc, &breaker).await;
+    for left in [OPEN, OPEN - Duration::from_secs(4)] {
+        let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+        assert_eq!(retry_after(&err), Some(left));
+        advance(Duration::from_secs(4)).await;
+    }
+    advance(OPEN).await; // the timer fires: the next call is the probe
+    call(&mut svc, Reply::Err).await.unwrap_err(); // which fails: open again, for twice as long
+    for _ in 0..2 {
+        let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+        assert_eq!(
+            retry_after(&err),
+            Some(OPEN * 2),
+            "the new open state's time"
+        );
+    }
+    breaker.force_open();
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert_eq!(retry_after(&err), None, "forced open: no probe time");
+    breaker.reset();
+    assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "ok");
+    assert_eq!(dep.seen.calls(), 5 + 1 + 1);
+    assert_eq!(breaker.snapshot().rejected, 5);
+}
+
+/// `Handle::call` times a call from its first suspension, as the layer does: a future that
+/// completes on its first poll waited on nothing, however long that poll took.
+#[tokio::test(start_paused = true)]
+async fn handle_call_times_a_call_from_its_first_suspension() {
+    let breaker = CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(1))
+        .minimum_calls(1)
+        .slow_call_duration(Duration::from_secs(1))
+        .slow_call_rate(1.0)
+        .build()
+        .unwrap()
+        .handle();
+    // A first poll that takes 20 s of the paused clock, then completes.
+    let busy_first_poll = std::future::poll_fn(|cx| {
+        let mut advance = std::pin::pin!(advance(Duration::from_secs(20)));
+        let _ = advance.as_mut().poll(cx); // moves the clock, then yields (ignored)
+        Poll::Ready(Ok::<_, std::io::Error>(()))
+    });
+    let before = Instant::now();
+    breaker.call(busy_first_poll).await.unwrap();
+    assert_eq!(before.elapsed(), Duration::from_secs(20));
+    assert_eq!(breaker.snapshot().slow_calls, 0);
+    assert_eq!(breaker.state(), State::Closed);
+    // A call suspended for 20 s is slow: the breaker opens.
+    breaker
+        .call(async {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            Ok::<_, std::io::Error>(())
+        })
+        .await
+        .unwrap();
+    assert_eq!(breaker.state(), State::Open);
 }

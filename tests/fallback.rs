@@ -618,3 +618,53 @@ fn a_response_panicking_as_it_is_dropped_leaves_the_cache_whole() {
     cache.succeeded(cache.keep(&2), &mut Bomb(armed.clone()));
     assert_eq!((cache.stats().entries, cache.stats().bytes), (2, 20));
 }
+
+/// A classifier's `end_of_body` that panics is named as such in the call's error, as the
+/// breaker names it.
+#[tokio::test]
+async fn a_panicking_end_of_body_is_named_in_the_error() {
+    use palisade::classify::{Classify, Hooks};
+    use palisade::error::{ErrorKind, error_kind};
+
+    #[derive(Clone)]
+    struct EndPanics;
+    impl Classify<u32> for EndPanics {
+        fn classify(&self, _: Result<&u32, &BoxError>) -> Outcome {
+            Outcome::success()
+        }
+        fn end_of_body<'a>(&self, _: &'a mut u32, _: &Outcome) -> Option<&'a mut Hooks> {
+            panic!("end_of_body");
+        }
+    }
+    let svc = palisade::fallback::FallbackLayer::new(palisade::fallback::value(0u32))
+        .with_classifier(EndPanics)
+        .layer(service_fn(|_: ()| async { Ok::<u32, BoxError>(1) }));
+    let err = tower::ServiceExt::oneshot(svc, ()).await.unwrap_err();
+    match error_kind(err.as_ref()) {
+        ErrorKind::CallbackPanicked(p) => assert_eq!(p.callback(), "Classify::end_of_body"),
+        other => panic!("expected CallbackPanicked, got {other:?}"),
+    }
+}
+
+/// A `mark` that panics fails the call with the panic, and the cache does not count the
+/// response it never served.
+#[tokio::test]
+async fn a_stale_response_whose_mark_panics_is_not_counted_as_served() {
+    use palisade::error::{ErrorKind, error_kind};
+    use tower::ServiceExt;
+
+    let cache = StaleCache::builder(|id: &u32| Some(*id))
+        .mark(|_: &mut String, _| panic!("mark"))
+        .build()
+        .unwrap();
+    cache.succeeded(cache.keep(&7), &mut "item 7".to_owned());
+    let svc = FallbackLayer::new(cache.clone()).layer(service_fn(|_: u32| async {
+        Err::<String, BoxError>("down".into())
+    }));
+    let err = svc.oneshot(7).await.unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::CallbackPanicked(_)),
+        "{err}"
+    );
+    assert_eq!(cache.stats().served, 0);
+}

@@ -773,12 +773,7 @@ async fn stale_cache_keeps_neither_a_broken_body_nor_one_over_the_cap() {
         .max_bytes(1000)
         .build()
         .unwrap();
-    let policy = Policy::builder()
-        .http()
-        .fallback(cache.clone())
-        .build()
-        .unwrap();
-    let mut svc = policy.layer(script.service());
+    let mut svc = behind_stale_cache(&script, &cache);
     let mut send = async || svc.ready().await.unwrap().call(tenant_request("a")).await;
 
     // Broken half-way: the caller sees the error, nothing is kept.
@@ -840,30 +835,32 @@ async fn whole_response_deadline_ends_a_body_whose_frames_are_ready_but_read_too
     drop(feed);
 }
 
+/// The `Age` served is the upstream one plus the age here; a hostile upstream value (too
+/// large to add to) saturates, and makes the response too old to serve rather than a panic.
 #[tokio::test(start_paused = true)]
-async fn stale_cache_saturates_an_upstream_age_too_large_to_add_to() {
+async fn stale_cache_adds_the_upstream_age_and_saturates_a_hostile_one() {
     use palisade::http::HttpStaleCache;
 
     let script = Script::default();
     let cache = HttpStaleCache::builder().build().unwrap();
-    let policy = Policy::builder()
-        .http()
-        .fallback(cache.clone())
-        .build()
-        .unwrap();
-    let mut svc = policy.layer(script.service());
+    let mut svc = behind_stale_cache(&script, &cache);
 
-    let max = u64::MAX.to_string();
-    script.answer(200, &[("age", &max)]);
+    script.answer(200, &[("age", "100")]);
     whole(&script, &mut svc, 0, "kept").await.unwrap();
-    assert_eq!(cache.stats().entries, 1);
-
     tokio::time::advance(Duration::from_secs(30)).await;
     script.answer(503, &[]);
     let res = call(&mut svc).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(res.headers()["age"], max.as_str());
+    assert_eq!(res.headers()["age"], "130");
     assert_eq!(read_all(res.into_body()).await.unwrap(), "kept");
+
+    let max = u64::MAX.to_string();
+    script.answer(200, &[("age", &max)]);
+    whole(&script, &mut svc, 2, "ancient").await.unwrap();
+    assert_eq!(cache.stats().entries, 1);
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
 
 #[tokio::test(start_paused = true)]
@@ -1144,4 +1141,297 @@ async fn a_tracked_body_reports_its_end_only_once_the_outcome_is_recorded() {
     let snap = cb.snapshot();
     assert_eq!((snap.calls, snap.failures), (1, 0));
     assert_eq!(permits.in_flight(), 0);
+}
+
+/// A gRPC classifier for which `PERMISSION_DENIED` is a failure.
+fn strict() -> GrpcClassifier {
+    GrpcClassifier::builder()
+        .failure(Code::PERMISSION_DENIED)
+        .build()
+        .unwrap()
+}
+
+/// A breaker that opens at the first failure, by `classifier`.
+fn opens_at_once(classifier: GrpcClassifier) -> CircuitBreakerLayer<GrpcClassifier> {
+    CircuitBreakerLayer::builder()
+        .consecutive_failures(1)
+        .build()
+        .unwrap()
+        .with_classifier(classifier)
+}
+
+/// The first call: a gRPC reply whose trailers say `PERMISSION_DENIED`, read to its end.
+async fn permission_denied_in_the_trailers<S, B>(script: &Script, svc: &mut S)
+where
+    S: Service<Request<()>, Response = Response<B>, Error = BoxError>,
+    B: Body<Data = Bytes, Error = BoxError>,
+{
+    script.answer(200, &[("content-type", "application/grpc")]);
+    let res = call(svc).await.unwrap();
+    let feed = script.feed(0);
+    feed.send(data("\0\0\0\0\0")).unwrap();
+    feed.send(trailers(&[("grpc-status", "7")])).unwrap();
+    drop(feed);
+    read_all(res.into_body()).await.unwrap();
+}
+
+/// Layers over one body with different gRPC classifiers: the breaker's pending outcome is
+/// judged by its own classifier's rule, not by that of a fallback further out.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_further_out_does_not_change_the_rule_a_breaker_is_judged_by() {
+    use palisade::fallback::FallbackLayer;
+    let script = Script::default();
+    let breaker = opens_at_once(strict());
+    let handle = breaker.handle();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(
+            FallbackLayer::new(palisade::http::HttpStaleCache::builder().build().unwrap())
+                .with_classifier(GrpcClassifier::default()),
+        )
+        .layer(breaker)
+        .layer(TrackLayer::new())
+        .service(script.service());
+
+    permission_denied_in_the_trailers(&script, &mut svc).await;
+    // PERMISSION_DENIED is a failure to this breaker: one is enough to open it.
+    assert_eq!(handle.state(), State::Open);
+    assert_eq!(handle.snapshot().consecutive_trips, 1);
+}
+
+/// Two breakers over one body with different gRPC classifiers (a global breaker around a
+/// per-method one): each judges the trailers by its own classifier's rule.
+#[tokio::test(start_paused = true)]
+async fn two_breakers_over_one_body_each_judge_the_trailers_by_their_own_rule() {
+    let script = Script::default();
+    let strict = opens_at_once(strict());
+    let global = opens_at_once(GrpcClassifier::default());
+    let (inner, outer) = (strict.handle(), global.handle());
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(global)
+        .layer(strict)
+        .layer(TrackLayer::new())
+        .service(script.service());
+
+    permission_denied_in_the_trailers(&script, &mut svc).await;
+    assert_eq!(inner.state(), State::Open, "a failure to the inner breaker");
+    assert_eq!(outer.state(), State::Closed);
+    let snap = outer.snapshot();
+    assert_eq!(
+        (snap.calls, snap.failures),
+        (1, 0),
+        "a success to the global one"
+    );
+}
+
+/// `.http()` sets its own classifier: one set before it would be silently lost, so that is a
+/// `ConfigError` naming `classifier`; set after it, the classifier is used.
+#[tokio::test(start_paused = true)]
+async fn a_classifier_set_before_http_is_a_config_error_and_after_it_is_used() {
+    let conflicts = || HttpClassifier::builder().failure(409u16).build().unwrap();
+    let err = Policy::builder()
+        .circuit_breaker(breaker(1))
+        .classifier(conflicts())
+        .http()
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "classifier");
+    assert!(err.to_string().contains(".http()"), "{err}");
+    let err = Policy::builder()
+        .classifier(conflicts())
+        .grpc()
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "classifier");
+
+    let script = Script::default();
+    let policy = Policy::builder()
+        .circuit_breaker(breaker(100))
+        .http()
+        .classifier(conflicts())
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let mut svc = policy.layer(script.service());
+    script.answer(409, &[]);
+    let res = call(&mut svc).await.unwrap();
+    drop(script.feed(0));
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(
+        cb.snapshot().failures,
+        1,
+        "409 is a failure to this classifier"
+    );
+}
+
+/// The stale cache keeps only responses it may serve to another request with the same key:
+/// not a partial response, nothing that sets a cookie, nothing marked `no-store` or `private`,
+/// nothing that varies on everything, and no answer to a request carrying credentials when no
+/// user key keeps users apart.
+#[tokio::test(start_paused = true)]
+async fn stale_cache_keeps_only_responses_it_may_share() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let mut svc = behind_stale_cache(&script, &cache);
+    let item = || {
+        Request::get("http://inventory.local/items/7")
+            .body(())
+            .unwrap()
+    };
+    let mut n = 0;
+    let mut read = async |req: Request<()>| {
+        let res = call_with(&mut svc, req).await.unwrap();
+        let feed = script.feed(n);
+        n += 1;
+        feed.send(data("abc")).unwrap();
+        drop(feed);
+        read_all(res.into_body()).await.unwrap();
+    };
+
+    for headers in [
+        &[("content-range", "bytes 0-2/9")][..],
+        &[("set-cookie", "sid=alice")],
+        &[("cache-control", "max-age=60, Private")],
+        &[("cache-control", "no-store")],
+        &[("vary", "accept, *")],
+    ] {
+        let status = if headers[0].0 == "content-range" {
+            206
+        } else {
+            200
+        };
+        script.answer(status, headers);
+        read(item()).await;
+        assert_eq!(cache.stats().entries, 0, "{status} {headers:?} is not kept");
+    }
+    let mut with_credentials = item();
+    with_credentials
+        .headers_mut()
+        .insert("authorization", HeaderValue::from_static("Bearer alice"));
+    read(with_credentials).await;
+    assert_eq!(cache.stats().entries, 0, "an answer to alice's credentials");
+
+    script.answer(200, &[("cache-control", "max-age=60"), ("vary", "accept")]);
+    read(item()).await;
+    assert_eq!(cache.stats().entries, 1);
+    script.answer(503, &[]);
+    let res = call_with(&mut svc, item()).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(cache.stats().served, 1);
+}
+
+/// The script's service behind `.http()`, with `cache` as the fallback.
+fn behind_stale_cache(
+    script: &Script,
+    cache: &palisade::http::HttpStaleCache,
+) -> impl Service<Request<()>, Response = Response<Tracked<Pipe>>, Error = BoxError> {
+    Policy::builder()
+        .http()
+        .fallback(cache.clone())
+        .build()
+        .unwrap()
+        .layer(script.service())
+}
+
+async fn call_with<S>(svc: &mut S, req: Request<()>) -> Result<S::Response, BoxError>
+where
+    S: Service<Request<()>, Error = BoxError>,
+{
+    svc.ready().await?.call(req).await
+}
+
+/// A kept response's age counts from its head, and an upstream cache's `Age` counts towards
+/// `max_stale`: a response already older than that is never served.
+#[tokio::test(start_paused = true)]
+async fn stale_cache_ages_count_from_the_head_and_include_the_upstream_age() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder()
+        .max_stale(Duration::from_secs(300))
+        .build()
+        .unwrap();
+    let mut svc = behind_stale_cache(&script, &cache);
+    let get = |path: &str| Request::get(path).body(()).unwrap();
+
+    // A body that takes 120 s to read; the dependency fails 90 s after it ended.
+    let res = call_with(&mut svc, get("/slow")).await.unwrap();
+    let feed = script.feed(0);
+    feed.send(data("stock")).unwrap();
+    tokio::time::advance(Duration::from_secs(120)).await;
+    drop(feed);
+    read_all(res.into_body()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(90)).await;
+    script.answer(503, &[]);
+    let res = call_with(&mut svc, get("/slow")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["age"], "210");
+
+    // An upstream cache says it is already an hour old: over `max_stale` from the start.
+    script.answer(200, &[("age", "3600")]);
+    let res = call_with(&mut svc, get("/old")).await.unwrap();
+    drop(script.feed(2));
+    read_all(res.into_body()).await.unwrap();
+    assert_eq!(cache.stats().entries, 2);
+    script.answer(503, &[]);
+    let res = call_with(&mut svc, get("/old")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(cache.stats().served, 1);
+}
+
+/// The bodies a stale cache copies at once hold at most `max_bytes` between them: a copy
+/// that would go over is given up (the body still reaches its caller, uncached), and every
+/// copy's bytes come back to the budget when it ends.
+#[tokio::test(start_paused = true)]
+async fn stale_cache_copies_in_flight_share_the_byte_budget() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder()
+        .max_entry_bytes(100)
+        .max_bytes(150)
+        .build()
+        .unwrap();
+    let mut svc = behind_stale_cache(&script, &cache);
+    let get = |path: &str| Request::get(path).body(()).unwrap();
+    let sixty = "012345678901234567890123456789012345678901234567890123456789";
+
+    // Three bodies of 60 bytes read at once: the third copy would make 180.
+    let mut bodies = Vec::new();
+    for (n, path) in ["/1", "/2", "/3"].into_iter().enumerate() {
+        let mut body = call_with(&mut svc, get(path)).await.unwrap().into_body();
+        let feed = script.feed(n);
+        feed.send(data(sixty)).unwrap();
+        body.frame().await.unwrap().unwrap();
+        bodies.push((body, feed));
+    }
+    for (body, feed) in bodies {
+        drop(feed);
+        assert_eq!(read_all(body).await.unwrap(), "", "the rest of each body");
+    }
+    assert_eq!(cache.stats().entries, 2);
+    let mut served = Vec::new();
+    for path in ["/1", "/2", "/3"] {
+        script.answer(503, &[]);
+        served.push(
+            call_with(&mut svc, get(path))
+                .await
+                .unwrap()
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(served, [200, 200, 503], "the third was not copied");
+
+    // The budget is whole again: a body of 90 bytes is copied and kept.
+    let res = call_with(&mut svc, get("/4")).await.unwrap();
+    let feed = script.feed(6);
+    feed.send(data(&sixty[..45])).unwrap();
+    feed.send(data(&sixty[..45])).unwrap();
+    drop(feed);
+    read_all(res.into_body()).await.unwrap();
+    script.answer(503, &[]);
+    let res = call_with(&mut svc, get("/4")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
 }

@@ -15,6 +15,7 @@ use crate::error::{CallbackPanicked, CircuitOpen, ConfigError, catch_callback};
 use crate::events::{self, Event, Listeners};
 
 use super::config::CircuitBreakerConfig;
+use super::future::Timing;
 use super::state::{
     Now, Permit, Refusal, Snapshot, State, StateMachine, Transition, generation_after,
 };
@@ -603,8 +604,26 @@ impl Handle {
             breaker,
             permit: Some(permit),
         };
-        let start = breaker.times_calls().then(Instant::now);
-        let result = fut.await;
+        // Timed from the first suspension, as on the tower path: a call that completes on its
+        // first poll waited on nothing, and is timed as zero.
+        let mut timing = if breaker.times_calls() {
+            Timing::Unsuspended
+        } else {
+            Timing::Off
+        };
+        let mut fut = std::pin::pin!(fut);
+        let result = std::future::poll_fn(|cx| {
+            let polled = fut.as_mut().poll(cx);
+            if polled.is_pending() && matches!(timing, Timing::Unsuspended) {
+                timing = Timing::Since(Instant::now());
+            }
+            polled
+        })
+        .await;
+        let start = match timing {
+            Timing::Since(at) => Some(at),
+            Timing::Off | Timing::Unsuspended => None,
+        };
         let (outcome, panicked) = match catch_callback("classifier", || classify(result.as_ref())) {
             Ok(outcome) => (outcome, None),
             // Recorded as ignored (and heard as such by listeners), as on the tower path.

@@ -23,6 +23,10 @@ struct Slot {
     /// rejects every call alike, and working out its next probe's `Instant` again for each was
     /// a quarter of a typed rejection's time.
     told: Option<(Refusal, CircuitOpen)>,
+    /// The last refusal and the state word it was made in: while the breaker stays in that
+    /// state, open with its timer armed or forced open, every call is refused alike, without
+    /// asking the state machine again.
+    refused: Option<(u64, Refusal)>,
 }
 
 impl Slot {
@@ -39,9 +43,23 @@ impl Slot {
 
     #[inline(never)]
     fn admit_not_closed(&mut self) {
-        match self.breaker.machine.admit_not_closed(self.breaker.clock()) {
+        let machine = &self.breaker.machine;
+        if let Some((w, refusal)) = self.refused
+            && machine.refuses_again(w, refusal)
+        {
+            self.rejection = Some(refusal);
+            return;
+        }
+        // Read before the machine decides: if it decides in a later state, the refusal is
+        // not reused (a state word comes back only when its generation wraps, and then
+        // `refuses_again` still checks the refusal against the state's own).
+        let w = machine.word_now();
+        match machine.admit_not_closed(self.breaker.clock()) {
             Ok(permit) => self.permit = Some(permit),
-            Err(rejection) => self.rejection = Some(rejection),
+            Err(refusal) => {
+                self.rejection = Some(refusal);
+                self.refused = Some((w, refusal));
+            }
         }
     }
 
@@ -185,6 +203,7 @@ impl<S, C, M> CircuitBreaker<S, C, M> {
                 permit: None,
                 rejection: None,
                 told: None,
+                refused: None,
             },
             errors: PhantomData,
         }

@@ -877,6 +877,48 @@ impl StateMachine {
         self.admit_slow(self.word.load(Ordering::Acquire), now)
     }
 
+    /// The state word now, for a shell that remembers the state a refusal was made in
+    /// ([`refuses_again`](Self::refuses_again)).
+    #[inline]
+    pub(crate) fn word_now(&self) -> u64 {
+        self.word.load(Ordering::Acquire)
+    }
+
+    /// Whether a call is refused again with `refusal`, made in state word `w`, with no clock
+    /// read: the breaker is still in `w`, and `w` is forced open, or open with its timer armed
+    /// (and, where the timer is watched, not overdue on the coarse clock), and `refusal` is
+    /// the one [`admit_slow`](Self::admit_slow) would make now (the same reason and probe
+    /// time: a generation that came round again after 2^31 transitions brings its own). These
+    /// are the conditions under which `admit_slow` rejects without a clock. Counts the
+    /// rejection when it does; when not, the caller asks
+    /// [`admit_not_closed`](Self::admit_not_closed).
+    #[inline]
+    pub(crate) fn refuses_again(&self, w: u64, refusal: Refusal) -> bool {
+        let watched = self.watch_until.load(Ordering::Acquire);
+        if watched != 0 {
+            self.check_watch(watched);
+        }
+        if self.word.load(Ordering::Acquire) != w {
+            return false;
+        }
+        let again = match state_of(w) {
+            State::ForcedOpen => refusal == Refusal::new(RejectReason::ForcedOpen, None),
+            State::Open => {
+                self.open_timer.load(Ordering::Acquire) == timer_word(gen_of(w), ARMED)
+                    && refusal
+                        == Refusal::new(
+                            RejectReason::Open,
+                            Some(self.open_until.load(Ordering::Acquire)),
+                        )
+            }
+            _ => false,
+        };
+        if again {
+            self.rejected.add(1);
+        }
+        again
+    }
+
     #[inline(never)]
     fn admit_slow<R: Reject>(&self, w: u64, now: impl Now) -> Result<Permit, R> {
         let watched = self.watch_until.load(Ordering::Acquire);

@@ -97,8 +97,12 @@ pub struct Hooks {
 
 #[derive(Default)]
 struct More {
-    deferred: Vec<(Guard, Outcome)>,
+    /// Each with the rule its breaker's classifier set, when it differs from the body's.
+    deferred: Vec<(Guard, Outcome, Option<EndRule>)>,
     permits: Vec<Permit>,
+    /// A rule set, different from the body's, after an outcome was deferred: the rule of the
+    /// next outcome deferred (a breaker's classifier sets its rule, then the breaker defers).
+    next_rule: Option<EndRule>,
 }
 
 impl fmt::Debug for Hooks {
@@ -114,9 +118,14 @@ impl Hooks {
     /// Takes the circuit breaker's pending outcome; `head` is the outcome the response head gave.
     pub(crate) fn defer(&mut self, mut guard: Guard, head: Outcome) {
         guard.suspended();
-        // Another breaker over the same body (the one nearer the client) waits for the end too.
-        if let Some(earlier) = self.deferred.replace((guard, head)) {
-            self.more().deferred.push(earlier);
+        if self.deferred.is_none() {
+            self.deferred = Some((guard, head));
+        } else {
+            // Another breaker over the same body, further out, waits for the end too, judged
+            // by the rule its own classifier set.
+            let more = self.more();
+            let rule = more.next_rule.take();
+            more.deferred.push((guard, head, rule));
         }
     }
 
@@ -132,10 +141,20 @@ impl Hooks {
         self.more.get_or_insert_with(Box::default)
     }
 
-    /// Sets how the body's end decides the outcome.
+    /// Sets how the body's end decides the outcome. Once a breaker's outcome waits for the end,
+    /// it stays judged by the rule its own classifier set (a breaker sets the rule, then
+    /// defers): a different rule set by a layer further out is kept for the next outcome
+    /// deferred (another breaker's), and a layer that defers nothing (a fallback's classifier)
+    /// changes nothing.
     #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
     pub(crate) fn set_rule(&mut self, rule: EndRule) {
-        self.rule = rule;
+        if self.deferred.is_none() {
+            self.rule = rule;
+        } else if rule != self.rule {
+            self.more().next_rule = Some(rule);
+        } else if let Some(more) = self.more.as_mut() {
+            more.next_rule = None;
+        }
     }
 
     #[cfg(feature = "http")]
@@ -155,18 +174,21 @@ impl Hooks {
         self.deferred.as_ref().map(|(_, outcome)| *outcome)
     }
 
-    /// Settles everything: records the outcome, then gives the permit back.
+    /// Settles everything: records the outcome, then gives the permit back. `end` is the
+    /// body's end under its rule; `under` gives a clean end's outcome under another rule, for
+    /// a breaker further out whose classifier set one (`under(rule, head)`).
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
-    pub(crate) fn settle(&mut self, end: End) {
+    pub(crate) fn settle(&mut self, end: End, under: impl Fn(EndRule, Outcome) -> Outcome) {
         if let Some((guard, head)) = self.deferred.take() {
             guard.finish(end_for(end, head));
         }
         if let Some(more) = self.more.take() {
-            for (guard, head) in more.deferred {
+            for (guard, head, rule) in more.deferred {
                 // A clean end under the body rule is each breaker's own head outcome; a
-                // trailer's verdict is everyone's.
-                let end = match (end, self.rule) {
+                // trailer's verdict is that of each breaker's rule.
+                let end = match (end, rule.unwrap_or(self.rule)) {
                     (End::Complete(_), EndRule::Body) => End::Complete(head),
+                    (End::Complete(_), own) if rule.is_some() => End::Complete(under(own, head)),
                     _ => end,
                 };
                 guard.finish(end_for(end, head));

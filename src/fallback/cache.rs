@@ -245,6 +245,11 @@ where
     /// `None` means "do not cache this request". Defaults: `max_stale` 5 minutes, 10 000
     /// entries, 64 MiB, 1 MiB per entry, size = `size_of::<Res>()`, no stale mark.
     ///
+    /// **Set [`size`](StaleCacheBuilder::size) for a response that owns heap memory** (a
+    /// `String`, a `Vec`, `Bytes`, a struct holding them): `size_of` counts only its inline
+    /// part (24 bytes for any `Vec<u8>`), so without it `max_entry_bytes` and `max_bytes` do
+    /// not bound what such responses hold, and only `max_entries` does.
+    ///
     /// ```
     /// use palisade::fallback::{Failure, Recover, StaleCache};
     ///
@@ -325,7 +330,7 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn insert(&self, key: K, response: Res, bytes: usize) {
+    fn insert(&self, key: K, response: Res, bytes: usize, at: Instant) {
         // Responses replaced or evicted are dropped after the lock is released: dropping a
         // response runs its code, which must not leave the store half-updated if it panics.
         let mut replaced = None;
@@ -336,7 +341,7 @@ where
         let seq = store.seq;
         let entry = Entry {
             response,
-            at: Instant::now(),
+            at,
             bytes,
             seq,
         };
@@ -482,7 +487,8 @@ where
         self
     }
 
-    /// How many bytes a response weighs.
+    /// How many bytes a response weighs (default `size_of::<Res>()`, which does not count
+    /// what a response owns on the heap: give the length of its contents here).
     ///
     /// ```
     /// use palisade::fallback::{Recover, StaleCache};
@@ -585,30 +591,36 @@ where
     Res: Clone,
     K: Hash + Eq + Clone,
 {
-    /// The response kept for `key`, with its age, if not older than `max_stale`; counted as
-    /// served.
+    /// The response kept for `key`, with its age, if not older than `max_stale`. Not counted
+    /// as served until it is ([`count_served`](Self::count_served)): making it into a response
+    /// may still fail (a `mark` that panics).
     pub(crate) fn lookup(&self, key: &K) -> Option<(Res, Duration)> {
-        let found = {
-            let store = self.inner.lock();
-            store.map.get(key).and_then(|e| {
-                let age = e.at.elapsed();
-                (age <= self.inner.limits.max_stale).then(|| (e.response.clone(), age))
-            })
-        };
-        if found.is_some() {
-            self.inner.served.fetch_add(1, Ordering::Relaxed);
-        }
-        found
+        let store = self.inner.lock();
+        store.map.get(key).and_then(|e| {
+            let age = e.at.elapsed();
+            (age <= self.inner.limits.max_stale).then(|| (e.response.clone(), age))
+        })
+    }
+
+    /// A response looked up was served.
+    pub(crate) fn count_served(&self) {
+        self.inner.served.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Keeps `response` for `key`, unless it is over the per-entry cap: then the key's older
     /// entry goes too (it no longer stands for what the dependency answers).
     pub(crate) fn store(&self, key: K, response: Res, bytes: usize) {
+        self.store_at(key, response, bytes, Instant::now());
+    }
+
+    /// [`store`](Self::store), for a response that was current `at` (its head arrived then,
+    /// and its body was read since): its age counts from there.
+    pub(crate) fn store_at(&self, key: K, response: Res, bytes: usize, at: Instant) {
         if bytes > self.inner.limits.max_entry_bytes {
             self.too_large(&key);
             return;
         }
-        self.inner.insert(key, response, bytes);
+        self.inner.insert(key, response, bytes, at);
         self.inner.stored.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -620,6 +632,10 @@ where
 
     /// The per-entry cap in bytes.
     #[cfg(feature = "http")]
+    pub(crate) fn max_stale(&self) -> Duration {
+        self.inner.limits.max_stale
+    }
+
     pub(crate) fn max_entry_bytes(&self) -> usize {
         self.inner.limits.max_entry_bytes
     }
@@ -652,6 +668,7 @@ where
         match self.lookup(&key) {
             Some((mut response, age)) => {
                 (self.inner.mark)(&mut response, Stale { age });
+                self.count_served();
                 Ok((response, Served::Stale(Stale { age })))
             }
             None => Err(failure),

@@ -380,16 +380,20 @@ where
         // typed error (the breaker, inside, has recorded the call already).
         let failure = match result {
             Ok(mut response) => {
-                match catch_callback("classifier", || {
-                    let outcome = this.classifier.classify(Ok(&response));
-                    if outcome.is_success() {
-                        // A body whose end has the last word (a gRPC status in the trailers)
-                        // is read by that rule, so that a recovery copying it (the HTTP stale
-                        // cache) keeps it only if it ends as a success, breaker or not.
-                        this.classifier.end_of_body(&mut response, &outcome);
-                    }
-                    outcome.kind()
-                }) {
+                let classified =
+                    catch_callback("classifier", || this.classifier.classify(Ok(&response)))
+                        .and_then(|outcome| {
+                            if outcome.is_success() {
+                                // A body whose end has the last word (a gRPC status in the trailers)
+                                // is read by that rule, so that a recovery copying it (the HTTP stale
+                                // cache) keeps it only if it ends as a success, breaker or not.
+                                catch_callback("Classify::end_of_body", || {
+                                    this.classifier.end_of_body(&mut response, &outcome);
+                                })?;
+                            }
+                            Ok(outcome.kind())
+                        });
+                match classified {
                     Ok(OutcomeKind::Failure) => Failure::Response(response),
                     // Only a success is offered to the recovery (a cache keeps the last good
                     // response); an ignored response is passed on, unkept.

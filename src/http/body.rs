@@ -270,18 +270,54 @@ pub(crate) enum TeeEnd {
 
 type TeeDone = Box<dyn FnOnce(TeeEnd) + Send + Sync>;
 
+/// The bytes that every copy of one cache holds while its bodies stream by, bounded: without
+/// it, each body read at once would hold up to a whole entry's worth, however many there are.
+#[derive(Debug)]
+pub(crate) struct CopyBudget {
+    limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl CopyBudget {
+    pub(crate) fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            used: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// Takes `n` bytes; `false` if they would go over the limit.
+    fn take(&self, n: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Relaxed, |used| {
+                used.checked_add(n).filter(|&after| after <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: usize) {
+        self.used.fetch_sub(n, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 /// A copy of a body as it streams by, up to a cap, for the stale cache.
 pub(crate) struct Tee {
     buf: Vec<u8>,
     cap: usize,
+    budget: std::sync::Arc<CopyBudget>,
+    /// The bytes taken from the budget and not given back yet.
+    held: usize,
     done: Option<TeeDone>,
 }
 
 impl Tee {
-    pub(crate) fn new(cap: usize, done: TeeDone) -> Self {
+    pub(crate) fn new(cap: usize, budget: std::sync::Arc<CopyBudget>, done: TeeDone) -> Self {
         Self {
             buf: Vec::new(),
             cap,
+            budget,
+            held: 0,
             done: Some(done),
         }
     }
@@ -297,6 +333,13 @@ impl Tee {
             self.end(TeeEnd::TooLarge);
             return false;
         }
+        // The cache's copies together are over their budget: this body passes uncached, and
+        // the key's older entry stays.
+        if !self.budget.take(chunk.len()) {
+            self.end(TeeEnd::Abandoned);
+            return false;
+        }
+        self.held += chunk.len();
         self.buf.extend_from_slice(chunk);
         true
     }
@@ -311,6 +354,8 @@ impl Tee {
     }
 
     fn end(&mut self, end: TeeEnd) {
+        // The copy's bytes leave the budget, once (a whole body is the entry's to count now).
+        self.budget.give_back(std::mem::take(&mut self.held));
         if let Some(done) = self.done.take() {
             done(end);
         }
@@ -323,10 +368,11 @@ impl Drop for Tee {
     }
 }
 
-/// Settles the hooks and the tee as the body ends.
-fn end_with(hooks: &mut Hooks, tee: &mut Option<Box<Tee>>, end: End) {
+/// Settles the hooks and the tee as the body ends (with `trailers`, for a breaker further out
+/// whose rule reads them differently).
+fn end_with(hooks: &mut Hooks, tee: &mut Option<Box<Tee>>, end: End, trailers: Option<&HeaderMap>) {
     let success = matches!(end, End::Complete(outcome) if outcome.is_success());
-    hooks.settle(end);
+    hooks.settle(end, |rule, head| end_outcome(rule, head, trailers));
     if let Some(mut tee) = tee.take() {
         tee.finish(success);
     }
@@ -370,7 +416,12 @@ where
                     Some(data) => Some(Ok(Frame::data(B::Data::from(data)))),
                     None => {
                         *this.ended = true;
-                        end_with(this.hooks, this.tee, End::Complete(Outcome::success()));
+                        end_with(
+                            this.hooks,
+                            this.tee,
+                            End::Complete(Outcome::success()),
+                            None,
+                        );
                         None
                     }
                 });
@@ -393,7 +444,7 @@ where
             // Let go of the client's body (and so of its connection or stream) now, with the
             // permit, not when the caller drops this one.
             this.inner.set(Source::Replay { data: None });
-            end_with(this.hooks, this.tee, End::Failed);
+            end_with(this.hooks, this.tee, End::Failed, None);
             return Poll::Ready(Some(Err(Box::new(elapsed))));
         }
         let Poll::Ready(frame) = polled else {
@@ -404,12 +455,12 @@ where
             None => {
                 *this.ended = true;
                 let outcome = end_outcome(this.hooks.rule(), head, None);
-                end_with(this.hooks, this.tee, End::Complete(outcome));
+                end_with(this.hooks, this.tee, End::Complete(outcome), None);
                 Poll::Ready(None)
             }
             Some(Err(err)) => {
                 *this.ended = true;
-                end_with(this.hooks, this.tee, End::Failed);
+                end_with(this.hooks, this.tee, End::Failed, None);
                 Poll::Ready(Some(Err(err.into())))
             }
             Some(Ok(frame)) => {
@@ -422,10 +473,10 @@ where
                     // Trailers are the last frame.
                     *this.ended = true;
                     let outcome = end_outcome(this.hooks.rule(), head, Some(trailers));
-                    end_with(this.hooks, this.tee, End::Complete(outcome));
+                    end_with(this.hooks, this.tee, End::Complete(outcome), Some(trailers));
                 } else if body.is_end_stream() {
                     let outcome = end_outcome(this.hooks.rule(), head, None);
-                    end_with(this.hooks, this.tee, End::Complete(outcome));
+                    end_with(this.hooks, this.tee, End::Complete(outcome), None);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }

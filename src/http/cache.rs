@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::AGE;
+use http::header::{AGE, AUTHORIZATION, CACHE_CONTROL, COOKIE, HeaderName, SET_COOKIE, VARY};
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, Version};
 use http_body::Body;
 
-use super::body::{Tee, TeeEnd, Tracked};
+use super::body::{CopyBudget, Tee, TeeEnd, Tracked};
 use crate::error::ConfigError;
 use crate::fallback::{CacheStats, Failure, Recover, Served, Stale, StaleCache};
 
@@ -171,6 +171,31 @@ impl CachedResponse {
 
 type UserKey = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
 
+/// Whether a response may be served to other requests with its key. Not a partial response
+/// (a 206 answers its request's `Range`, which is not in the key), nothing that sets a cookie,
+/// nothing its server marked `no-store` or `private` in `Cache-Control`, and nothing that
+/// varies on everything (`Vary: *`). A header that is not visible ASCII counts against.
+fn shareable(status: StatusCode, headers: &HeaderMap) -> bool {
+    if status == StatusCode::PARTIAL_CONTENT || headers.contains_key(SET_COOKIE) {
+        return false;
+    }
+    // Whether any comma-separated element of a `name` header says `says` (its token before
+    // any `=`, without case).
+    let any_says = |name: HeaderName, says: &[&str]| {
+        headers
+            .get_all(name)
+            .iter()
+            .any(|value| match value.to_str() {
+                Ok(value) => value.split(',').any(|element| {
+                    let token = element.split('=').next().unwrap_or_default().trim();
+                    says.iter().any(|s| token.eq_ignore_ascii_case(s))
+                }),
+                Err(_) => true,
+            })
+    };
+    !any_says(CACHE_CONTROL, &["no-store", "private"]) && !any_says(VARY, &["*"])
+}
+
 /// Stale-if-error for HTTP responses (and reqwest's, through the `reqwest` policy): a
 /// [`Recover`] for a [`FallbackLayer`](crate::fallback::FallbackLayer) or
 /// [`PolicyBuilder::fallback`](crate::policy::PolicyBuilder::fallback).
@@ -178,16 +203,26 @@ type UserKey = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
 /// * Keeps the last response classified as a success per key: method + URI + the part
 ///   [`user_key`](HttpStaleCacheBuilder::user_key) returns (**include the tenant or a hash of
 ///   the credentials wherever responses differ per user**, or one user may be served another's
-///   response). Only GET and HEAD by default.
+///   response). Only GET and HEAD by default. Without a user key, a request carrying
+///   `Authorization` or `Cookie` is not cached at all.
+/// * Keeps only a response it may serve to another request with the same key: not a 206 (it
+///   answers its request's `Range`), nothing with `Set-Cookie`, nothing whose `Cache-Control`
+///   says `no-store` or `private`, nothing with `Vary: *`. Other `Vary` headers are not
+///   looked at: a response that differs by a request header the key leaves out (such as
+///   `Accept-Language`) needs that header in the user key.
 /// * The body is copied as the caller reads it, up to
 ///   [`max_entry_bytes`](HttpStaleCacheBuilder::max_entry_bytes); a larger body passes
-///   through uncached (and the key's older entry is dropped). A response is kept only once its
-///   body has ended cleanly.
+///   through uncached (and the key's older entry is dropped). The copies of all the bodies
+///   being read at once hold at most [`max_bytes`](HttpStaleCacheBuilder::max_bytes)
+///   between them; a body whose copy would go over passes through uncached (the older entry
+///   stays). A response is kept only once its body has ended cleanly.
 /// * When a call fails, serves the kept response if at most
-///   [`max_stale`](HttpStaleCacheBuilder::max_stale) old, with an `Age` header (whole seconds)
-///   and the [`Stale`] extension carrying its exact age (and, through the reqwest adapter, its
-///   URL).
-/// * Bounded in entries and bytes; the oldest go first.
+///   [`max_stale`](HttpStaleCacheBuilder::max_stale) old, counted from when its head arrived
+///   plus any `Age` an upstream cache gave it, with an `Age` header (whole seconds, the two
+///   added) and the [`Stale`] extension carrying its exact age here (and, through the reqwest
+///   adapter, its URL).
+/// * Bounded in entries and bytes; the oldest go first. So at most `max_bytes` kept and
+///   `max_bytes` being copied.
 ///
 /// Under a [`FallbackLayer`](crate::fallback::FallbackLayer) of your own, give the layer an
 /// HTTP classifier ([`HttpClassifier`](crate::classify::http::HttpClassifier), or the gRPC
@@ -216,6 +251,8 @@ pub struct HttpStaleCache {
     store: StaleCache<(), CachedResponse, CacheKey>,
     user: Option<Arc<UserKey>>,
     methods: Arc<[Method]>,
+    /// What the bodies being copied hold at once: at most `max_bytes`.
+    copying: Arc<CopyBudget>,
 }
 
 impl fmt::Debug for HttpStaleCache {
@@ -303,6 +340,12 @@ impl HttpStaleCache {
         }
         let user = match &self.user {
             Some(user) => user(&head)?,
+            // Credentials with no user key to keep them apart: never shared.
+            None if head.headers.contains_key(AUTHORIZATION)
+                || head.headers.contains_key(COOKIE) =>
+            {
+                return None;
+            }
             None => String::new(),
         };
         Some(CacheKey {
@@ -320,6 +363,10 @@ impl HttpStaleCache {
         response: &mut Response<Tracked<B>>,
         stored: impl FnOnce(usize) + Send + Sync + 'static,
     ) {
+        if !shareable(response.status(), response.headers()) {
+            stored(self.store.stats().entries);
+            return;
+        }
         let cached = CachedResponse {
             status: response.status(),
             version: response.version(),
@@ -331,9 +378,11 @@ impl HttpStaleCache {
                 .get::<super::reqwest::ResponseUrl>()
                 .cloned(),
         };
+        // Its age counts from its head, however long its body takes to read.
+        let at = tokio::time::Instant::now();
         if response.body().is_drained() {
             let size = cached.size();
-            self.store.store(key, cached, size);
+            self.store.store_at(key, cached, size, at);
             stored(self.store.stats().entries);
             return;
         }
@@ -343,7 +392,7 @@ impl HttpStaleCache {
         let done = Box::new(move |end: TeeEnd| match end {
             TeeEnd::Whole(body) => {
                 let size = head_size + body.len();
-                store.store(key, CachedResponse { body, ..cached }, size);
+                store.store_at(key, CachedResponse { body, ..cached }, size, at);
                 stored(store.stats().entries);
             }
             TeeEnd::TooLarge => {
@@ -353,11 +402,23 @@ impl HttpStaleCache {
             // A body that broke or was dropped says nothing new: the older entry stays.
             TeeEnd::Abandoned => {}
         });
-        response.body_mut().set_tee(Tee::new(cap, done));
+        response
+            .body_mut()
+            .set_tee(Tee::new(cap, self.copying.clone(), done));
     }
 
     fn serve<B>(&self, key: &CacheKey) -> Option<(Response<Tracked<B>>, Served)> {
         let (cached, age) = self.store.lookup(key)?;
+        // The age it had when kept (an upstream cache's `Age`), plus its age here, is what
+        // `max_stale` bounds; a hostile upstream value saturates.
+        let upstream = cached
+            .headers
+            .get(AGE)
+            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if age.saturating_add(Duration::from_secs(upstream)) > self.store.max_stale() {
+            return None;
+        }
         let mut response = Response::new(Tracked::replay(cached.body));
         *response.status_mut() = cached.status;
         *response.version_mut() = cached.version;
@@ -366,17 +427,11 @@ impl HttpStaleCache {
         if let Some(url) = cached.url {
             url.set(response.extensions_mut());
         }
-        // The age it had when kept (an upstream cache's `Age`), plus its age here; a hostile
-        // upstream value saturates.
-        let upstream = response
-            .headers()
-            .get(AGE)
-            .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
-            .unwrap_or(0);
         let secs = age.as_secs().saturating_add(upstream);
         response.headers_mut().insert(AGE, HeaderValue::from(secs));
         let stale = Stale { age };
         response.extensions_mut().insert(stale);
+        self.store.count_served();
         Some((response, Served::Stale(stale)))
     }
 }
@@ -719,6 +774,7 @@ impl HttpStaleCacheBuilder {
             store,
             user: self.user,
             methods: self.methods.into(),
+            copying: Arc::new(CopyBudget::new(self.max_bytes)),
         })
     }
 }
