@@ -629,8 +629,10 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             listeners: self.listeners,
             adapter: self.adapter,
             hold: self.hold,
+            // A classifier set after `.http()` and the like is the one used: one replaced
+            // before does not matter any more.
             classifier_set: true,
-            classifier_replaced: self.classifier_replaced,
+            classifier_replaced: false,
         }
     }
 

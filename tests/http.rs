@@ -1160,17 +1160,17 @@ fn opens_at_once(classifier: GrpcClassifier) -> CircuitBreakerLayer<GrpcClassifi
         .with_classifier(classifier)
 }
 
-/// The first call: a gRPC reply whose trailers say `PERMISSION_DENIED`, read to its end.
-async fn permission_denied_in_the_trailers<S, B>(script: &Script, svc: &mut S)
+/// The `n`th call: a gRPC reply whose trailers say `status`, read to its end.
+async fn grpc_reply<S, B>(script: &Script, svc: &mut S, n: usize, status: &str)
 where
     S: Service<Request<()>, Response = Response<B>, Error = BoxError>,
     B: Body<Data = Bytes, Error = BoxError>,
 {
     script.answer(200, &[("content-type", "application/grpc")]);
     let res = call(svc).await.unwrap();
-    let feed = script.feed(0);
+    let feed = script.feed(n);
     feed.send(data("\0\0\0\0\0")).unwrap();
-    feed.send(trailers(&[("grpc-status", "7")])).unwrap();
+    feed.send(trailers(&[("grpc-status", status)])).unwrap();
     drop(feed);
     read_all(res.into_body()).await.unwrap();
 }
@@ -1192,7 +1192,7 @@ async fn a_fallback_further_out_does_not_change_the_rule_a_breaker_is_judged_by(
         .layer(TrackLayer::new())
         .service(script.service());
 
-    permission_denied_in_the_trailers(&script, &mut svc).await;
+    grpc_reply(&script, &mut svc, 0, "7").await; // PERMISSION_DENIED
     // PERMISSION_DENIED is a failure to this breaker: one is enough to open it.
     assert_eq!(handle.state(), State::Open);
     assert_eq!(handle.snapshot().consecutive_trips, 1);
@@ -1212,7 +1212,7 @@ async fn two_breakers_over_one_body_each_judge_the_trailers_by_their_own_rule() 
         .layer(TrackLayer::new())
         .service(script.service());
 
-    permission_denied_in_the_trailers(&script, &mut svc).await;
+    grpc_reply(&script, &mut svc, 0, "7").await; // PERMISSION_DENIED
     assert_eq!(inner.state(), State::Open, "a failure to the inner breaker");
     assert_eq!(outer.state(), State::Closed);
     let snap = outer.snapshot();
@@ -1221,6 +1221,93 @@ async fn two_breakers_over_one_body_each_judge_the_trailers_by_their_own_rule() 
         (1, 0),
         "a success to the global one"
     );
+}
+
+/// A stale cache over a breaker with another classifier keeps a copy by its own classifier's
+/// rule: an HTTP breaker counts a gRPC `UNAVAILABLE` in the trailers as a success (it reads
+/// the head), and the gRPC fallback's cache still does not keep that reply.
+#[tokio::test(start_paused = true)]
+async fn a_stale_cache_keeps_a_copy_by_its_own_classifiers_rule() {
+    use palisade::fallback::FallbackLayer;
+    use palisade::http::HttpStaleCache;
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let breaker = CircuitBreakerLayer::new(&breaker(100))
+        .unwrap()
+        .with_classifier(HttpClassifier::default());
+    let handle = breaker.handle();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(FallbackLayer::new(cache.clone()).with_classifier(GrpcClassifier::default()))
+        .layer(breaker)
+        .layer(TrackLayer::new())
+        .service(script.service());
+
+    grpc_reply(&script, &mut svc, 0, "14").await; // UNAVAILABLE
+    assert_eq!(cache.stats().entries, 0, "not a good reply to the fallback");
+    grpc_reply(&script, &mut svc, 1, "0").await;
+    assert_eq!(cache.stats().entries, 1);
+    let snap = handle.snapshot();
+    assert_eq!(
+        (snap.calls, snap.failures),
+        (2, 0),
+        "the head is what the breaker reads"
+    );
+}
+
+/// An HTTP breaker outside a gRPC one over the same body judges by the head, as its
+/// classifier says, not by the inner breaker's trailer rule.
+#[tokio::test(start_paused = true)]
+async fn an_http_breaker_outside_a_grpc_one_judges_the_head() {
+    let script = Script::default();
+    let outer = CircuitBreakerLayer::new(&breaker(100))
+        .unwrap()
+        .with_classifier(HttpClassifier::default());
+    let inner = opens_at_once(strict());
+    let (outer_handle, inner_handle) = (outer.handle(), inner.handle());
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(outer)
+        .layer(inner)
+        .layer(TrackLayer::new())
+        .service(script.service());
+    grpc_reply(&script, &mut svc, 0, "7").await; // PERMISSION_DENIED
+    assert_eq!(inner_handle.state(), State::Open);
+    let snap = outer_handle.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 0));
+}
+
+/// A stale response replayed by one cache and kept by another further out is kept whole, not
+/// as an empty body.
+#[tokio::test(start_paused = true)]
+async fn a_replayed_stale_body_kept_by_a_cache_further_out_is_kept_whole() {
+    use palisade::fallback::FallbackLayer;
+    use palisade::http::HttpStaleCache;
+    let script = Script::default();
+    let near = HttpStaleCache::builder()
+        .max_stale(Duration::from_secs(60))
+        .build()
+        .unwrap();
+    let far = HttpStaleCache::builder().build().unwrap();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(FallbackLayer::new(far.clone()).with_classifier(HttpClassifier::default()))
+        .service(behind_stale_cache(&script, &near));
+    // The near cache keeps a response through a client of its own (over one body, the far
+    // cache's copy would take the place of the near one's).
+    let mut near_only = behind_stale_cache(&script, &near);
+    whole(&script, &mut near_only, 0, "stock: 12")
+        .await
+        .unwrap();
+    assert_eq!(near.stats().entries, 1);
+    // The dependency fails: the near cache replays, and the far one keeps the replay.
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 12");
+    assert_eq!(far.stats().entries, 1);
+    // Past the near cache's `max_stale`, only the far one can answer: with the whole body.
+    tokio::time::advance(Duration::from_secs(120)).await;
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 12");
 }
 
 /// `.http()` sets its own classifier: one set before it would be silently lost, so that is a
@@ -1242,6 +1329,15 @@ async fn a_classifier_set_before_http_is_a_config_error_and_after_it_is_used() {
         .build()
         .unwrap_err();
     assert_eq!(err.field(), "classifier");
+    // Set again after `.http()`, it is the one used: nothing is lost.
+    assert!(
+        Policy::builder()
+            .classifier(conflicts())
+            .http()
+            .classifier(conflicts())
+            .build()
+            .is_ok()
+    );
 
     let script = Script::default();
     let policy = Policy::builder()
@@ -1279,46 +1375,54 @@ async fn stale_cache_keeps_only_responses_it_may_share() {
             .body(())
             .unwrap()
     };
+    // The dependency answers `status` with `headers` and the body "abc"; the caller reads
+    // the response it gets (from the dependency, or stale) and sees its status.
     let mut n = 0;
-    let mut read = async |req: Request<()>| {
+    let mut answer = async |status: u16, headers: &[(&'static str, &str)], req| {
+        script.answer(status, headers);
         let res = call_with(&mut svc, req).await.unwrap();
         let feed = script.feed(n);
         n += 1;
-        feed.send(data("abc")).unwrap();
+        let _ = feed.send(data("abc")); // unread when the response is a stale one
         drop(feed);
+        let seen = res.status().as_u16();
         read_all(res.into_body()).await.unwrap();
+        seen
     };
 
+    // A 206 is not kept, and leaves the 200 before it.
+    answer(200, &[], item()).await;
+    answer(206, &[("content-range", "bytes 0-2/9")], item()).await;
+    assert_eq!(answer(503, &[], item()).await, 200);
+    // A response that may not be shared is not kept, and drops the one before it.
     for headers in [
-        &[("content-range", "bytes 0-2/9")][..],
-        &[("set-cookie", "sid=alice")],
+        &[("set-cookie", "sid=alice")][..],
         &[("cache-control", "max-age=60, Private")],
         &[("cache-control", "no-store")],
+        &[("cache-control", "must-revalidate")],
         &[("vary", "accept, *")],
     ] {
-        let status = if headers[0].0 == "content-range" {
-            206
-        } else {
-            200
-        };
-        script.answer(status, headers);
-        read(item()).await;
-        assert_eq!(cache.stats().entries, 0, "{status} {headers:?} is not kept");
+        answer(200, &[], item()).await;
+        assert_eq!(cache.stats().entries, 1, "a good response kept first");
+        answer(200, headers, item()).await;
+        assert_eq!(cache.stats().entries, 0, "{headers:?}");
     }
     let mut with_credentials = item();
     with_credentials
         .headers_mut()
         .insert("authorization", HeaderValue::from_static("Bearer alice"));
-    read(with_credentials).await;
+    answer(200, &[], with_credentials).await;
     assert_eq!(cache.stats().entries, 0, "an answer to alice's credentials");
 
-    script.answer(200, &[("cache-control", "max-age=60"), ("vary", "accept")]);
-    read(item()).await;
+    answer(
+        200,
+        &[("cache-control", "max-age=60"), ("vary", "accept")],
+        item(),
+    )
+    .await;
     assert_eq!(cache.stats().entries, 1);
-    script.answer(503, &[]);
-    let res = call_with(&mut svc, item()).await.unwrap();
-    assert_eq!(res.status(), StatusCode::OK);
-    assert_eq!(cache.stats().served, 1);
+    assert_eq!(answer(503, &[], item()).await, 200);
+    assert_eq!(cache.stats().served, 2);
 }
 
 /// The script's service behind `.http()`, with `cache` as the fallback.

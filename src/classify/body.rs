@@ -143,10 +143,10 @@ impl Hooks {
 
     /// Sets how the body's end decides the outcome. Once a breaker's outcome waits for the end,
     /// it stays judged by the rule its own classifier set (a breaker sets the rule, then
-    /// defers): a different rule set by a layer further out is kept for the next outcome
-    /// deferred (another breaker's), and a layer that defers nothing (a fallback's classifier)
-    /// changes nothing.
-    #[cfg_attr(not(feature = "grpc"), allow(dead_code))]
+    /// defers): a different rule set by a layer further out is kept for whoever comes next,
+    /// the next outcome deferred (another breaker's) or a copy the layer makes (a fallback's
+    /// stale cache, through [`take_rule_set_last`](Self::take_rule_set_last)).
+    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn set_rule(&mut self, rule: EndRule) {
         if self.deferred.is_none() {
             self.rule = rule;
@@ -160,6 +160,16 @@ impl Hooks {
     #[cfg(feature = "http")]
     pub(crate) fn rule(&self) -> EndRule {
         self.rule
+    }
+
+    /// The rule set last (by the layer that classified the response last), taken: a rule
+    /// kept for the next outcome deferred is not left for another layer's.
+    #[cfg(feature = "http")]
+    pub(crate) fn take_rule_set_last(&mut self) -> EndRule {
+        self.more
+            .as_mut()
+            .and_then(|more| more.next_rule.take())
+            .unwrap_or(self.rule)
     }
 
     /// Whether nothing waits for the body's end: no outcome, no permit.

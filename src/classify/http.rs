@@ -27,6 +27,7 @@ use http::{HeaderMap, Response, StatusCode};
 use http_body::Body;
 use tower::BoxError;
 
+use super::body::EndRule;
 use super::{Classify, Hooks, Outcome, classify_error};
 use crate::error::ConfigError;
 use crate::http::{Tracked, parse_retry_after};
@@ -207,11 +208,13 @@ impl<B: Body> Classify<Response<Tracked<B>>> for HttpClassifier {
         response: &'a mut Response<Tracked<B>>,
         head: &Outcome,
     ) -> Option<&'a mut Hooks> {
-        if head.is_success() {
-            response.body_mut().hooks_if_streaming()
-        } else {
-            None
+        if !head.is_success() {
+            return None;
         }
+        let hooks = response.body_mut().hooks_if_streaming()?;
+        // Judged by the head, whatever a gRPC classifier over the same body reads the end by.
+        hooks.set_rule(EndRule::Body);
+        Some(hooks)
     }
 }
 

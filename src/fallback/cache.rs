@@ -624,18 +624,26 @@ where
         self.inner.stored.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// The response kept for `key`, if any, no longer stands for what the dependency answers.
+    #[cfg(feature = "http")]
+    pub(crate) fn forget(&self, key: &K) {
+        self.inner.remove(key);
+    }
+
     /// A response for `key` was too large to keep.
     pub(crate) fn too_large(&self, key: &K) {
         self.inner.too_large.fetch_add(1, Ordering::Relaxed);
         self.inner.remove(key);
     }
 
-    /// The per-entry cap in bytes.
+    /// How old a response may be and still be served.
     #[cfg(feature = "http")]
     pub(crate) fn max_stale(&self) -> Duration {
         self.inner.limits.max_stale
     }
 
+    /// The per-entry cap in bytes.
+    #[cfg(feature = "http")]
     pub(crate) fn max_entry_bytes(&self) -> usize {
         self.inner.limits.max_entry_bytes
     }

@@ -244,7 +244,10 @@ impl<B> Tracked<B> {
     }
 
     /// Copies the body, as it streams by, for the stale cache.
-    pub(crate) fn set_tee(&mut self, tee: Tee) {
+    pub(crate) fn set_tee(&mut self, mut tee: Tee) {
+        // The layer making the copy has just classified the response: its classifier's rule
+        // (set last) decides whether the copy is kept.
+        tee.rule = self.hooks.take_rule_set_last();
         self.tee = Some(Box::new(tee));
     }
 
@@ -308,6 +311,9 @@ pub(crate) struct Tee {
     budget: std::sync::Arc<CopyBudget>,
     /// The bytes taken from the budget and not given back yet.
     held: usize,
+    /// How the body's end decides whether the copy is kept: the rule of the classifier of the
+    /// layer that made the copy (a fallback's), which may differ from a breaker's inside.
+    rule: EndRule,
     done: Option<TeeDone>,
 }
 
@@ -318,6 +324,7 @@ impl Tee {
             cap,
             budget,
             held: 0,
+            rule: EndRule::Body,
             done: Some(done),
         }
     }
@@ -371,9 +378,12 @@ impl Drop for Tee {
 /// Settles the hooks and the tee as the body ends (with `trailers`, for a breaker further out
 /// whose rule reads them differently).
 fn end_with(hooks: &mut Hooks, tee: &mut Option<Box<Tee>>, end: End, trailers: Option<&HeaderMap>) {
-    let success = matches!(end, End::Complete(outcome) if outcome.is_success());
     hooks.settle(end, |rule, head| end_outcome(rule, head, trailers));
     if let Some(mut tee) = tee.take() {
+        // The copy was made for a response its layer classified as a success at the head:
+        // under its rule, a clean end keeps it, or the trailers decide.
+        let success = matches!(end, End::Complete(_))
+            && end_outcome(tee.rule, Outcome::success(), trailers).is_success();
         tee.finish(success);
     }
 }
@@ -413,7 +423,15 @@ where
         let body = match this.inner.as_mut().project() {
             SourceProj::Replay { data } => {
                 return Poll::Ready(match data.take() {
-                    Some(data) => Some(Ok(Frame::data(B::Data::from(data)))),
+                    Some(data) => {
+                        // A replayed body is copied too (a cache further out keeping it).
+                        if let Some(tee) = this.tee.as_mut()
+                            && !tee.copy(&data)
+                        {
+                            *this.tee = None;
+                        }
+                        Some(Ok(Frame::data(B::Data::from(data))))
+                    }
                     None => {
                         *this.ended = true;
                         end_with(

@@ -171,16 +171,28 @@ impl CachedResponse {
 
 type UserKey = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
 
-/// Whether a response may be served to other requests with its key. Not a partial response
-/// (a 206 answers its request's `Range`, which is not in the key), nothing that sets a cookie,
-/// nothing its server marked `no-store` or `private` in `Cache-Control`, and nothing that
-/// varies on everything (`Vary: *`). A header that is not visible ASCII counts against.
-fn shareable(status: StatusCode, headers: &HeaderMap) -> bool {
-    if status == StatusCode::PARTIAL_CONTENT || headers.contains_key(SET_COOKIE) {
-        return false;
+/// Whether a response may be served to other requests with its key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sharing {
+    /// Yes.
+    Shareable,
+    /// No, but it says nothing against the key's older entry: a 206 answers its request's
+    /// `Range`, which is not in the key.
+    Partial,
+    /// No, and neither may the key's older entry be any more: the response sets a cookie, its
+    /// server marked it `no-store` or `private`, forbids serving it stale (`must-revalidate`,
+    /// `proxy-revalidate`), or it varies on everything (`Vary: *`).
+    Never,
+}
+
+/// How far `status` and `headers` let a response be shared. A `Cache-Control` or `Vary`
+/// value that is not visible ASCII counts against.
+fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
+    if status == StatusCode::PARTIAL_CONTENT {
+        return Sharing::Partial;
     }
-    // Whether any comma-separated element of a `name` header says `says` (its token before
-    // any `=`, without case).
+    // Whether any comma-separated element of a `name` header says one of `says` (its token
+    // before any `=`, without case).
     let any_says = |name: HeaderName, says: &[&str]| {
         headers
             .get_all(name)
@@ -193,7 +205,17 @@ fn shareable(status: StatusCode, headers: &HeaderMap) -> bool {
                 Err(_) => true,
             })
     };
-    !any_says(CACHE_CONTROL, &["no-store", "private"]) && !any_says(VARY, &["*"])
+    let never = headers.contains_key(SET_COOKIE)
+        || any_says(
+            CACHE_CONTROL,
+            &["no-store", "private", "must-revalidate", "proxy-revalidate"],
+        )
+        || any_says(VARY, &["*"]);
+    if never {
+        Sharing::Never
+    } else {
+        Sharing::Shareable
+    }
 }
 
 /// Stale-if-error for HTTP responses (and reqwest's, through the `reqwest` policy): a
@@ -207,7 +229,9 @@ fn shareable(status: StatusCode, headers: &HeaderMap) -> bool {
 ///   `Authorization` or `Cookie` is not cached at all.
 /// * Keeps only a response it may serve to another request with the same key: not a 206 (it
 ///   answers its request's `Range`), nothing with `Set-Cookie`, nothing whose `Cache-Control`
-///   says `no-store` or `private`, nothing with `Vary: *`. Other `Vary` headers are not
+///   says `no-store`, `private`, `must-revalidate` or `proxy-revalidate`, nothing with
+///   `Vary: *`; such a response (a 206 aside) also drops the key's older entry, which no
+///   longer stands for what the dependency answers. Other `Vary` headers are not
 ///   looked at: a response that differs by a request header the key leaves out (such as
 ///   `Accept-Language`) needs that header in the user key.
 /// * The body is copied as the caller reads it, up to
@@ -363,9 +387,13 @@ impl HttpStaleCache {
         response: &mut Response<Tracked<B>>,
         stored: impl FnOnce(usize) + Send + Sync + 'static,
     ) {
-        if !shareable(response.status(), response.headers()) {
-            stored(self.store.stats().entries);
-            return;
+        match sharing(response.status(), response.headers()) {
+            Sharing::Shareable => {}
+            Sharing::Partial => return stored(self.store.stats().entries),
+            Sharing::Never => {
+                self.store.forget(&key);
+                return stored(self.store.stats().entries);
+            }
         }
         let cached = CachedResponse {
             status: response.status(),
