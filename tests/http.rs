@@ -925,6 +925,14 @@ async fn grpc_stale_cache_keeps_only_a_body_whose_trailers_say_ok() {
     assert_eq!((stats.entries, stats.stored), (0, 0));
     answer(2, "0").await;
     assert_eq!(cache.stats().entries, 1);
+
+    // Served stale, the reply ends as it did, with its status in the trailers.
+    script.answer(200, &[("grpc-status", "14")]);
+    let res = call(&mut svc).await.unwrap();
+    let stale = res.into_body().collect().await.unwrap();
+    assert_eq!(stale.trailers().unwrap()["grpc-status"], "0");
+    assert_eq!(stale.to_bytes(), "\0\0\0\0\0");
+    assert_eq!(cache.stats().served, 1);
 }
 
 /// Layers stacked by hand around a Policy over one body (a global bulkhead and breaker around a
@@ -1400,6 +1408,8 @@ async fn stale_cache_keeps_only_responses_it_may_share() {
         &[("cache-control", "max-age=60, Private")],
         &[("cache-control", "no-store")],
         &[("cache-control", "must-revalidate")],
+        &[("cache-control", "no-cache")],
+        &[("cache-control", "public, s-maxage=60")],
         &[("vary", "accept, *")],
     ] {
         answer(200, &[], item()).await;

@@ -141,11 +141,18 @@ pin_project! {
     }
 }
 
+/// What a replayed body has left: its data, then its trailers.
+struct Replayed {
+    data: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
 pin_project! {
     #[project = SourceProj]
     enum Source<B> {
         Live { #[pin] body: B },
-        Replay { data: Option<Bytes> },
+        // What is left to replay (boxed, so that this variant stays smaller than a live body).
+        Replay { rest: Option<Box<Replayed>> },
     }
 }
 
@@ -202,9 +209,18 @@ impl<B> Tracked<B> {
     /// # }
     /// ```
     pub fn replay(data: Bytes) -> Self {
+        Self::replay_with_trailers(data, None)
+    }
+
+    /// A body that replays `data`, then `trailers` (a kept gRPC reply's status).
+    pub(crate) fn replay_with_trailers(data: Bytes, trailers: Option<HeaderMap>) -> Self {
+        let rest = Replayed {
+            data: (!data.is_empty()).then_some(data),
+            trailers,
+        };
         Self {
             inner: Source::Replay {
-                data: (!data.is_empty()).then_some(data),
+                rest: (rest.data.is_some() || rest.trailers.is_some()).then(|| Box::new(rest)),
             },
             hooks: Hooks::default(),
             deadline: None,
@@ -239,7 +255,7 @@ impl<B> Tracked<B> {
         self.ended
             || match &self.inner {
                 Source::Live { body } => body.is_end_stream(),
-                Source::Replay { data } => data.is_none(),
+                Source::Replay { rest } => rest.is_none(),
             }
     }
 
@@ -263,8 +279,8 @@ impl<B> Tracked<B> {
 
 /// How a copied body ended.
 pub(crate) enum TeeEnd {
-    /// Cleanly and successfully: the whole body.
-    Whole(Bytes),
+    /// Cleanly and successfully: the whole body, and its trailers if it had any.
+    Whole(Bytes, Option<HeaderMap>),
     /// It outgrew the cap.
     TooLarge,
     /// It failed, or was dropped unfinished.
@@ -314,6 +330,8 @@ pub(crate) struct Tee {
     /// How the body's end decides whether the copy is kept: the rule of the classifier of the
     /// layer that made the copy (a fallback's), which may differ from a breaker's inside.
     rule: EndRule,
+    /// The trailers, kept with the data (a gRPC reply's status).
+    trailers: Option<HeaderMap>,
     done: Option<TeeDone>,
 }
 
@@ -325,6 +343,7 @@ impl Tee {
             budget,
             held: 0,
             rule: EndRule::Body,
+            trailers: None,
             done: Some(done),
         }
     }
@@ -353,7 +372,10 @@ impl Tee {
 
     fn finish(&mut self, success: bool) {
         let end = if success {
-            TeeEnd::Whole(Bytes::from(std::mem::take(&mut self.buf)))
+            TeeEnd::Whole(
+                Bytes::from(std::mem::take(&mut self.buf)),
+                self.trailers.take(),
+            )
         } else {
             TeeEnd::Abandoned
         };
@@ -421,28 +443,31 @@ where
             return Poll::Ready(None);
         }
         let body = match this.inner.as_mut().project() {
-            SourceProj::Replay { data } => {
-                return Poll::Ready(match data.take() {
-                    Some(data) => {
-                        // A replayed body is copied too (a cache further out keeping it).
-                        if let Some(tee) = this.tee.as_mut()
-                            && !tee.copy(&data)
-                        {
-                            *this.tee = None;
-                        }
-                        Some(Ok(Frame::data(B::Data::from(data))))
+            SourceProj::Replay { rest } => {
+                if let Some(data) = rest.as_mut().and_then(|rest| rest.data.take()) {
+                    // A replayed body is copied too (a cache further out keeping it).
+                    if let Some(tee) = this.tee.as_mut()
+                        && !tee.copy(&data)
+                    {
+                        *this.tee = None;
                     }
-                    None => {
-                        *this.ended = true;
-                        end_with(
-                            this.hooks,
-                            this.tee,
-                            End::Complete(Outcome::success()),
-                            None,
-                        );
-                        None
-                    }
-                });
+                    return Poll::Ready(Some(Ok(Frame::data(B::Data::from(data)))));
+                }
+                // The end, decided as a live body's would be, by the trailers if any.
+                *this.ended = true;
+                let trailers = rest.take().and_then(|rest| rest.trailers);
+                let head = this.hooks.head().unwrap_or_else(Outcome::success);
+                let outcome = end_outcome(this.hooks.rule(), head, trailers.as_ref());
+                if let (Some(kept), Some(tee)) = (trailers.as_ref(), this.tee.as_mut()) {
+                    tee.trailers = Some(kept.clone());
+                }
+                end_with(
+                    this.hooks,
+                    this.tee,
+                    End::Complete(outcome),
+                    trailers.as_ref(),
+                );
+                return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
             }
             SourceProj::Live { body } => body,
         };
@@ -461,7 +486,7 @@ where
             *this.ended = true;
             // Let go of the client's body (and so of its connection or stream) now, with the
             // permit, not when the caller drops this one.
-            this.inner.set(Source::Replay { data: None });
+            this.inner.set(Source::Replay { rest: None });
             end_with(this.hooks, this.tee, End::Failed, None);
             return Poll::Ready(Some(Err(Box::new(elapsed))));
         }
@@ -490,6 +515,9 @@ where
                 if let Some(trailers) = frame.trailers_ref() {
                     // Trailers are the last frame.
                     *this.ended = true;
+                    if let Some(tee) = this.tee.as_mut() {
+                        tee.trailers = Some(trailers.clone());
+                    }
                     let outcome = end_outcome(this.hooks.rule(), head, Some(trailers));
                     end_with(this.hooks, this.tee, End::Complete(outcome), Some(trailers));
                 } else if body.is_end_stream() {
@@ -511,9 +539,11 @@ where
     fn size_hint(&self) -> SizeHint {
         match &self.inner {
             Source::Live { body } => body.size_hint(),
-            Source::Replay { data } => {
-                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
-            }
+            Source::Replay { rest } => SizeHint::with_exact(
+                rest.as_ref()
+                    .and_then(|rest| rest.data.as_ref())
+                    .map_or(0, |d| d.len() as u64),
+            ),
         }
     }
 }

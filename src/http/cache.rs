@@ -151,6 +151,8 @@ pub struct CachedResponse {
     version: Version,
     headers: HeaderMap,
     body: Bytes,
+    /// The trailers the body ended with (a gRPC reply's status), replayed after it.
+    trailers: Option<HeaderMap>,
     /// A reqwest response's URL, given back with it (`reqwest::Response::url`).
     #[cfg(feature = "reqwest")]
     url: Option<super::reqwest::ResponseUrl>,
@@ -158,11 +160,7 @@ pub struct CachedResponse {
 
 impl CachedResponse {
     fn size(&self) -> usize {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.len())
-            .sum();
+        let headers = header_bytes(&self.headers);
         #[cfg(feature = "reqwest")]
         let headers = headers + self.url.as_ref().map_or(0, |url| url.len());
         self.body.len() + headers
@@ -170,6 +168,14 @@ impl CachedResponse {
 }
 
 type UserKey = dyn Fn(&RequestHead<'_>) -> Option<String> + Send + Sync;
+
+/// What a header map weighs in a cache: its names and values.
+fn header_bytes(headers: &HeaderMap) -> usize {
+    headers
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum()
+}
 
 /// Whether a response may be served to other requests with its key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -180,8 +186,9 @@ enum Sharing {
     /// `Range`, which is not in the key.
     Partial,
     /// No, and neither may the key's older entry be any more: the response sets a cookie, its
-    /// server marked it `no-store` or `private`, forbids serving it stale (`must-revalidate`,
-    /// `proxy-revalidate`), or it varies on everything (`Vary: *`).
+    /// server marked it `no-store` or `private`, forbids a shared cache to serve it stale
+    /// (`no-cache`, `must-revalidate`, `proxy-revalidate`, `s-maxage`), or it varies on
+    /// everything (`Vary: *`).
     Never,
 }
 
@@ -208,7 +215,14 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
     let never = headers.contains_key(SET_COOKIE)
         || any_says(
             CACHE_CONTROL,
-            &["no-store", "private", "must-revalidate", "proxy-revalidate"],
+            &[
+                "no-store",
+                "private",
+                "no-cache",
+                "must-revalidate",
+                "proxy-revalidate",
+                "s-maxage",
+            ],
         )
         || any_says(VARY, &["*"]);
     if never {
@@ -229,7 +243,8 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   `Authorization` or `Cookie` is not cached at all.
 /// * Keeps only a response it may serve to another request with the same key: not a 206 (it
 ///   answers its request's `Range`), nothing with `Set-Cookie`, nothing whose `Cache-Control`
-///   says `no-store`, `private`, `must-revalidate` or `proxy-revalidate`, nothing with
+///   says `no-store`, `private`, `no-cache`, `must-revalidate`, `proxy-revalidate` or
+///   `s-maxage` (each forbids a shared cache to serve it stale), nothing with
 ///   `Vary: *`; such a response (a 206 aside) also drops the key's older entry, which no
 ///   longer stands for what the dependency answers. Other `Vary` headers are not
 ///   looked at: a response that differs by a request header the key leaves out (such as
@@ -239,7 +254,8 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   through uncached (and the key's older entry is dropped). The copies of all the bodies
 ///   being read at once hold at most [`max_bytes`](HttpStaleCacheBuilder::max_bytes)
 ///   between them; a body whose copy would go over passes through uncached (the older entry
-///   stays). A response is kept only once its body has ended cleanly.
+///   stays). A response is kept only once its body has ended cleanly, with the trailers it
+///   ended with (a gRPC reply's status), which are replayed after its data.
 /// * When a call fails, serves the kept response if at most
 ///   [`max_stale`](HttpStaleCacheBuilder::max_stale) old, counted from when its head arrived
 ///   plus any `Age` an upstream cache gave it, with an `Age` header (whole seconds, the two
@@ -400,6 +416,7 @@ impl HttpStaleCache {
             version: response.version(),
             headers: response.headers().clone(),
             body: Bytes::new(),
+            trailers: None,
             #[cfg(feature = "reqwest")]
             url: response
                 .extensions()
@@ -418,9 +435,14 @@ impl HttpStaleCache {
         let head_size = cached.size();
         let cap = self.store.max_entry_bytes().saturating_sub(head_size);
         let done = Box::new(move |end: TeeEnd| match end {
-            TeeEnd::Whole(body) => {
-                let size = head_size + body.len();
-                store.store_at(key, CachedResponse { body, ..cached }, size, at);
+            TeeEnd::Whole(body, trailers) => {
+                let size = head_size + body.len() + trailers.as_ref().map_or(0, header_bytes);
+                let kept = CachedResponse {
+                    body,
+                    trailers,
+                    ..cached
+                };
+                store.store_at(key, kept, size, at);
                 stored(store.stats().entries);
             }
             TeeEnd::TooLarge => {
@@ -447,7 +469,8 @@ impl HttpStaleCache {
         if age.saturating_add(Duration::from_secs(upstream)) > self.store.max_stale() {
             return None;
         }
-        let mut response = Response::new(Tracked::replay(cached.body));
+        let mut response =
+            Response::new(Tracked::replay_with_trailers(cached.body, cached.trailers));
         *response.status_mut() = cached.status;
         *response.version_mut() = cached.version;
         *response.headers_mut() = cached.headers;
