@@ -1376,3 +1376,40 @@ fn outcome_and_rejection_labels_are_the_documented_ones() {
     assert_eq!(label::state(State::HalfOpen), "half_open");
     assert_eq!(FailureKind::CircuitOpen.as_str(), "circuit_open");
 }
+
+/// What the registry drops (a breaker removed, or replaced by a rebuilt policy's) is dropped
+/// after its lock is released: a listener whose `Drop` reads the registry does not deadlock.
+#[test]
+fn what_the_registry_lets_go_is_dropped_outside_its_lock() {
+    struct ReadsOnDrop(Registry);
+    impl Listener for ReadsOnDrop {
+        fn on_event(&self, _: &Event<'_>) {}
+    }
+    impl Drop for ReadsOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.snapshot();
+        }
+    }
+
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let registry = Registry::new();
+        let build = || {
+            Policy::builder()
+                .name("inventory")
+                .circuit_breaker(CircuitBreakerConfig::default())
+                .listener(ReadsOnDrop(registry.clone()))
+                .build()
+                .unwrap()
+        };
+        registry.register(&build()); // the policy is dropped: the registry holds its breaker
+        registry.register(&build()); // replaced: the first breaker and its listener go
+        registry.remove("inventory"); // removed: the second goes
+        done.send(registry.snapshot().circuit_breakers.len())
+            .unwrap();
+    });
+    let left = finished
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("the registry deadlocked on a listener's drop");
+    assert_eq!(left, 0);
+}

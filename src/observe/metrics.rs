@@ -8,7 +8,8 @@
 //! use palisade::policy::Policy;
 //! use tower::{service_fn, Layer, ServiceExt};
 //!
-//! // Install a recorder (metrics-exporter-prometheus, for one) before or after this.
+//! // Install a recorder (metrics-exporter-prometheus, for one) before or after this, but
+//! // before the first call: a series that moved with no recorder keeps a no-op handle.
 //! let policy = Policy::builder()
 //!     .name("inventory")
 //!     .circuit_breaker(CircuitBreakerConfig::default())

@@ -55,7 +55,12 @@
 //! Every series has a `name` label: the policy's name (or the layer's, for a layer built on its
 //! own). Handles are registered with the recorder in force the first time a series moves, once
 //! per policy and layer, never per call; build policies before or after installing the recorder,
-//! as you like.
+//! as you like, but **install it before the first call through them**: a series that moved
+//! while no recorder was installed keeps the no-op handle it got then (the `metrics` crate
+//! offers no way to tell a no-op handle from a live one). A series outlives the policy that
+//! moved it: a policy dropped, or rebuilt under another name, leaves its gauges at their last
+//! values (a `palisade_circuit_state` of 1 for a breaker dropped open), which the recorder
+//! keeps exporting; rebuilt under the same name, it takes them over.
 //!
 //! | metric | type | labels | what moves it |
 //! | --- | --- | --- | --- |

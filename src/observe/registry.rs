@@ -96,8 +96,17 @@ impl Registry {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Entries> {
-        // No user code runs under this lock: a poisoned list is still consistent.
+        // No user code runs under this lock (what an entry replaced or removed holds, listeners
+        // and stats closures, is dropped after it is released): a poisoned list is still
+        // consistent.
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes out of `list` the entries `gone` says, under the lock, to be dropped after it.
+    fn take_out<T>(list: &mut Vec<T>, gone: impl Fn(&T) -> bool) -> Vec<T> {
+        let (out, kept) = std::mem::take(list).into_iter().partition(gone);
+        *list = kept;
+        out
     }
 
     /// Registers a policy's circuit breaker and bulkhead (those it has), under the policy's
@@ -130,14 +139,16 @@ impl Registry {
         match policy.circuit_breaker() {
             Some(breaker) => self.register_circuit_breaker(breaker),
             None => {
-                self.lock().breakers.retain(|h| h.name() != name);
+                let gone = Self::take_out(&mut self.lock().breakers, |h| h.name() == name);
+                drop(gone);
                 self
             }
         };
         match policy.bulkhead() {
             Some(bulkhead) => self.register_bulkhead(bulkhead),
             None => {
-                self.lock().bulkheads.retain(|h| h.name() != name);
+                let gone = Self::take_out(&mut self.lock().bulkheads, |h| h.name() == name);
+                drop(gone);
                 self
             }
         };
@@ -166,10 +177,13 @@ impl Registry {
             .iter_mut()
             .find(|h| h.name() == handle.name())
         {
-            Some(slot) => *slot = handle,
+            Some(slot) => {
+                let replaced = std::mem::replace(slot, handle);
+                drop(entries);
+                drop(replaced);
+            }
             None => entries.breakers.push(handle),
         }
-        drop(entries);
         self
     }
 
@@ -195,10 +209,13 @@ impl Registry {
             .iter_mut()
             .find(|h| h.name() == handle.name())
         {
-            Some(slot) => *slot = handle,
+            Some(slot) => {
+                let replaced = std::mem::replace(slot, handle);
+                drop(entries);
+                drop(replaced);
+            }
             None => entries.bulkheads.push(handle),
         }
-        drop(entries);
         self
     }
 
@@ -274,10 +291,13 @@ impl Registry {
         let stats: StatsFn = Arc::new(stats);
         let mut entries = self.lock();
         match entries.caches.iter_mut().find(|(n, _)| *n == name) {
-            Some(slot) => slot.1 = stats,
+            Some(slot) => {
+                let replaced = std::mem::replace(&mut slot.1, stats);
+                drop(entries);
+                drop(replaced);
+            }
             None => entries.caches.push((name, stats)),
         }
-        drop(entries);
         self
     }
 
@@ -300,9 +320,13 @@ impl Registry {
     /// ```
     pub fn remove(&self, name: &str) {
         let mut entries = self.lock();
-        entries.breakers.retain(|h| h.name() != name);
-        entries.bulkheads.retain(|h| h.name() != name);
-        entries.caches.retain(|(n, _)| n != name);
+        let gone = (
+            Self::take_out(&mut entries.breakers, |h| h.name() == name),
+            Self::take_out(&mut entries.bulkheads, |h| h.name() == name),
+            Self::take_out(&mut entries.caches, |(n, _)| n == name),
+        );
+        drop(entries);
+        drop(gone);
     }
 
     /// The circuit breaker registered under `name`, to read or to operate (force open, reset).

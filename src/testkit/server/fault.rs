@@ -33,8 +33,9 @@ pub enum GrpcStatusIn {
     /// servers send when they fail before any message).
     TrailersOnly,
     /// In the trailers, after a `200` head and one reply message. Over HTTP/1.1 the body is
-    /// chunked and the head names the trailers (`Trailer: grpc-status, ...`), without which
-    /// they would not be sent.
+    /// chunked and the head names the trailers (`Trailer: grpc-status, ...`), and the request
+    /// must say it takes them (`TE: trailers`, as gRPC clients do): without it, hyper sends no
+    /// trailers, and the body ends with no status.
     Trailers,
 }
 
@@ -276,7 +277,9 @@ impl Fault {
     }
 
     /// Send a `200` head and `bytes` bytes of body, then reset the connection. See
-    /// [`Reply::ResetAfter`].
+    /// [`Reply::ResetAfter`]. The reset throws away what the kernel has not delivered yet: with
+    /// more than a socket buffer's worth (tens of KiB on loopback) and a client that does not
+    /// read, fewer than `bytes` may arrive.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -668,8 +668,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     shared.connection_accepted();
+                    // Counted open here, not when its task first runs: a wait for "no
+                    // connection open" must not pass between the two.
+                    let _ = stream.set_nodelay(true);
+                    let ctl = Arc::new(ConnCtl::default());
+                    let io = ConnIo::new(stream, Arc::clone(&ctl), Arc::clone(&shared));
                     let stop = for_connections.clone();
-                    connections.spawn(serve_connection(stream, Arc::clone(&shared), stop));
+                    connections.spawn(serve_connection(io, ctl, Arc::clone(&shared), stop));
                 }
                 // Out of file descriptors, or a connection that failed before it was accepted:
                 // try again shortly rather than spin.
@@ -686,10 +691,13 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
     connections.shutdown().await;
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let _ = stream.set_nodelay(true);
-    let ctl = Arc::new(ConnCtl::default());
-    let io = TokioIo::new(ConnIo::new(stream, Arc::clone(&ctl), Arc::clone(&shared)));
+async fn serve_connection(
+    io: ConnIo,
+    ctl: Arc<ConnCtl>,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let io = TokioIo::new(io);
     let service = {
         let (ctl, stop) = (Arc::clone(&ctl), stop.clone());
         hyper::service::service_fn(move |request| {
