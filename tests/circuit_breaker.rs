@@ -744,3 +744,77 @@ async fn handle_call_times_a_call_from_its_first_suspension() {
         .unwrap();
     assert_eq!(breaker.state(), State::Open);
 }
+
+/// A success that makes up `minimum_calls` behind failures is judged: 9 failures of 10 trip
+/// the breaker, whichever kind of call came tenth. And in a time window, a success after the
+/// older successes expired finds the failures' rate at its threshold.
+#[test]
+fn a_success_that_makes_up_the_minimum_or_follows_an_expiry_is_judged() {
+    use palisade::circuit_breaker::StateMachine;
+    let mut config = palisade::circuit_breaker::CircuitBreakerConfig::default();
+    config.window = SlidingWindow::Count(10);
+    config.minimum_calls = 10;
+    config.failure_rate = 0.5;
+    let sm = StateMachine::new(&config).unwrap();
+    let t = Duration::ZERO;
+    for _ in 0..9 {
+        let p = sm.admit(t).unwrap();
+        sm.record(p, Outcome::failure(), t);
+    }
+    assert_eq!(
+        sm.snapshot(t).state,
+        State::Closed,
+        "9 calls: not judged yet"
+    );
+    let p = sm.admit(t).unwrap();
+    sm.record(p, Outcome::success(), t);
+    assert_eq!(sm.snapshot(t).state, State::Open);
+
+    // 20 s window of 1 s buckets: 10 successes, then 4 failures 10 s later (4 of 14: below
+    // 50 %); 15 s on, the successes have expired and the next success finds 4 of 5 failed.
+    config.window = SlidingWindow::Time(Duration::from_secs(20));
+    config.minimum_calls = 5;
+    let sm = StateMachine::new(&config).unwrap();
+    let at = Duration::from_secs;
+    for _ in 0..10 {
+        let p = sm.admit(at(0)).unwrap();
+        sm.record(p, Outcome::success(), at(0));
+    }
+    for _ in 0..4 {
+        let p = sm.admit(at(10)).unwrap();
+        sm.record(p, Outcome::failure(), at(10));
+    }
+    assert_eq!(sm.snapshot(at(10)).state, State::Closed);
+    let p = sm.admit(at(25)).unwrap();
+    sm.record(p, Outcome::success(), at(25));
+    assert_eq!(sm.snapshot(at(25)).state, State::Open);
+}
+
+/// A time-window bucket that has counted 65 535 calls keeps counting (its counts halved): a
+/// burst of failures later in the same bucket still opens the breaker.
+#[test]
+fn a_full_time_bucket_still_sees_a_burst_of_failures() {
+    use palisade::circuit_breaker::StateMachine;
+    let mut config = palisade::circuit_breaker::CircuitBreakerConfig::default();
+    config.window = SlidingWindow::Time(Duration::from_secs(20));
+    config.minimum_calls = 100;
+    config.failure_rate = 0.5;
+    let sm = StateMachine::new(&config).unwrap();
+    for _ in 0..65_535 {
+        let p = sm.admit(Duration::ZERO).unwrap();
+        sm.record(p, Outcome::success(), Duration::ZERO);
+    }
+    let burst = Duration::from_millis(500); // the same 1 s bucket
+    let mut failures = 0;
+    while sm.snapshot(burst).state == State::Closed && failures < 70_000 {
+        let p = sm.admit(burst).unwrap();
+        sm.record(p, Outcome::failure(), burst);
+        failures += 1;
+    }
+    assert_eq!(
+        sm.snapshot(burst).state,
+        State::Open,
+        "{failures} failures unseen"
+    );
+    assert!(failures < 40_000, "opened only after {failures} failures");
+}

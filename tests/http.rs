@@ -1549,3 +1549,32 @@ async fn stale_cache_copies_in_flight_share_the_byte_budget() {
     let res = call_with(&mut svc, get("/4")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// Two calls for one key whose bodies end out of order: the cache keeps the later head's
+/// response, not the one that happened to finish last.
+#[tokio::test(start_paused = true)]
+async fn stale_cache_keeps_the_later_response_when_bodies_end_out_of_order() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let mut svc = behind_stale_cache(&script, &cache);
+    let older = call(&mut svc).await.unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let newer = call(&mut svc).await.unwrap();
+    let (slow, fast) = (script.feed(0), script.feed(1));
+    fast.send(data("stock: 11")).unwrap();
+    drop(fast);
+    read_all(newer.into_body()).await.unwrap();
+    slow.send(data("stock: 12")).unwrap();
+    drop(slow);
+    read_all(older.into_body()).await.unwrap();
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 11");
+    assert_eq!(
+        cache.stats().stored,
+        1,
+        "the older one was not kept over it"
+    );
+}

@@ -86,12 +86,15 @@ fn collector() -> (
 #[tokio::test(start_paused = true)]
 async fn each_kind_of_failure_gives_the_documented_result_counts_and_events() {
     let (events, listener) = collector();
+    // Judged from 4 calls: the third, a success, leaves 2 failures of 3 unjudged.
+    let mut judged_from_four = breaker_config();
+    judged_from_four.minimum_calls = 4;
     let policy = Policy::builder()
         .listener(listener)
         .name("inventory")
         .timeout(Duration::from_millis(100))
         .bulkhead(bulkhead_config(1))
-        .circuit_breaker(breaker_config())
+        .circuit_breaker(judged_from_four)
         .classifier(classify as Classifier)
         .fallback(fallback::from_fn(recover as Recovery))
         .build()

@@ -680,6 +680,10 @@ pub struct StateMachine {
     consecutive: Padded<AtomicU32>,
     rejected: StripedCounter,
     open_until: AtomicU64,
+    /// 1 while the window holds failures or slow calls but fewer than `minimum_calls` (its
+    /// rates could not be judged): a success that makes up the minimum can find them at their
+    /// threshold, so successes are judged too until then.
+    rate_pending: AtomicU32,
     /// `generation << 2 | UNARMED / ARMED / FIRED`: whether a timer of the shell's will report
     /// the end of the open state of that generation (see `arm_open_timer`).
     open_timer: AtomicU64,
@@ -743,6 +747,7 @@ impl StateMachine {
             consecutive: Padded(AtomicU32::new(0)),
             rejected: StripedCounter::new(),
             open_until: AtomicU64::new(0),
+            rate_pending: AtomicU32::new(0),
             open_timer: AtomicU64::new(0),
             watch_until: AtomicU64::new(0),
             watch_generation: AtomicU32::new(0),
@@ -1055,24 +1060,75 @@ impl StateMachine {
     /// ```
     #[inline]
     pub fn record(&self, permit: Permit, outcome: Outcome, now: impl Now) {
-        // The healthy path: a success, not a probe, no slow-call or consecutive rule. It can
-        // raise no rate: only the window sees it (a count window needs no clock).
-        if let (false, OutcomeKind::Success, None, None) = (
+        // The healthy path: a success, not a probe, no slow-call or consecutive rule, and no
+        // failure waiting for `minimum_calls`. It raises no rate: only the window sees it (a
+        // count window needs no clock), unless it is a time window's first record of a new
+        // bucket (older buckets may have expired, raising the rates: judged then).
+        if let (false, OutcomeKind::Success, None, None, 0) = (
             permit.is_probe(),
             outcome.kind(),
             self.settings.slow_nanos,
             self.settings.consecutive_failures,
+            self.rate_pending.load(Ordering::Relaxed),
         ) {
-            // (A success makes the windows return no counts: there is nothing to evaluate.)
-            let _ = match &self.window {
-                Window::Count(window) => window.record(permit.generation(), false, false),
-                Window::Time(window) => {
-                    window.record(permit.generation(), nanos(now.now()), false, false)
+            let generation = permit.generation();
+            match &self.window {
+                Window::Count(window) => {
+                    let _ = window.record(generation, false, false);
                 }
-            };
+                Window::Time(window) => {
+                    let t = nanos(now.now());
+                    if let Some(counts) = window.record(generation, t, false, false) {
+                        self.judge_success(generation, counts, t);
+                    }
+                }
+            }
             return;
         }
         self.record_slow(permit, outcome, now);
+    }
+
+    /// A success found counts to judge (a time window's new bucket): trips if a rate is at
+    /// its threshold.
+    #[cold]
+    #[inline(never)]
+    fn judge_success(&self, generation: u32, counts: WindowCounts, t: u64) {
+        if let Some(cause) = self.rate_cause(counts) {
+            self.trip_if_current(generation, t, cause, counts);
+        }
+    }
+
+    /// Whether `c`'s rates open the breaker, and which; keeps `rate_pending` (see there).
+    fn rate_cause(&self, c: WindowCounts) -> Option<Cause> {
+        if c.calls < self.settings.minimum_calls {
+            if c.failures > 0 || c.slow_calls > 0 {
+                self.rate_pending.store(1, Ordering::Relaxed);
+            }
+            return None;
+        }
+        if self.rate_pending.load(Ordering::Relaxed) != 0 {
+            self.rate_pending.store(0, Ordering::Relaxed);
+        }
+        // Either rate can open the breaker, whichever kind of outcome brought it to its
+        // threshold's level: a fast failure after slow successes can find the slow-call rate
+        // there.
+        if c.failure_rate() >= self.settings.failure_rate {
+            Some(Cause::FailureRate)
+        } else if self.settings.slow_nanos.is_some()
+            && c.slow_call_rate() >= self.settings.slow_call_rate
+        {
+            Some(Cause::SlowCallRate)
+        } else {
+            None
+        }
+    }
+
+    /// Trips the breaker for `cause` if it is still closed (or metrics-only) in `generation`.
+    fn trip_if_current(&self, generation: u32, t: u64, cause: Cause, counts: WindowCounts) {
+        let w = self.word.load(Ordering::Acquire);
+        if gen_of(w) == generation && matches!(state_of(w), State::Closed | State::MetricsOnly) {
+            self.trip(generation, t, cause, counts);
+        }
     }
 
     #[inline(never)]
@@ -1105,7 +1161,12 @@ impl StateMachine {
             self.note_pushback(pushback, clock.get());
         }
         let consecutive_trip = match consecutive_rule {
-            Some(limit) if failed => self.consecutive.fetch_add(1, Ordering::AcqRel) + 1 >= limit,
+            Some(limit) if failed => {
+                self.consecutive
+                    .fetch_add(1, Ordering::AcqRel)
+                    .saturating_add(1)
+                    >= limit
+            }
             Some(_) => {
                 if self.consecutive.load(Ordering::Relaxed) != 0 {
                     self.consecutive.store(0, Ordering::Relaxed);
@@ -1118,31 +1179,21 @@ impl StateMachine {
             Window::Count(w) => w.record(generation, failed, slow),
             Window::Time(w) => w.record(generation, clock.get(), failed, slow),
         };
-        let cause = match counts {
-            // (Counts come with a failure or a slow call.) Either rate can open the breaker,
-            // whichever kind of outcome brought it to its threshold's level: a fast failure
-            // after slow successes can find the slow-call rate there.
-            Some(c) if c.calls >= self.settings.minimum_calls => {
-                if c.failure_rate() >= self.settings.failure_rate {
-                    Some(Cause::FailureRate)
-                } else if self.settings.slow_nanos.is_some()
-                    && c.slow_call_rate() >= self.settings.slow_call_rate
-                {
-                    Some(Cause::SlowCallRate)
-                } else {
-                    None
-                }
+        // Counts come with a failure or a slow call, and with the first record of a time
+        // window's new bucket (older buckets may have expired, raising the rates). A success
+        // is judged too while failures wait for `minimum_calls`: it can make up the minimum
+        // with their rate still at its threshold.
+        let counts = match counts {
+            None if self.rate_pending.load(Ordering::Relaxed) != 0 => {
+                Some(self.window.counts(clock.get()))
             }
-            _ => None,
+            other => other,
         };
+        let cause = counts.and_then(|c| self.rate_cause(c));
         let cause = cause.or(consecutive_trip.then_some(Cause::ConsecutiveFailures));
         if let Some(cause) = cause {
-            let w = self.word.load(Ordering::Acquire);
-            if gen_of(w) == generation && matches!(state_of(w), State::Closed | State::MetricsOnly)
-            {
-                let counts = counts.unwrap_or_else(|| self.window.counts(clock.get()));
-                self.trip(generation, clock.get(), cause, counts);
-            }
+            let counts = counts.unwrap_or_else(|| self.window.counts(clock.get()));
+            self.trip_if_current(generation, clock.get(), cause, counts);
         }
     }
 

@@ -228,10 +228,22 @@ const FIELD: u64 = 0xffff;
 const CALLS_SHIFT: u32 = 32;
 const FAIL_SHIFT: u32 = 16;
 
+/// `bucket` with its calls, failures and slow calls halved (rounded down), its tag kept.
+#[cold]
+fn halved(bucket: u64) -> u64 {
+    let field = |shift: u32| ((bucket >> shift) & FIELD) / 2;
+    (bucket & (FIELD << TAG_SHIFT))
+        | (field(CALLS_SHIFT) << CALLS_SHIFT)
+        | (field(FAIL_SHIFT) << FAIL_SHIFT)
+        | field(0)
+}
+
 /// The outcomes of the last `BUCKETS * bucket` nanoseconds.
 ///
 /// Each bucket is one word: tag (tick number mod 2^16) | calls | failures | slow calls, 16 bits
-/// each. A bucket that is full (65 535 calls) stops counting: its rates stay a fair sample.
+/// each. A bucket that is full (65 535 calls) halves its three counts and goes on counting, so
+/// that its rates follow what comes later in its tick (a burst of failures at 1 000 calls a
+/// second in a long window's bucket is seen), weighing its earlier calls half as much.
 /// Whoever first sees a new tick clears the buckets the clock has moved past, so that after an
 /// idle gap longer than the window no outcome survives.
 #[derive(Debug)]
@@ -258,8 +270,8 @@ impl TimeWindow {
     }
 
     /// Clears the buckets of every tick in `(latest, tick]` (at most all of them) and moves
-    /// `latest` forward to `tick`.
-    fn advance(&self, tick: u64) {
+    /// `latest` forward to `tick`; `true` if this call moved it (once per tick).
+    fn advance(&self, tick: u64) -> bool {
         let mut latest = self.latest.load(Ordering::Acquire);
         while tick > latest {
             match self.latest.compare_exchange_weak(
@@ -294,11 +306,12 @@ impl TimeWindow {
                             }
                         }
                     }
-                    return;
+                    return true;
                 }
                 Err(actual) => latest = actual,
             }
         }
+        false
     }
 
     pub(crate) fn record(
@@ -312,7 +325,7 @@ impl TimeWindow {
             return None;
         }
         let tick = self.tick(now);
-        self.advance(tick);
+        let moved = self.advance(tick);
         let b = &self.buckets[(tick % BUCKETS) as usize];
         let tag = tick & FIELD;
         let mut cur = b.load(Ordering::Acquire);
@@ -320,10 +333,9 @@ impl TimeWindow {
             let cur_tag = cur >> TAG_SHIFT;
             let next = if cur_tag == tag {
                 let calls = (cur >> CALLS_SHIFT) & FIELD;
-                if calls == FIELD {
-                    break; // full: keep the sample as it is
-                }
-                cur + (1 << CALLS_SHIFT) + (u64::from(failed) << FAIL_SHIFT) + u64::from(slow)
+                // Full: halve the counts (rates kept), then count this one.
+                let base = if calls == FIELD { halved(cur) } else { cur };
+                base + (1 << CALLS_SHIFT) + (u64::from(failed) << FAIL_SHIFT) + u64::from(slow)
             } else if is_stale(cur_tag, tick, self.latest.load(Ordering::Acquire)) {
                 (tag << TAG_SHIFT)
                     | (1 << CALLS_SHIFT)
@@ -337,7 +349,9 @@ impl TimeWindow {
                 Err(actual) => cur = actual,
             }
         }
-        if failed || slow {
+        // A success is judged with the first record of a bucket, once per bucket: older
+        // buckets may have expired since, raising the rates the window holds.
+        if failed || slow || moved {
             Some(self.counts_at(tick))
         } else {
             None

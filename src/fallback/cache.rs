@@ -330,13 +330,21 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn insert(&self, key: K, response: Res, bytes: usize, at: Instant) {
+    /// Keeps `response` under `key`, unless the key holds a response current later than `at`
+    /// (two calls for one key whose bodies ended out of order: the later head wins). `false`
+    /// when it was not kept.
+    fn insert(&self, key: K, response: Res, bytes: usize, at: Instant) -> bool {
         // Responses replaced or evicted are dropped after the lock is released: dropping a
         // response runs its code, which must not leave the store half-updated if it panics.
         let mut replaced = None;
         let mut evicted = Vec::new();
         let mut guard = self.lock();
         let store = &mut *guard;
+        if store.map.get(&key).is_some_and(|newer| newer.at > at) {
+            drop(guard);
+            drop(response);
+            return false;
+        }
         store.seq += 1;
         let seq = store.seq;
         let entry = Entry {
@@ -373,6 +381,7 @@ where
         drop(guard);
         drop(replaced);
         drop(evicted);
+        true
     }
 
     fn remove(&self, key: &K) {
@@ -620,8 +629,9 @@ where
             self.too_large(&key);
             return;
         }
-        self.inner.insert(key, response, bytes, at);
-        self.inner.stored.fetch_add(1, Ordering::Relaxed);
+        if self.inner.insert(key, response, bytes, at) {
+            self.inner.stored.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The response kept for `key`, if any, no longer stands for what the dependency answers.

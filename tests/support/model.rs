@@ -264,13 +264,13 @@ impl Model {
             }
         }
         let (calls, failures, slows) = self.counts(t);
-        // A failure or a slow call checks both rates.
-        let rate_trip = (failed || slow)
-            && calls >= self.cfg.minimum_calls
+        // Every outcome checks both rates: a success can make up `minimum_calls` behind
+        // failures, or follow the expiry of older successes in a time window.
+        let rate_trip = calls >= self.cfg.minimum_calls
             && (f64::from(failures) / f64::from(calls) >= self.cfg.failure_rate
                 || (self.cfg.slow_call_duration.is_some()
                     && f64::from(slows) / f64::from(calls) >= self.cfg.slow_call_rate));
-        if (rate_trip || consecutive_trip) && (failed || slow || consecutive_trip) {
+        if rate_trip || consecutive_trip {
             match self.state {
                 State::Closed => {
                     self.trips = 1;
