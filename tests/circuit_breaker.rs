@@ -790,8 +790,10 @@ fn a_success_that_makes_up_the_minimum_or_follows_an_expiry_is_judged() {
     assert_eq!(sm.snapshot(at(25)).state, State::Open);
 }
 
-/// A time-window bucket that has counted 65 535 calls keeps counting (its counts halved): a
-/// burst of failures later in the same bucket still opens the breaker.
+/// A time-window bucket that has counted 65 535 calls keeps counting (its counts halved, each
+/// standing for twice as many calls, and later calls sampled): a burst of failures later in
+/// the same bucket still opens the breaker, at the rate of all the calls, not of a sample that
+/// stopped or of the latest calls alone.
 #[test]
 fn a_full_time_bucket_still_sees_a_burst_of_failures() {
     use palisade::circuit_breaker::StateMachine;
@@ -799,22 +801,36 @@ fn a_full_time_bucket_still_sees_a_burst_of_failures() {
     config.window = SlidingWindow::Time(Duration::from_secs(20));
     config.minimum_calls = 100;
     config.failure_rate = 0.5;
-    let sm = StateMachine::new(&config).unwrap();
-    for _ in 0..65_535 {
-        let p = sm.admit(Duration::ZERO).unwrap();
-        sm.record(p, Outcome::success(), Duration::ZERO);
-    }
-    let burst = Duration::from_millis(500); // the same 1 s bucket
-    let mut failures = 0;
-    while sm.snapshot(burst).state == State::Closed && failures < 70_000 {
-        let p = sm.admit(burst).unwrap();
-        sm.record(p, Outcome::failure(), burst);
-        failures += 1;
-    }
-    assert_eq!(
-        sm.snapshot(burst).state,
-        State::Open,
-        "{failures} failures unseen"
+    // Failures at `burst` after `successes` at 0, until the breaker opens: how many it took.
+    let failures_to_open = |successes: u32, burst: Duration| {
+        // Each call at its own nanosecond, as on a running clock (a scaled bucket samples by
+        // the time of the call).
+        let sm = StateMachine::new(&config).unwrap();
+        for i in 0..successes {
+            let at = Duration::from_nanos(u64::from(i));
+            let p = sm.admit(at).unwrap();
+            sm.record(p, Outcome::success(), at);
+        }
+        let mut failures = 0u32;
+        while sm.snapshot(burst).state == State::Closed && failures < 400_000 {
+            let at = burst + Duration::from_nanos(u64::from(failures));
+            let p = sm.admit(at).unwrap();
+            sm.record(p, Outcome::failure(), at);
+            failures += 1;
+        }
+        failures
+    };
+    // In the same 1 s bucket: 50 % is reached at about 65 535 failures.
+    let same = failures_to_open(65_535, Duration::from_millis(500));
+    assert!(
+        (55_000..80_000).contains(&same),
+        "opened after {same} failures"
     );
-    assert!(failures < 40_000, "opened only after {failures} failures");
+    // In the next bucket, after 100 000 successes: at about 100 000 failures, not when the
+    // busy bucket's sample is outweighed (34 000 with halving alone, 65 535 when it stopped).
+    let next = failures_to_open(100_000, Duration::from_secs(1));
+    assert!(
+        (85_000..120_000).contains(&next),
+        "opened after {next} failures"
+    );
 }

@@ -224,11 +224,14 @@ async fn a_panicking_fallback_is_a_typed_error_and_leaks_nothing() {
             _ => Ok("fallback"),
         }
     }
+    // Over 50 % to open: one failure and the success after it (1 of 2) leave it closed.
+    let mut breaker_config = breaker_config();
+    breaker_config.failure_rate = 0.6;
     for at in BOTH {
         let policy = Policy::builder()
             .timeout(Duration::from_millis(100))
             .bulkhead(bulkhead_config())
-            .circuit_breaker(breaker_config())
+            .circuit_breaker(breaker_config.clone())
             .fallback(fallback::from_fn(buggy as Recovery))
             .build()
             .unwrap();

@@ -223,27 +223,81 @@ fn set_bit(bits: &[AtomicU64], slot: usize, value: bool, count: &AtomicU32) {
 /// Buckets in a time-based window.
 pub(crate) const BUCKETS: u64 = 20;
 
-const TAG_SHIFT: u32 = 48;
+const TAG_SHIFT: u32 = 52;
+/// A bucket's tag: its tick, mod 2^12.
+const TAG: u64 = 0xfff;
+const SCALE_SHIFT: u32 = 48;
+/// A bucket's scale: each of its counts stands for 2^scale calls.
+const SCALE: u64 = 0xf;
+/// A count.
 const FIELD: u64 = 0xffff;
 const CALLS_SHIFT: u32 = 32;
 const FAIL_SHIFT: u32 = 16;
 
-/// `bucket` with its calls, failures and slow calls halved (rounded down), its tag kept.
+/// A full `bucket` with its counts halved (rounded down) and its scale doubled, its tag kept;
+/// `None` at the largest scale (2^15: some 2 billion calls in one bucket), where it stops.
 #[cold]
-fn halved(bucket: u64) -> u64 {
+fn halved(bucket: u64) -> Option<u64> {
+    let scale = (bucket >> SCALE_SHIFT) & SCALE;
+    if scale == SCALE {
+        return None;
+    }
     let field = |shift: u32| ((bucket >> shift) & FIELD) / 2;
-    (bucket & (FIELD << TAG_SHIFT))
-        | (field(CALLS_SHIFT) << CALLS_SHIFT)
-        | (field(FAIL_SHIFT) << FAIL_SHIFT)
-        | field(0)
+    Some(
+        (bucket & (TAG << TAG_SHIFT))
+            | ((scale + 1) << SCALE_SHIFT)
+            | (field(CALLS_SHIFT) << CALLS_SHIFT)
+            | (field(FAIL_SHIFT) << FAIL_SHIFT)
+            | field(0),
+    )
+}
+
+/// Whether a call at `now` is one of the 1 in 2^`scale` a scaled bucket counts: the top
+/// `scale` bits of `now` hashed (Fibonacci hashing) are zero. Calls at different nanoseconds
+/// draw independently enough; calls at one instant draw alike (a paused clock's, in tests).
+#[inline]
+fn sampled(scale: u32, now: u64) -> bool {
+    scale == 0 || now.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - scale) == 0
+}
+
+/// Bucket `cur`, full or scaled, after a call (`one`, its counts): a full bucket is halved
+/// with its scale doubled (at the largest scale it keeps its sample as it is), and at scale s,
+/// where a count stands for 2^s calls, the call is counted with chance 2^-s, so that the
+/// counts stay a sample of all the bucket's calls. `None` when the bucket does not change.
+#[inline]
+fn scaled(cur: u64, one: u64, now: u64) -> Option<u64> {
+    let base = if (cur >> CALLS_SHIFT) & FIELD == FIELD {
+        halved(cur)?
+    } else {
+        cur
+    };
+    let scale = ((base >> SCALE_SHIFT) & SCALE) as u32;
+    if sampled(scale, now) {
+        Some(base + one)
+    } else if base != cur {
+        Some(base) // halved, this call not in the sample
+    } else {
+        None
+    }
+}
+
+/// Adds what bucket `v` holds (its counts times its scale) to `c`.
+fn add_bucket(c: &mut WindowCounts, v: u64) {
+    let scale = ((v >> SCALE_SHIFT) & SCALE) as u32;
+    let count = |shift: u32| (((v >> shift) & FIELD) as u32) << scale;
+    c.calls = c.calls.saturating_add(count(CALLS_SHIFT));
+    c.failures = c.failures.saturating_add(count(FAIL_SHIFT));
+    c.slow_calls = c.slow_calls.saturating_add(count(0));
 }
 
 /// The outcomes of the last `BUCKETS * bucket` nanoseconds.
 ///
-/// Each bucket is one word: tag (tick number mod 2^16) | calls | failures | slow calls, 16 bits
-/// each. A bucket that is full (65 535 calls) halves its three counts and goes on counting, so
-/// that its rates follow what comes later in its tick (a burst of failures at 1 000 calls a
-/// second in a long window's bucket is seen), weighing its earlier calls half as much.
+/// Each bucket is one word: tag (tick number mod 2^12, 12 bits) | scale (4 bits) | calls |
+/// failures | slow calls (16 bits each). A bucket that is full (65 535 calls) halves its three
+/// counts and doubles its scale: each count then stands for twice as many calls, and a call is
+/// counted with chance 2^-scale, so that the counts stay a sample of all the bucket's calls. A
+/// burst of failures late in a busy bucket is seen, and a busy bucket weighs as much as the
+/// calls it saw against the window's other buckets.
 /// Whoever first sees a new tick clears the buckets the clock has moved past, so that after an
 /// idle gap longer than the window no outcome survives.
 #[derive(Debug)]
@@ -286,10 +340,10 @@ impl TimeWindow {
                         .max(tick.saturating_sub(BUCKETS - 1));
                     // After a gap this long a tag equal to the new tick's is a wrapped-around
                     // old one: every bucket is stale.
-                    let wrapped = tick - latest > FIELD - BUCKETS;
+                    let wrapped = tick - latest > TAG - BUCKETS;
                     for t in from..=tick {
                         let b = &self.buckets[(t % BUCKETS) as usize];
-                        let fresh = (t & FIELD) << TAG_SHIFT;
+                        let fresh = (t & TAG) << TAG_SHIFT;
                         let mut cur = b.load(Ordering::Acquire);
                         // Only replace a bucket that belongs to an older tick.
                         while (wrapped && cur != fresh)
@@ -327,15 +381,21 @@ impl TimeWindow {
         let tick = self.tick(now);
         let moved = self.advance(tick);
         let b = &self.buckets[(tick % BUCKETS) as usize];
-        let tag = tick & FIELD;
+        let tag = tick & TAG;
         let mut cur = b.load(Ordering::Acquire);
         loop {
             let cur_tag = cur >> TAG_SHIFT;
             let next = if cur_tag == tag {
-                let calls = (cur >> CALLS_SHIFT) & FIELD;
-                // Full: halve the counts (rates kept), then count this one.
-                let base = if calls == FIELD { halved(cur) } else { cur };
-                base + (1 << CALLS_SHIFT) + (u64::from(failed) << FAIL_SHIFT) + u64::from(slow)
+                let one = (1 << CALLS_SHIFT) + (u64::from(failed) << FAIL_SHIFT) + u64::from(slow);
+                // The common case: not full, not scaled.
+                if (cur >> CALLS_SHIFT) & FIELD != FIELD && (cur >> SCALE_SHIFT) & SCALE == 0 {
+                    cur + one
+                } else {
+                    match scaled(cur, one, now) {
+                        Some(next) => next,
+                        None => break,
+                    }
+                }
             } else if is_stale(cur_tag, tick, self.latest.load(Ordering::Acquire)) {
                 (tag << TAG_SHIFT)
                     | (1 << CALLS_SHIFT)
@@ -362,11 +422,9 @@ impl TimeWindow {
         let mut c = WindowCounts::default();
         for b in self.buckets.iter() {
             let v = b.load(Ordering::Relaxed);
-            let age = tick.wrapping_sub(v >> TAG_SHIFT) & FIELD;
+            let age = tick.wrapping_sub(v >> TAG_SHIFT) & TAG;
             if age < BUCKETS {
-                c.calls += ((v >> CALLS_SHIFT) & FIELD) as u32;
-                c.failures += ((v >> FAIL_SHIFT) & FIELD) as u32;
-                c.slow_calls += (v & FIELD) as u32;
+                add_bucket(&mut c, v);
             }
         }
         c
@@ -384,15 +442,13 @@ impl TimeWindow {
         for (i, b) in self.buckets.iter().enumerate() {
             let v = b.load(Ordering::Relaxed);
             // Full tick of this bucket: the latest tick congruent to i, at most `latest`.
-            let age_from_latest = (latest.wrapping_sub(v >> TAG_SHIFT)) & FIELD;
+            let age_from_latest = (latest.wrapping_sub(v >> TAG_SHIFT)) & TAG;
             let bucket_tick = latest.saturating_sub(age_from_latest);
             if age_from_latest < BUCKETS
                 && bucket_tick % BUCKETS == i as u64
                 && tick.saturating_sub(bucket_tick) < BUCKETS
             {
-                c.calls += ((v >> CALLS_SHIFT) & FIELD) as u32;
-                c.failures += ((v >> FAIL_SHIFT) & FIELD) as u32;
-                c.slow_calls += (v & FIELD) as u32;
+                add_bucket(&mut c, v);
             }
         }
         c
@@ -403,19 +459,19 @@ impl TimeWindow {
         self.epoch.store(epoch, Ordering::Release);
         for b in self.buckets.iter() {
             let v = b.load(Ordering::Relaxed);
-            b.store(v & (FIELD << TAG_SHIFT), Ordering::Relaxed);
+            b.store(v & (TAG << TAG_SHIFT), Ordering::Relaxed);
         }
     }
 }
 
-/// Whether a bucket tagged `tag` (a tick mod 2^16) belongs to a tick before `t`, when no record
+/// Whether a bucket tagged `tag` (a tick mod 2^12) belongs to a tick before `t`, when no record
 /// has moved the window past tick `latest` (so no bucket holds a later tick: a bucket is
 /// written only for a tick `latest` has reached). A tag is newer than `t` only if it names a
 /// tick in `(t, latest]`; any other tag but `t`'s own is older, however long ago it was
-/// written. (Comparing tags modulo 2^16 alone would read a tag left before an idle gap of more
-/// than 2^15 ticks as newer, and drop every record until the gap reached 2^16 ticks.)
+/// written. (Comparing tags modulo 2^12 alone would read a tag left before an idle gap of more
+/// than 2^11 ticks as newer, and drop every record until the gap reached 2^12 ticks.)
 fn is_stale(tag: u64, t: u64, latest: u64) -> bool {
-    let ahead = tag.wrapping_sub(t) & FIELD;
+    let ahead = tag.wrapping_sub(t) & TAG;
     ahead != 0 && ahead > latest.saturating_sub(t)
 }
 
@@ -466,7 +522,7 @@ mod tests {
         // At 2_000 the first bucket (0..100) has left the window.
         assert_eq!(w.record(1, 2_000, true, false).map(|c| c.failures), Some(2));
         // After a long gap, nothing survives, even when the tag wraps around to the same value.
-        let far = (1u64 << 16) * 100 * 3 + 50;
+        let far = (1u64 << 12) * 100 * 3 + 50;
         assert_eq!(w.counts(far), WindowCounts::default());
         assert_eq!(
             w.record(1, far, true, false),
@@ -484,8 +540,9 @@ mod tests {
     #[test]
     fn time_window_counts_a_record_after_any_idle_gap() {
         for gap in [
-            19, 20, 21, 1_000, 32_767, 32_768, 32_769, 40_000, 65_515, 65_516, 65_535, 65_536,
-            65_537, 100_000, 1_000_000,
+            19, 20, 21, 1_000, 2_047, 2_048, 2_049, 3_000, 4_075, 4_076, 4_095, 4_096, 4_097,
+            32_767, 32_768, 32_769, 40_000, 65_515, 65_516, 65_535, 65_536, 65_537, 100_000,
+            1_000_000,
         ] {
             let w = TimeWindow::new(100, 1);
             w.record(1, 5_000, false, false);
