@@ -281,13 +281,36 @@ fn scaled(cur: u64, one: u64, now: u64) -> Option<u64> {
     }
 }
 
-/// Adds what bucket `v` holds (its counts times its scale) to `c`.
-fn add_bucket(c: &mut WindowCounts, v: u64) {
-    let scale = ((v >> SCALE_SHIFT) & SCALE) as u32;
-    let count = |shift: u32| (((v >> shift) & FIELD) as u32) << scale;
-    c.calls = c.calls.saturating_add(count(CALLS_SHIFT));
-    c.failures = c.failures.saturating_add(count(FAIL_SHIFT));
-    c.slow_calls = c.slow_calls.saturating_add(count(0));
+/// The window's counts, summed in 64 bits (twenty buckets at the largest scale hold up to
+/// 2^36 calls).
+#[derive(Default)]
+struct Sums {
+    calls: u64,
+    failures: u64,
+    slow_calls: u64,
+}
+
+impl Sums {
+    /// Adds what bucket `v` holds (its counts times its scale).
+    fn add(&mut self, v: u64) {
+        let scale = (v >> SCALE_SHIFT) & SCALE;
+        let count = |shift: u32| ((v >> shift) & FIELD) << scale;
+        self.calls += count(CALLS_SHIFT);
+        self.failures += count(FAIL_SHIFT);
+        self.slow_calls += count(0);
+    }
+
+    /// The counts, all three divided by the same power of two if the calls would not fit in
+    /// 32 bits, so that the rates stay what they are.
+    fn counts(self) -> WindowCounts {
+        // The bits of `calls` beyond 32.
+        let shift = (64 - self.calls.leading_zeros()).saturating_sub(32);
+        WindowCounts {
+            calls: (self.calls >> shift) as u32,
+            failures: (self.failures >> shift) as u32,
+            slow_calls: (self.slow_calls >> shift) as u32,
+        }
+    }
 }
 
 /// The outcomes of the last `BUCKETS * bucket` nanoseconds.
@@ -419,15 +442,21 @@ impl TimeWindow {
     }
 
     fn counts_at(&self, tick: u64) -> WindowCounts {
-        let mut c = WindowCounts::default();
-        for b in self.buckets.iter() {
+        let mut sums = Sums::default();
+        for (i, b) in self.buckets.iter().enumerate() {
             let v = b.load(Ordering::Relaxed);
             let age = tick.wrapping_sub(v >> TAG_SHIFT) & TAG;
-            if age < BUCKETS {
-                add_bucket(&mut c, v);
+            // Its tick is in the window and belongs in this slot (a bucket not cleared yet by
+            // a racing `advance`, whose tag names a tick 2^12 ticks back, does not).
+            if age < BUCKETS
+                && tick
+                    .checked_sub(age)
+                    .is_some_and(|t| t % BUCKETS == i as u64)
+            {
+                sums.add(v);
             }
         }
-        c
+        sums.counts()
     }
 
     pub(crate) fn counts(&self, now: u64) -> WindowCounts {
@@ -438,7 +467,7 @@ impl TimeWindow {
         if tick.saturating_sub(latest) >= BUCKETS {
             return WindowCounts::default();
         }
-        let mut c = WindowCounts::default();
+        let mut sums = Sums::default();
         for (i, b) in self.buckets.iter().enumerate() {
             let v = b.load(Ordering::Relaxed);
             // Full tick of this bucket: the latest tick congruent to i, at most `latest`.
@@ -448,10 +477,10 @@ impl TimeWindow {
                 && bucket_tick % BUCKETS == i as u64
                 && tick.saturating_sub(bucket_tick) < BUCKETS
             {
-                add_bucket(&mut c, v);
+                sums.add(v);
             }
         }
-        c
+        sums.counts()
     }
 
     /// Empties the window (keeping each bucket's tag) and moves it to `epoch`.
@@ -534,8 +563,48 @@ mod tests {
         );
     }
 
+    /// Twenty buckets at a large scale sum to more calls than 32 bits hold: the counts are
+    /// scaled down together, and the rate is the buckets' (not raised by a saturated sum).
+    #[test]
+    fn a_window_of_scaled_buckets_keeps_its_rate() {
+        let w = TimeWindow::new(1, 1);
+        for (t, b) in w.buckets.iter().enumerate() {
+            let t = t as u64;
+            b.store(
+                ((t & TAG) << TAG_SHIFT)
+                    | (12 << SCALE_SHIFT)
+                    | (65_535 << CALLS_SHIFT)
+                    | (19_661 << FAIL_SHIFT),
+                Ordering::Relaxed,
+            );
+        }
+        w.latest.store(19, Ordering::Relaxed);
+        for c in [w.counts(19), w.counts_at(19)] {
+            assert!(c.calls > 1 << 30, "{c:?}");
+            assert!((c.failure_rate() - 0.3).abs() < 0.001, "{c:?}");
+        }
+    }
+
+    /// A bucket whose tag matches a tick in the window but whose slot does not (left from 2^12
+    /// ticks back, not yet cleared by a racing `advance`) is not counted.
+    #[test]
+    fn a_bucket_in_the_wrong_slot_is_not_counted() {
+        let w = TimeWindow::new(1, 1);
+        w.record(1, 5_000, false, false);
+        let old = 5_000 - (1 << 12); // the same tag as tick 5 000
+        let slot = (old % BUCKETS) as usize;
+        assert_ne!(slot, (5_000 % BUCKETS) as usize);
+        w.buckets[slot].store(
+            ((old & TAG) << TAG_SHIFT) | (10 << CALLS_SHIFT) | (10 << FAIL_SHIFT),
+            Ordering::Relaxed,
+        );
+        assert_eq!(w.counts_at(5_000).failures, 0);
+        assert_eq!(w.counts(5_000).failures, 0);
+    }
+
     /// A record after any idle gap counts, whatever the gap is modulo the tags' range: in
-    /// particular gaps of 2^15 to 2^16 ticks, which a modular tag comparison reads backwards
+    /// particular gaps of 2^11 to 2^12 ticks (and, before the tags were 12 bits, 2^15 to 2^16),
+    /// which a modular tag comparison reads backwards
     /// (found by the reference-model proptest: a 20 ms window, idle for 20 s).
     #[test]
     fn time_window_counts_a_record_after_any_idle_gap() {
