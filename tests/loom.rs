@@ -149,14 +149,16 @@ fn a_trial_running_out_while_its_probe_settles_leaves_no_slot_taken() {
 
 /// A failure recorded while an operator resets the breaker: whatever survives of it, the
 /// window's counts never wrap (a wrapped count is a 100 % failure rate) and stay within the
-/// calls, and successes filling the window afterwards do not trip the breaker.
+/// calls, and successes filling the window afterwards do not trip the breaker. (The failure
+/// may survive into the new state, the narrow race RELIABILITY.md names: one of two calls, so
+/// the rate to open is above 50 %, which a wrapped count would still reach.)
 #[test]
 fn a_failure_racing_a_reset_never_wraps_the_window_counts() {
     model(|| {
         let mut config = CircuitBreakerConfig::default();
         config.window = SlidingWindow::Count(2);
         config.minimum_calls = 2;
-        config.failure_rate = 0.5;
+        config.failure_rate = 0.6;
         let sm = Arc::new(StateMachine::new(&config).unwrap());
         let p = sm.admit(Duration::ZERO).unwrap();
         let recorder = {
