@@ -330,8 +330,6 @@ pub(crate) struct Tee {
     /// How the body's end decides whether the copy is kept: the rule of the classifier of the
     /// layer that made the copy (a fallback's), which may differ from a breaker's inside.
     rule: EndRule,
-    /// The trailers, kept with the data (a gRPC reply's status).
-    trailers: Option<HeaderMap>,
     done: Option<TeeDone>,
 }
 
@@ -343,7 +341,6 @@ impl Tee {
             budget,
             held: 0,
             rule: EndRule::Body,
-            trailers: None,
             done: Some(done),
         }
     }
@@ -370,11 +367,13 @@ impl Tee {
         true
     }
 
-    fn finish(&mut self, success: bool) {
+    /// The body ended: kept whole with the trailers it ended with (a gRPC reply's status) on
+    /// a `success`, else abandoned.
+    fn finish(&mut self, success: bool, trailers: Option<&HeaderMap>) {
         let end = if success {
             TeeEnd::Whole(
                 Bytes::from(std::mem::take(&mut self.buf)),
-                self.trailers.take(),
+                trailers.cloned(),
             )
         } else {
             TeeEnd::Abandoned
@@ -406,8 +405,15 @@ fn end_with(hooks: &mut Hooks, tee: &mut Option<Box<Tee>>, end: End, trailers: O
         // under its rule, a clean end keeps it, or the trailers decide.
         let success = matches!(end, End::Complete(_))
             && end_outcome(tee.rule, Outcome::success(), trailers).is_success();
-        tee.finish(success);
+        tee.finish(success, trailers);
     }
+}
+
+/// The body ended cleanly (with `trailers`, if any): its outcome under the body's rule.
+fn end_clean(hooks: &mut Hooks, tee: &mut Option<Box<Tee>>, trailers: Option<&HeaderMap>) {
+    let head = hooks.head().unwrap_or_else(Outcome::success);
+    let outcome = end_outcome(hooks.rule(), head, trailers);
+    end_with(hooks, tee, End::Complete(outcome), trailers);
 }
 
 /// The outcome a clean end gives, under `rule`.
@@ -456,17 +462,7 @@ where
                 // The end, decided as a live body's would be, by the trailers if any.
                 *this.ended = true;
                 let trailers = rest.take().and_then(|rest| rest.trailers);
-                let head = this.hooks.head().unwrap_or_else(Outcome::success);
-                let outcome = end_outcome(this.hooks.rule(), head, trailers.as_ref());
-                if let (Some(kept), Some(tee)) = (trailers.as_ref(), this.tee.as_mut()) {
-                    tee.trailers = Some(kept.clone());
-                }
-                end_with(
-                    this.hooks,
-                    this.tee,
-                    End::Complete(outcome),
-                    trailers.as_ref(),
-                );
+                end_clean(this.hooks, this.tee, trailers.as_ref());
                 return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
             }
             SourceProj::Live { body } => body,
@@ -493,12 +489,10 @@ where
         let Poll::Ready(frame) = polled else {
             return Poll::Pending;
         };
-        let head = this.hooks.head().unwrap_or_else(Outcome::success);
         match frame {
             None => {
                 *this.ended = true;
-                let outcome = end_outcome(this.hooks.rule(), head, None);
-                end_with(this.hooks, this.tee, End::Complete(outcome), None);
+                end_clean(this.hooks, this.tee, None);
                 Poll::Ready(None)
             }
             Some(Err(err)) => {
@@ -515,14 +509,9 @@ where
                 if let Some(trailers) = frame.trailers_ref() {
                     // Trailers are the last frame.
                     *this.ended = true;
-                    if let Some(tee) = this.tee.as_mut() {
-                        tee.trailers = Some(trailers.clone());
-                    }
-                    let outcome = end_outcome(this.hooks.rule(), head, Some(trailers));
-                    end_with(this.hooks, this.tee, End::Complete(outcome), Some(trailers));
+                    end_clean(this.hooks, this.tee, Some(trailers));
                 } else if body.is_end_stream() {
-                    let outcome = end_outcome(this.hooks.rule(), head, None);
-                    end_with(this.hooks, this.tee, End::Complete(outcome), None);
+                    end_clean(this.hooks, this.tee, None);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
