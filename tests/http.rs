@@ -681,6 +681,39 @@ proptest! {
 }
 
 #[test]
+fn grpc_max_pushback_is_kept_to_the_whole_millisecond() {
+    let pushback = |cap: Duration, asked: &'static str| {
+        let mut headers = HeaderMap::new();
+        headers.insert("grpc-status", HeaderValue::from_static("14"));
+        headers.insert("grpc-retry-pushback-ms", HeaderValue::from_static(asked));
+        GrpcClassifier::builder()
+            .max_pushback(cap)
+            .build()
+            .unwrap()
+            .classify_head(StatusCode::OK, &headers)
+            .unwrap()
+            .pushback()
+    };
+    let asked = "5000";
+    assert_eq!(
+        pushback(Duration::from_secs(1), asked),
+        Some(Duration::from_secs(1))
+    );
+    assert_eq!(
+        pushback(Duration::from_micros(1_500), asked),
+        Some(Duration::from_millis(1))
+    );
+    // Under a millisecond, the header's unit: as a cap of zero, no pushback.
+    assert_eq!(pushback(Duration::from_micros(999), asked), None);
+    // A cap past 32 bits of milliseconds (49 days) is that much: a hostile header still gets
+    // a bounded pushback, which the breaker caps again with its own `max_pushback`.
+    assert_eq!(
+        pushback(Duration::MAX, "18446744073709551616"),
+        Some(Duration::from_millis(u32::MAX.into()))
+    );
+}
+
+#[test]
 fn default_http_classifier_on_a_tracked_response() {
     let c = HttpClassifier::default();
     let res = Response::builder()

@@ -8,8 +8,9 @@
 //! such a body.
 
 use std::fmt;
+use std::time::Duration;
 
-use super::Outcome;
+use super::{Outcome, OutcomeKind};
 use crate::bulkhead::Permit;
 use crate::circuit_breaker::Guard;
 
@@ -26,8 +27,9 @@ pub(crate) enum EndRule {
         failures: u32,
         /// Bit `n` set: code `n` is ignored.
         ignored: u32,
-        /// The cap on `grpc-retry-pushback-ms`.
-        max_pushback: std::time::Duration,
+        /// The cap on `grpc-retry-pushback-ms`, in whole milliseconds (the header's unit;
+        /// kept in 32 bits so that every response's hooks stay small).
+        max_pushback_ms: u32,
     },
 }
 
@@ -87,7 +89,7 @@ pub(crate) enum End {
 /// ```
 #[derive(Default)]
 pub struct Hooks {
-    deferred: Option<(Guard, Outcome)>,
+    deferred: Option<(Guard, HeadOutcome)>,
     permit: Option<Permit>,
     rule: EndRule,
     /// The outcomes and permits of further breakers and bulkheads over the same body (layers
@@ -105,6 +107,52 @@ struct More {
     next_rule: Option<EndRule>,
 }
 
+/// A deferred head's outcome in two words, where an [`Outcome`] takes five: every response
+/// carries its hooks through each layer's future, and is moved at each, so their size is paid
+/// on every call (with [`EndRule`]'s 16 bytes, it keeps a tracked HTTP response within 256).
+#[derive(Clone, Copy)]
+struct HeadOutcome {
+    /// The kind in the top two bits; below them the duration in nanoseconds, saturated at
+    /// 2^62 - 1 (146 years).
+    kind_and_nanos: u64,
+    /// The pushback in nanoseconds, saturated at `u64::MAX - 1` (584 years); `u64::MAX` for none.
+    pushback: u64,
+}
+
+impl HeadOutcome {
+    const NANOS: u64 = (1 << 62) - 1;
+    const NO_PUSHBACK: u64 = u64::MAX;
+
+    fn new(outcome: Outcome) -> Self {
+        let kind = match outcome.kind() {
+            OutcomeKind::Success => 0,
+            OutcomeKind::Failure => 1,
+            OutcomeKind::Ignored => 2,
+        };
+        let nanos = |d: Duration, max: u64| u64::try_from(d.as_nanos()).map_or(max, |n| n.min(max));
+        Self {
+            kind_and_nanos: kind << 62 | nanos(outcome.duration(), Self::NANOS),
+            pushback: outcome
+                .pushback()
+                .map_or(Self::NO_PUSHBACK, |p| nanos(p, Self::NO_PUSHBACK - 1)),
+        }
+    }
+
+    fn get(self) -> Outcome {
+        let kind = match self.kind_and_nanos >> 62 {
+            0 => OutcomeKind::Success,
+            1 => OutcomeKind::Failure,
+            _ => OutcomeKind::Ignored,
+        };
+        let outcome = Outcome::of(kind)
+            .with_duration(Duration::from_nanos(self.kind_and_nanos & Self::NANOS));
+        match self.pushback {
+            Self::NO_PUSHBACK => outcome,
+            nanos => outcome.with_pushback(Duration::from_nanos(nanos)),
+        }
+    }
+}
+
 impl fmt::Debug for Hooks {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Hooks")
@@ -119,7 +167,7 @@ impl Hooks {
     pub(crate) fn defer(&mut self, mut guard: Guard, head: Outcome) {
         guard.suspended();
         if self.deferred.is_none() {
-            self.deferred = Some((guard, head));
+            self.deferred = Some((guard, HeadOutcome::new(head)));
         } else {
             // Another breaker over the same body, further out, waits for the end too, judged
             // by the rule its own classifier set.
@@ -181,7 +229,7 @@ impl Hooks {
     /// The head's outcome, if an outcome is pending.
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn head(&self) -> Option<Outcome> {
-        self.deferred.as_ref().map(|(_, outcome)| *outcome)
+        self.deferred.as_ref().map(|(_, head)| head.get())
     }
 
     /// Settles everything: records the outcome, then gives the permit back. `end` is the
@@ -190,7 +238,7 @@ impl Hooks {
     #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) fn settle(&mut self, end: End, under: impl Fn(EndRule, Outcome) -> Outcome) {
         if let Some((guard, head)) = self.deferred.take() {
-            guard.finish(end_for(end, head));
+            guard.finish(end_for(end, head.get()));
         }
         if let Some(more) = self.more.take() {
             for (guard, head, rule) in more.deferred {
@@ -220,5 +268,51 @@ fn end_for(end: End, head: Outcome) -> Outcome {
     match (outcome.pushback(), head.pushback()) {
         (None, Some(pushback)) => outcome.with_pushback(pushback),
         _ => outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{HeadOutcome, Outcome, OutcomeKind};
+
+    #[test]
+    fn a_head_outcome_is_kept_whole_in_two_words() {
+        assert_eq!(std::mem::size_of::<HeadOutcome>(), 16);
+        let durations = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::new(3, 999_999_999),
+            Duration::from_secs(146 * 365 * 24 * 3600),
+        ];
+        let pushbacks = [
+            None,
+            Some(Duration::ZERO),
+            Some(Duration::from_millis(1500)),
+        ];
+        for kind in [
+            OutcomeKind::Success,
+            OutcomeKind::Failure,
+            OutcomeKind::Ignored,
+        ] {
+            for duration in durations {
+                for pushback in pushbacks {
+                    let mut outcome = Outcome::of(kind).with_duration(duration);
+                    if let Some(pushback) = pushback {
+                        outcome = outcome.with_pushback(pushback);
+                    }
+                    assert_eq!(HeadOutcome::new(outcome).get(), outcome);
+                }
+            }
+        }
+        // Past what two words hold, both saturate, and the kind survives.
+        let huge = Outcome::failure()
+            .with_duration(Duration::MAX)
+            .with_pushback(Duration::MAX);
+        let kept = HeadOutcome::new(huge).get();
+        assert!(kept.is_failure());
+        assert_eq!(kept.duration(), Duration::from_nanos((1 << 62) - 1));
+        assert_eq!(kept.pushback(), Some(Duration::from_nanos(u64::MAX - 1)));
     }
 }

@@ -193,7 +193,7 @@ impl GrpcClassifier {
         EndRule::Grpc {
             failures: self.failures,
             ignored: self.ignored,
-            max_pushback: self.max_pushback,
+            max_pushback_ms: u32::try_from(self.max_pushback.as_millis()).unwrap_or(u32::MAX),
         }
     }
 
@@ -287,11 +287,12 @@ pub(crate) fn outcome_of_trailers(trailers: Option<&HeaderMap>, rule: EndRule) -
     let EndRule::Grpc {
         failures,
         ignored,
-        max_pushback,
+        max_pushback_ms,
     } = rule
     else {
         return Outcome::success();
     };
+    let max_pushback = Duration::from_millis(max_pushback_ms.into());
     let Some(trailers) = trailers else {
         return Outcome::failure();
     };
@@ -440,6 +441,9 @@ impl Builder {
     }
 
     /// The cap on `grpc-retry-pushback-ms` (default 5 minutes); zero ignores pushback.
+    ///
+    /// Kept in whole milliseconds, the header's unit: a cap under 1 ms ignores pushback too,
+    /// and one over 49 days is 49 days.
     ///
     /// ```
     /// use std::time::Duration;
