@@ -25,7 +25,7 @@
 //!   policy on its own (body tracking, timeout, bulkhead, breaker) and the whole policy;
 //!   `--only NAME` runs one of them, to compare instruction counts under callgrind, one
 //!   process per part.
-//! * `-- --healthy`: part 1 alone.
+//! * `-- --healthy`: part 1 alone (ignored with `--layers`).
 //! * `-- --workers N`: a runtime with `N` worker threads instead of 2 (with 1, client, server
 //!   and protections share one thread: no cache line moves between cores).
 //!
@@ -129,8 +129,9 @@ struct Args {
 }
 
 impl Args {
-    /// Unknown arguments are ignored: cargo passes `--bench` to a bench without a harness.
-    fn parse() -> Self {
+    /// Unknown arguments are ignored: cargo passes `--bench` to a bench without a harness. A
+    /// `--workers` without a whole number above zero is an error.
+    fn parse() -> Result<Self, BoxError> {
         let mut args = Args {
             quick: std::env::var("PALISADE_LOOPBACK_QUICK")
                 .is_ok_and(|v| !v.is_empty() && v != "0"),
@@ -143,22 +144,28 @@ impl Args {
                 "--layers" => args.layers = true,
                 "--only" => args.only = given.next(),
                 "--healthy" => args.healthy = true,
-                "--workers" => args.workers = given.next().and_then(|n| n.parse().ok()),
+                "--workers" => {
+                    let n = given.next().unwrap_or_default();
+                    match n.parse() {
+                        Ok(n) if n > 0 => args.workers = Some(n),
+                        _ => return Err(format!("--workers: a number above 0, not {n:?}").into()),
+                    }
+                }
                 _ => {}
             }
         }
-        args
+        Ok(args)
     }
 }
 
 fn main() -> Result<(), BoxError> {
-    let args = Args::parse();
+    let args = Args::parse()?;
     let settings = if args.quick {
         Settings::QUICK
     } else {
         Settings::FULL
     };
-    let workers = args.workers.unwrap_or(2).max(1);
+    let workers = args.workers.unwrap_or(2);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(workers)
         .enable_all()

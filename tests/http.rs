@@ -699,12 +699,16 @@ fn grpc_max_pushback_is_kept_to_the_whole_millisecond() {
         pushback(Duration::from_secs(1), asked),
         Some(Duration::from_secs(1))
     );
+    // Rounded up to the header's unit: only a cap of zero turns pushback off.
     assert_eq!(
         pushback(Duration::from_micros(1_500), asked),
+        Some(Duration::from_millis(2))
+    );
+    assert_eq!(
+        pushback(Duration::from_nanos(1), asked),
         Some(Duration::from_millis(1))
     );
-    // Under a millisecond, the header's unit: as a cap of zero, no pushback.
-    assert_eq!(pushback(Duration::from_micros(999), asked), None);
+    assert_eq!(pushback(Duration::ZERO, asked), None);
     // A cap past 32 bits of milliseconds (49 days) is that much: a hostile header still gets
     // a bounded pushback, which the breaker caps again with its own `max_pushback`.
     assert_eq!(

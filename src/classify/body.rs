@@ -27,8 +27,8 @@ pub(crate) enum EndRule {
         failures: u32,
         /// Bit `n` set: code `n` is ignored.
         ignored: u32,
-        /// The cap on `grpc-retry-pushback-ms`, in whole milliseconds (the header's unit;
-        /// kept in 32 bits so that every response's hooks stay small).
+        /// The cap on `grpc-retry-pushback-ms`, in whole milliseconds rounded up (the header's
+        /// unit; kept in 32 bits so that every response's hooks stay small).
         max_pushback_ms: u32,
     },
 }

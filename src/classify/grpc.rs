@@ -193,7 +193,9 @@ impl GrpcClassifier {
         EndRule::Grpc {
             failures: self.failures,
             ignored: self.ignored,
-            max_pushback_ms: u32::try_from(self.max_pushback.as_millis()).unwrap_or(u32::MAX),
+            // Rounded up: only a cap of zero turns pushback off.
+            max_pushback_ms: u32::try_from(self.max_pushback.as_nanos().div_ceil(1_000_000))
+                .unwrap_or(u32::MAX),
         }
     }
 
@@ -442,8 +444,8 @@ impl Builder {
 
     /// The cap on `grpc-retry-pushback-ms` (default 5 minutes); zero ignores pushback.
     ///
-    /// Kept in whole milliseconds, the header's unit: a cap under 1 ms ignores pushback too,
-    /// and one over 49 days is 49 days.
+    /// Kept in whole milliseconds, the header's unit, rounded up (only zero ignores pushback),
+    /// and at most 2^32 - 1 ms (49 days).
     ///
     /// ```
     /// use std::time::Duration;

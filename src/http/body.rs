@@ -18,7 +18,8 @@ use crate::events::{Event, Listeners};
 ///
 /// Boxed, timer included: a response carries it through every layer's future and is moved at
 /// each, so the common response without a deadline stays one word larger, not a timer larger.
-/// (A call with a deadline pays one allocation, as it did for its timer alone.)
+/// A call with a deadline makes this one allocation, always; before, its timer was allocated
+/// only when the call waited for it.
 #[derive(Debug)]
 pub(crate) struct Deadline(Pin<Box<Timer>>);
 
@@ -96,13 +97,14 @@ impl Deadline {
 
     /// `Ready(Elapsed)` once the deadline has passed. The timer is made on the first poll.
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<Elapsed> {
-        let mut timer = self.0.as_mut().project();
-        if timer.sleep.is_none() {
-            timer.sleep.set(Some(tokio::time::sleep_until(*timer.at)));
-        }
-        // Always a timer by now (made just above).
-        if let Some(sleep) = timer.sleep.as_pin_mut() {
-            std::task::ready!(sleep.poll(cx));
+        let at = self.0.at;
+        let mut sleep = self.0.as_mut().project().sleep;
+        loop {
+            if let Some(timer) = sleep.as_mut().as_pin_mut() {
+                std::task::ready!(timer.poll(cx));
+                break;
+            }
+            sleep.set(Some(tokio::time::sleep_until(at)));
         }
         Poll::Ready(self.elapsed())
     }
