@@ -298,6 +298,9 @@ impl Policy {
             hold: UntilResponse,
             classifier_set: false,
             classifier_replaced: false,
+            response_deadline: None,
+            set_by_hand: false,
+            config_replaced: false,
         }
     }
 }
@@ -416,10 +419,20 @@ pub struct PolicyBuilder<R = NoFallback, C = DefaultClassifier, A = Bare, H = Un
     /// `.http()`, `.grpc()` or `.reqwest()` then replaced it (a [`ConfigError`] at build).
     classifier_set: bool,
     classifier_replaced: bool,
+    /// The whole-response deadline set with `.response_deadline(..)`, kept here too so that
+    /// `.http()`, `.grpc()` or `.reqwest()` called after it carries it to their adapter.
+    response_deadline: Option<Duration>,
+    /// Whether a part was set by hand (`name`, `timeout`, `bulkhead`, `circuit_breaker`), and
+    /// whether [`config`](Self::config) then replaced it (a [`ConfigError`] at build).
+    set_by_hand: bool,
+    config_replaced: bool,
 }
 
 impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
-    /// Starts from a configuration (for example one deserialized from a file).
+    /// Starts from a configuration (for example one deserialized from a file). It replaces the
+    /// whole configuration, so it comes first: after `.name()`, `.timeout()`, `.bulkhead()` or
+    /// `.circuit_breaker()`, whose settings it would lose, `build()` is a [`ConfigError`] on
+    /// `config`. Set by hand after it, they change what it gave.
     ///
     /// ```
     /// use palisade::bulkhead::BulkheadConfig;
@@ -433,6 +446,8 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// ```
     pub fn config(mut self, config: PolicyConfig) -> Self {
         self.config = config;
+        self.config_replaced |= self.set_by_hand;
+        self.set_by_hand = false;
         self
     }
 
@@ -453,6 +468,7 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.config.name = name.into();
+        self.set_by_hand = true;
         self
     }
 
@@ -482,6 +498,7 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             timeout,
             ..TimeoutConfig::default()
         });
+        self.set_by_hand = true;
         self
     }
 
@@ -498,6 +515,7 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// ```
     pub fn bulkhead(mut self, config: BulkheadConfig) -> Self {
         self.config.bulkhead = Some(config);
+        self.set_by_hand = true;
         self
     }
 
@@ -515,6 +533,7 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// ```
     pub fn circuit_breaker(mut self, config: CircuitBreakerConfig) -> Self {
         self.config.circuit_breaker = Some(config);
+        self.set_by_hand = true;
         self
     }
 
@@ -553,6 +572,9 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             hold: self.hold,
             classifier_set: self.classifier_set,
             classifier_replaced: self.classifier_replaced,
+            response_deadline: self.response_deadline,
+            set_by_hand: self.set_by_hand,
+            config_replaced: self.config_replaced,
         }
     }
 
@@ -633,6 +655,9 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             // before does not matter any more.
             classifier_set: true,
             classifier_replaced: false,
+            response_deadline: self.response_deadline,
+            set_by_hand: self.set_by_hand,
+            config_replaced: self.config_replaced,
         }
     }
 
@@ -687,10 +712,12 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         crate::http::TrackLayer,
         crate::http::UntilBodyEnd,
     > {
-        self.adapt(
-            crate::classify::http::HttpClassifier::default(),
-            crate::http::TrackLayer::new(),
-        )
+        let adapter = crate::http::TrackLayer::new();
+        let adapter = match self.response_deadline {
+            Some(deadline) => adapter.response_deadline(deadline),
+            None => adapter,
+        };
+        self.adapt(crate::classify::http::HttpClassifier::default(), adapter)
     }
 
     /// For gRPC clients (a tonic `Channel`, or any `Service<http::Request<_>>` speaking gRPC):
@@ -698,7 +725,7 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// [`GrpcClassifier`](crate::classify::grpc::GrpcClassifier) (the status in the head or the
     /// trailers), and sending the timeout downstream as `grpc-timeout` (the response deadline
     /// instead, when one is set: it bounds the whole call, and a stream's body may outlast the
-    /// head's timeout).
+    /// head's timeout; a response deadline of `Duration::MAX`, none, sends nothing).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -750,10 +777,12 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         crate::http::TrackLayer,
         crate::http::UntilBodyEnd,
     > {
-        self.adapt(
-            crate::classify::grpc::GrpcClassifier::default(),
-            crate::http::TrackLayer::new().propagating_grpc_timeout(),
-        )
+        let adapter = crate::http::TrackLayer::new().propagating_grpc_timeout();
+        let adapter = match self.response_deadline {
+            Some(deadline) => adapter.response_deadline(deadline),
+            None => adapter,
+        };
+        self.adapt(crate::classify::grpc::GrpcClassifier::default(), adapter)
     }
 
     /// For a `reqwest::Client`: as [`http`](Self::http), converting each response to
@@ -798,10 +827,12 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         crate::http::reqwest::ReqwestAdapter,
         crate::http::UntilBodyEnd,
     > {
-        self.adapt(
-            crate::classify::http::HttpClassifier::default(),
-            crate::http::reqwest::ReqwestAdapter::default(),
-        )
+        let adapter = crate::http::reqwest::ReqwestAdapter::default();
+        let adapter = match self.response_deadline {
+            Some(deadline) => adapter.response_deadline(deadline),
+            None => adapter,
+        };
+        self.adapt(crate::classify::http::HttpClassifier::default(), adapter)
     }
 
     #[cfg(feature = "http")]
@@ -820,6 +851,9 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
             hold: crate::http::UntilBodyEnd,
             classifier_set: false,
             classifier_replaced: self.classifier_replaced || self.classifier_set,
+            response_deadline: self.response_deadline,
+            set_by_hand: self.set_by_hand,
+            config_replaced: self.config_replaced,
         }
     }
 
@@ -876,6 +910,14 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         C: Clone,
         A: Adapter,
     {
+        if self.config_replaced {
+            return Err(ConfigError::new(
+                "config",
+                "must come before .name(), .timeout(), .bulkhead() and .circuit_breaker() (it \
+                 replaces the whole configuration, and would lose them)",
+                "a configuration given after them",
+            ));
+        }
         if self.classifier_replaced {
             return Err(ConfigError::new(
                 "classifier",
@@ -983,6 +1025,7 @@ impl<R, C> PolicyBuilder<R, C, crate::http::TrackLayer, crate::http::UntilBodyEn
     /// ```
     pub fn response_deadline(mut self, deadline: Duration) -> Self {
         self.adapter = self.adapter.response_deadline(deadline);
+        self.response_deadline = Some(deadline);
         self
     }
 }
@@ -1024,6 +1067,7 @@ impl<R, C> PolicyBuilder<R, C, crate::http::reqwest::ReqwestAdapter, crate::http
     /// ```
     pub fn response_deadline(mut self, deadline: Duration) -> Self {
         self.adapter = self.adapter.response_deadline(deadline);
+        self.response_deadline = Some(deadline);
         self
     }
 }

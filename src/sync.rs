@@ -102,9 +102,23 @@ impl<T> std::ops::Deref for CloneRef<T> {
     }
 }
 
+/// `start + after` as a deadline a tokio timer can take, or `None` (no deadline) when it is too
+/// far to represent. tokio rounds a deadline up to its next millisecond and panics if that
+/// overflows, so a deadline within 1 ms of the largest `Instant` (a per-request timeout taken
+/// from a hostile header, say) is no deadline either, rather than a panic at the first poll.
+pub(crate) fn timer_deadline(
+    start: tokio::time::Instant,
+    after: std::time::Duration,
+) -> Option<tokio::time::Instant> {
+    let at = start.checked_add(after)?;
+    at.checked_add(std::time::Duration::from_millis(1))?;
+    Some(at)
+}
+
 /// Tells a circuit breaker that a call under it is waiting in a bulkhead's queue, so that the
 /// wait is not timed as the dependency's slowness. A bulkhead's future marks [`QUEUED`] as it
-/// returns `Pending` while queued, and [`SENT`] while its call is in flight; a breaker's future
+/// returns `Pending` while queued, and [`SENT`] while its call is in flight (unless a bulkhead
+/// stacked below it still queues the call: it passes that mark on instead); a breaker's future
 /// reads the marks around polling its inner future (and passes them on to breakers further
 /// out). A poll that left something queued and nothing sent (a future fanning out to several
 /// calls may do both) does not start the clock.

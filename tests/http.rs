@@ -2,6 +2,8 @@
 //! permits, the whole-response deadline, pushback, `grpc-timeout`, and the header parsers.
 #![cfg(feature = "grpc")]
 
+mod support;
+
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -25,6 +27,7 @@ use palisade::http::{
 use palisade::policy::{NoFallback, Policy, PolicyLayer};
 use proptest::prelude::*;
 use tokio::sync::mpsc;
+use tower::util::BoxCloneService;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 /// A response body fed from a channel, frame by frame, so a test decides when it ends.
@@ -535,21 +538,30 @@ async fn grpc_timeout_is_sent_and_lowers_a_larger_callers_value_but_keeps_a_smal
 #[tokio::test(start_paused = true)]
 async fn grpc_timeout_is_the_response_deadline_when_there_is_one() {
     for (timeout, deadline, sent) in [
-        (Some(1), 10, "10000000u"),
-        (None, 3, "3000000u"),
-        (Some(5), 2, "2000000u"),
+        (Some(1), 10, Some("10000000u")),
+        (None, 3, Some("3000000u")),
+        (Some(5), 2, Some("2000000u")),
+        // No deadline for the whole response: a stream read for as long as it lasts, so the
+        // server is not told to stop at the head's timeout.
+        (Some(1), u64::MAX, None),
     ] {
         let script = Script::default();
-        let mut builder = Policy::builder()
-            .grpc()
-            .response_deadline(Duration::from_secs(deadline));
+        let deadline = match deadline {
+            u64::MAX => Duration::MAX,
+            secs => Duration::from_secs(secs),
+        };
+        let mut builder = Policy::builder().grpc().response_deadline(deadline);
         if let Some(timeout) = timeout {
             builder = builder.timeout(Duration::from_secs(timeout));
         }
         let mut svc = builder.build().unwrap().layer(script.service());
         drop(call(&mut svc).await.unwrap());
         let seen = script.seen.lock().unwrap();
-        assert_eq!(seen[0]["grpc-timeout"], sent, "{timeout:?} {deadline}");
+        assert_eq!(
+            seen[0].get("grpc-timeout").map(|v| v.to_str().unwrap()),
+            sent,
+            "{timeout:?} {deadline:?}"
+        );
     }
 }
 
@@ -679,6 +691,73 @@ proptest! {
         }
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_response_deadline_at_the_end_of_time_is_no_deadline_and_never_panics() {
+    // tokio panics on a timer within 1 ms of the largest `Instant` (it rounds up): such a
+    // deadline is none, as one too far to represent is.
+    let end = support::end_of_time_from(tokio::time::Instant::now());
+    for after in [end, end - Duration::from_micros(500)] {
+        let hangs = tower::service_fn(|_: Request<()>| {
+            std::future::pending::<Result<Response<http_body_util::Empty<Bytes>>, BoxError>>()
+        });
+        let svc = TrackLayer::new().deadline(after).unwrap().layer(hangs);
+        let mut call = std::pin::pin!(svc.oneshot(Request::new(())));
+        assert!(futures::poll!(call.as_mut()).is_pending(), "{after:?}");
+        tokio::time::advance(Duration::from_secs(3600)).await;
+        assert!(futures::poll!(call.as_mut()).is_pending(), "{after:?}");
+    }
+}
+
+/// `.grpc()` (or `.http()`, `.reqwest()`) after `.response_deadline(..)` starts a new adapter:
+/// the deadline goes with it, and still ends a body that never finishes.
+#[tokio::test(start_paused = true)]
+async fn a_response_deadline_set_before_grpc_or_http_is_kept() {
+    let deadline = Duration::from_millis(300);
+    let grpc = Policy::builder()
+        .http()
+        .response_deadline(deadline)
+        .grpc()
+        .build()
+        .unwrap();
+    ends_a_stalled_body_at(grpc, deadline).await;
+    let http = Policy::builder()
+        .grpc()
+        .response_deadline(deadline)
+        .http()
+        .build()
+        .unwrap();
+    ends_a_stalled_body_at(http, deadline).await;
+}
+
+/// A body that never finishes, through `policy`, ends in `TimedOut` at `deadline`.
+async fn ends_a_stalled_body_at<L>(policy: L, deadline: Duration)
+where
+    L: Layer<BoxCloneService<Request<()>, Response<StalledBody>, std::io::Error>>,
+    L::Service: Service<Request<()>, Response = Response<Tracked<StalledBody>>, Error = BoxError>,
+{
+    let stalled = BoxCloneService::new(tower::service_fn(|_: Request<()>| async {
+        let frames = futures::stream::pending::<Result<Frame<Bytes>, std::io::Error>>();
+        Ok::<_, std::io::Error>(Response::new(http_body_util::StreamBody::new(frames)))
+    }));
+    let started = tokio::time::Instant::now();
+    let response = policy
+        .layer(stalled)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    // Bounded, so that a lost deadline fails here rather than hanging the test.
+    let body = tokio::time::timeout(deadline * 10, response.into_body().collect());
+    let err = body.await.expect("the deadline ends the body").unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(e) if e.after() == deadline),
+        "{err}"
+    );
+    assert_eq!(started.elapsed(), deadline);
+}
+
+type StalledBody =
+    http_body_util::StreamBody<futures::stream::Pending<Result<Frame<Bytes>, std::io::Error>>>;
 
 #[test]
 fn grpc_max_pushback_is_kept_to_the_whole_millisecond() {
@@ -1529,6 +1608,20 @@ async fn stale_cache_ages_count_from_the_head_and_include_the_upstream_age() {
     let res = call_with(&mut svc, get("/old")).await.unwrap();
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(cache.stats().served, 1);
+
+    // One an upstream cache had kept for 100 s, served 10 s later: 110 s old, in its `Age`
+    // and in what the fallback tells (`Stale`, and the stale-age metric made from it).
+    script.answer(200, &[("age", "100")]);
+    let res = call_with(&mut svc, get("/aged")).await.unwrap();
+    drop(script.feed(4));
+    read_all(res.into_body()).await.unwrap();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    script.answer(503, &[]);
+    let res = call_with(&mut svc, get("/aged")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["age"], "110");
+    let stale = res.extensions().get::<palisade::fallback::Stale>().copied();
+    assert_eq!(stale.map(|s| s.age), Some(Duration::from_secs(110)));
 }
 
 /// The bodies a stale cache copies at once hold at most `max_bytes` between them: a copy

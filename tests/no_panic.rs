@@ -401,10 +401,11 @@ mod http_builders {
                 let _ = svc.ready().await.unwrap().call(req).await;
             });
             let sent = sent.lock().unwrap().clone();
-            // The whole call's time: the response deadline, or else the timeout.
-            let whole = if deadline == Duration::MAX { timeout } else { deadline };
+            // The whole call's time: the response deadline, set here; `Duration::MAX` is none
+            // (a stream read for as long as it lasts), whatever the head's timeout.
+            let whole = deadline;
             if whole == Duration::MAX {
-                // Neither: nothing to send, the caller's header (if any) goes as it was.
+                // None: nothing to send, the caller's header (if any) goes as it was.
                 prop_assert_eq!(sent, callers);
             } else {
                 let sent = sent.expect("a grpc-timeout is sent");

@@ -267,6 +267,29 @@ async fn a_full_bulkhead_never_trips_the_breaker_whatever_the_classifier() {
     drop(held);
 }
 
+/// Two calls at once through `wrap(dependency)`, where each takes 80 ms at the dependency.
+async fn two_calls_of_80_ms<S>(wrap: impl FnOnce(Eighty) -> S)
+where
+    S: tower::Service<(), Response = &'static str, Error = BoxError> + Clone,
+{
+    let svc = wrap(tower::service_fn(|()| {
+        Box::pin(async {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            Ok::<_, BoxError>("ok")
+        })
+    }));
+    let (a, b) = tokio::join!(svc.clone().oneshot(()), svc.clone().oneshot(()));
+    assert_eq!((a.unwrap(), b.unwrap()), ("ok", "ok"));
+}
+
+type Eighty = tower::util::ServiceFn<
+    fn(
+        (),
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<&'static str, BoxError>> + Send>,
+    >,
+>;
+
 /// A call's time queued in the bulkhead is local overload, not the dependency's slowness: the
 /// slow-call rule times a call from when it is sent.
 #[tokio::test(start_paused = true)]
@@ -284,12 +307,7 @@ async fn time_queued_in_the_bulkhead_is_not_a_slow_call() {
         .unwrap();
     let handle = policy.circuit_breaker().unwrap();
     // Each call takes 80 ms at the dependency; the second waits 80 ms for the first's permit.
-    let svc = policy.layer(tower::service_fn(|()| async {
-        tokio::time::sleep(Duration::from_millis(80)).await;
-        Ok::<_, BoxError>("ok")
-    }));
-    let (a, b) = tokio::join!(svc.clone().oneshot(()), svc.clone().oneshot(()));
-    assert_eq!((a.unwrap(), b.unwrap()), ("ok", "ok"));
+    two_calls_of_80_ms(|dependency| policy.layer(dependency)).await;
     let snap = handle.snapshot();
     assert_eq!(
         (snap.state, snap.calls, snap.slow_calls),
@@ -303,6 +321,37 @@ async fn time_queued_in_the_bulkhead_is_not_a_slow_call() {
     }));
     slow.oneshot(()).await.unwrap();
     assert_eq!(handle.snapshot().slow_calls, 1);
+}
+
+/// A shared bulkhead stacked under the Policy's own (a global limit over several policies'
+/// clients) queues a call the Policy's bulkhead has let through: that wait is local too.
+#[tokio::test(start_paused = true)]
+async fn time_queued_in_a_bulkhead_stacked_below_is_not_a_slow_call() {
+    use palisade::bulkhead::BulkheadLayer;
+
+    let mut breaker = breaker_config();
+    breaker.minimum_calls = 10; // no trip: the window keeps the count
+    breaker.slow_call_duration = Some(Duration::from_millis(100));
+    breaker.slow_call_rate = 1.0;
+    let policy = Policy::builder()
+        .bulkhead(bulkhead_config(8))
+        .circuit_breaker(breaker)
+        .build()
+        .unwrap();
+    let handle = policy.circuit_breaker().unwrap();
+    let shared = BulkheadLayer::builder()
+        .max_concurrent(1)
+        .max_wait(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    // Each call takes 80 ms at the dependency; the second waits 80 ms in the shared queue.
+    two_calls_of_80_ms(|dependency| policy.layer(shared.layer(dependency))).await;
+    let snap = handle.snapshot();
+    assert_eq!(
+        (snap.calls, snap.slow_calls),
+        (2, 0),
+        "neither call took 100 ms at the dependency"
+    );
 }
 
 /// A breaker around a future that sends one call and queues another (a hedge, a race)
@@ -549,4 +598,35 @@ async fn the_service_builder_extension_stacks_each_layer() {
     assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "ok");
     // The hang is cut by the (inner) timeout and recovered by the fallback.
     assert_eq!(call(&mut svc, Reply::Hang).await.unwrap(), "fallback");
+}
+
+/// `.config(..)` replaces the whole configuration: after settings made by hand it would lose
+/// them, so `build()` says so; before them, they adjust it.
+#[test]
+fn a_config_given_after_settings_by_hand_is_a_config_error_and_before_them_is_adjusted() {
+    let mut config = PolicyConfig::default();
+    config.name = "from-file".to_owned();
+    config.bulkhead = Some(bulkhead_config(4));
+    let err = Policy::builder()
+        .name("inventory")
+        .timeout(Duration::from_millis(250))
+        .config(config.clone())
+        .build()
+        .unwrap_err();
+    assert_eq!(err.field(), "config");
+    let policy = Policy::builder()
+        .config(config.clone())
+        .name("inventory")
+        .timeout(Duration::from_millis(250))
+        .build()
+        .unwrap();
+    assert_eq!(policy.name(), "inventory");
+    assert_eq!(policy.bulkhead().unwrap().max_concurrent(), 4);
+    // One configuration after another replaces it, as asked: nothing set by hand is lost.
+    let policy = Policy::builder()
+        .config(PolicyConfig::default())
+        .config(config)
+        .build()
+        .unwrap();
+    assert_eq!(policy.name(), "from-file");
 }

@@ -11,7 +11,7 @@ use futures::poll;
 use palisade::error::{ErrorKind, error_kind};
 use palisade::timeout::{TimeoutConfig, TimeoutLayer};
 use proptest::prelude::*;
-use support::{Dependency, Failed, Reply, call};
+use support::{Dependency, Failed, Reply, call, end_of_time_from};
 use tokio::time::{Instant, advance};
 use tower::{BoxError, Layer, Service, ServiceExt};
 
@@ -233,6 +233,26 @@ async fn a_deadline_too_far_to_represent_is_no_deadline() {
     let (result, took) = timed(&mut svc, Reply::Delay(Duration::from_secs(3600))).await;
     assert_eq!(result.unwrap(), "ok");
     assert_eq!(took, Duration::from_secs(3600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_at_the_end_of_time_is_no_deadline_and_never_panics() {
+    // tokio rounds a timer's deadline up to the next millisecond, and panics if that
+    // overflows: a per-request timeout (from a hostile header, say) that lands within 1 ms
+    // of the largest `Instant` must not reach it.
+    let dep = Dependency::new();
+    let end = end_of_time_from(Instant::now());
+    for after in [end, end - Duration::from_micros(500)] {
+        let mut svc = per_request_service(TIMEOUT, &dep);
+        poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+        let mut fut = pin!(svc.call(Job {
+            reply: Reply::Hang,
+            timeout: Some(after),
+        }));
+        assert!(poll!(fut.as_mut()).is_pending(), "{after:?}");
+        advance(Duration::from_secs(3600)).await;
+        assert!(poll!(fut.as_mut()).is_pending(), "{after:?}");
+    }
 }
 
 #[test]

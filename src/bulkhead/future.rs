@@ -314,9 +314,13 @@ where
         loop {
             match this.kind.as_mut().project() {
                 KindProj::Called { fut, permit } => {
-                    let Poll::Ready(mut result) = fut.poll(cx) else {
-                        // In flight: a breaker outside times it (see `sync::queued`).
-                        crate::sync::queued::mark(crate::sync::queued::SENT);
+                    let (polled, queued_below) = crate::sync::queued::watch(|| fut.poll(cx));
+                    let Poll::Ready(mut result) = polled else {
+                        // In flight: a breaker outside times it (see `sync::queued`); unless a
+                        // bulkhead below (a shared one, stacked under this) still queues it.
+                        if !queued_below {
+                            crate::sync::queued::mark(crate::sync::queued::SENT);
+                        }
                         return Poll::Pending;
                     };
                     if let Some(permit) = permit.take() {

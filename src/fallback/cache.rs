@@ -52,7 +52,9 @@ use super::recover::{Failure, Recover, Served};
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stale {
-    /// Time since the response was received from the dependency.
+    /// Time since the response was received from the dependency; from the HTTP stale cache,
+    /// plus the `Age` it came with (an upstream cache's): what its `Age` header says, and what
+    /// `max_stale` bounds.
     pub age: Duration,
 }
 

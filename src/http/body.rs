@@ -41,7 +41,7 @@ impl Deadline {
     /// as for `Duration::MAX`, rather than one already passed).
     pub(crate) fn new(start: Instant, after: Duration, listeners: &Listeners) -> Option<Self> {
         Some(Self(Box::pin(Timer {
-            at: start.checked_add(after)?,
+            at: crate::sync::timer_deadline(start, after)?,
             after,
             sleep: None,
             listeners: listeners.clone(),

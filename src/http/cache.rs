@@ -466,7 +466,8 @@ impl HttpStaleCache {
             .get(AGE)
             .and_then(|v| v.to_str().ok()?.trim().parse::<u64>().ok())
             .unwrap_or(0);
-        if age.saturating_add(Duration::from_secs(upstream)) > self.store.max_stale() {
+        let age = age.saturating_add(Duration::from_secs(upstream));
+        if age > self.store.max_stale() {
             return None;
         }
         let mut response =
@@ -478,8 +479,9 @@ impl HttpStaleCache {
         if let Some(url) = cached.url {
             url.set(response.extensions_mut());
         }
-        let secs = age.as_secs().saturating_add(upstream);
-        response.headers_mut().insert(AGE, HeaderValue::from(secs));
+        response
+            .headers_mut()
+            .insert(AGE, HeaderValue::from(age.as_secs()));
         let stale = Stale { age };
         response.extensions_mut().insert(stale);
         self.store.count_served();

@@ -74,6 +74,45 @@ impl TrackLayer {
         }
     }
 
+    /// The same layer, telling `listeners` when the whole-response [`deadline`](Self::deadline)
+    /// ends a call ([`Event::TimedOut`](crate::events::Event::TimedOut)), as a timeout layer
+    /// tells of its own: for a stack built by hand (a `Policy` gives its listeners itself).
+    /// A timeout layer outside passes the deadline's error on without telling again.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() {
+    /// use std::sync::{Arc, Mutex};
+    /// use std::time::Duration;
+    /// use http_body_util::Empty;
+    /// use palisade::events::{Event, Listeners};
+    /// use palisade::http::TrackLayer;
+    /// use tower::{Layer, ServiceExt};
+    ///
+    /// let fired = Arc::new(Mutex::new(Vec::new()));
+    /// let seen = fired.clone();
+    /// let listeners = Listeners::new("inventory").with(move |event: &Event<'_>| {
+    ///     if let Event::TimedOut { after, .. } = event {
+    ///         seen.lock().unwrap().push(*after);
+    ///     }
+    /// });
+    /// let layer = TrackLayer::new()
+    ///     .deadline(Duration::from_secs(1))
+    ///     .unwrap()
+    ///     .listeners(listeners);
+    /// let client = layer.layer(tower::service_fn(|_: http::Request<()>| {
+    ///     std::future::pending::<Result<http::Response<Empty<bytes::Bytes>>, std::io::Error>>()
+    /// }));
+    /// assert!(client.oneshot(http::Request::new(())).await.is_err());
+    /// assert_eq!(*fired.lock().unwrap(), [Duration::from_secs(1)]);
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn listeners(mut self, listeners: Listeners) -> Self {
+        self.listeners = listeners;
+        self
+    }
+
     #[cfg(feature = "grpc")]
     pub(crate) fn propagating_grpc_timeout(mut self) -> Self {
         self.from_policy_timeout = true;
@@ -213,11 +252,14 @@ impl crate::policy::Adapter for TrackLayer {
         }
         if self.from_policy_timeout {
             // The server is told how long the client waits for the whole call: the response
-            // deadline when there is one (a stream's body may outlast the head's timeout, and
-            // the deadline bounds the head too), else the timeout.
-            let whole = layer
-                .deadline
-                .or_else(|| config.timeout.as_ref().map(|t| t.timeout));
+            // deadline when one is set (a stream's body may outlast the head's timeout, and
+            // the deadline bounds the head too; `Duration::MAX` is none, and then nothing is
+            // sent), else the timeout.
+            let whole = if self.policy_deadline.is_some() {
+                layer.deadline
+            } else {
+                config.timeout.as_ref().map(|t| t.timeout)
+            };
             if let Some(whole) = whole {
                 layer = layer.grpc_timeout(whole)?;
             }

@@ -259,7 +259,7 @@ where
         } else {
             // Read before calling the inner service, which may work before returning its future.
             // Too far to represent is no deadline.
-            Instant::now().checked_add(after)
+            crate::sync::timer_deadline(Instant::now(), after)
         };
         ResponseFuture::new(
             self.inner.call(req),

@@ -180,6 +180,21 @@ pub fn callback_panicked<T>(result: Result<T, BoxError>) -> (&'static str, Strin
     }
 }
 
+/// The largest `d` for which `now + d` is an `Instant` (tokio panics on a timer within 1 ms
+/// of it: the end of time a deadline must never reach).
+pub fn end_of_time_from(now: tokio::time::Instant) -> Duration {
+    let (mut lo, mut hi) = (Duration::ZERO, Duration::MAX);
+    while hi - lo > Duration::from_nanos(1) {
+        let mid = lo + (hi - lo) / 2;
+        if now.checked_add(mid).is_some() {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
 /// Any duration a configuration might be given, with the extremes always in the mix.
 pub fn any_duration() -> impl proptest::strategy::Strategy<Value = Duration> {
     use proptest::prelude::*;

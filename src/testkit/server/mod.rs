@@ -640,8 +640,7 @@ pub(crate) async fn wait_for<T>(
     timeout: Duration,
     mut until: impl FnMut(&T) -> bool,
 ) -> Result<T, T> {
-    let deadline = tokio::time::Instant::now()
-        .checked_add(timeout)
+    let deadline = crate::sync::timer_deadline(tokio::time::Instant::now(), timeout)
         .unwrap_or_else(|| tokio::time::Instant::now() + Duration::from_secs(86_400 * 365));
     loop {
         let notified = changed.notified();
