@@ -121,7 +121,9 @@ pub(crate) fn timer_deadline(
 /// stacked below it still queues the call: it passes that mark on instead); a breaker's future
 /// reads the marks around polling its inner future (and passes them on to breakers further
 /// out). A poll that left something queued and nothing sent (a future fanning out to several
-/// calls may do both) does not start the clock.
+/// calls may do both) does not start the clock. A call that reaches the dependency through no
+/// bulkhead marks nothing: a future racing such a call against one queued in a bulkhead is
+/// not timed until the queued one is sent (or the call ends, untimed).
 ///
 /// [`QUEUED`]: queued::QUEUED
 /// [`SENT`]: queued::SENT
@@ -144,11 +146,21 @@ pub(crate) mod queued {
     }
 
     /// Runs `poll`, and says whether a bulkhead under it left a call queued and none sent.
+    /// The marks made before it are kept (and passed on with the ones it made), also when
+    /// `poll` unwinds.
     #[inline]
     pub(crate) fn watch<T>(poll: impl FnOnce() -> T) -> (T, bool) {
-        let outer = MARKS.with(|m| m.replace(0));
+        /// Puts back the marks made before, with those made since, as it drops.
+        struct Restore(u8);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                MARKS.with(|m| m.set(self.0 | m.get()));
+            }
+        }
+        let restore = Restore(MARKS.with(|m| m.replace(0)));
         let polled = poll();
-        let marks = MARKS.with(|m| m.replace(outer | m.get()));
+        let marks = MARKS.with(Cell::get);
+        drop(restore);
         (polled, marks & (QUEUED | SENT) == QUEUED)
     }
 }

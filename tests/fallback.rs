@@ -550,15 +550,6 @@ fn bad_cache_bounds_are_config_errors() {
 /// answer, passed on: not replaced by a stale copy of what was there before.
 #[tokio::test(start_paused = true)]
 async fn an_error_the_classifier_calls_a_success_is_not_recovered() {
-    #[derive(Debug)]
-    struct NotFound;
-    impl std::fmt::Display for NotFound {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("not found")
-        }
-    }
-    impl std::error::Error for NotFound {}
-
     let deleted = Arc::new(AtomicUsize::new(0));
     let gone = deleted.clone();
     let cache = StaleCache::builder(|id: &u32| Some(*id)).build().unwrap();
@@ -668,3 +659,76 @@ async fn a_stale_response_whose_mark_panics_is_not_counted_as_served() {
     );
     assert_eq!(cache.stats().served, 0);
 }
+
+/// Over a breaker with `typed_errors()`, the fallback's classifier judges the error the
+/// breaker's judged (the dependency's own, not its `BreakerError` wrapper): a "not found" both
+/// call a success is passed on, never recovered with the fallback value.
+#[tokio::test]
+async fn over_a_typed_breaker_the_fallback_judges_the_dependencys_own_error() {
+    let classifier = |res: Result<&&str, &BoxError>| match res {
+        Ok(_) => Outcome::success(),
+        Err(e) if e.is::<NotFound>() => Outcome::success(), // an answer, not a fault
+        Err(_) => Outcome::failure(),
+    };
+    let breaker = CircuitBreakerLayer::builder()
+        .build()
+        .unwrap()
+        .with_classifier(classifier)
+        .typed_errors();
+    let handle = breaker.handle();
+    let mut svc = ServiceBuilder::new()
+        .layer(FallbackLayer::new(fallback::value("from the fallback")).with_classifier(classifier))
+        .layer(breaker)
+        .service(service_fn(|fails: bool| async move {
+            let err: BoxError = if fails {
+                "refused".into()
+            } else {
+                Box::new(NotFound)
+            };
+            Err::<&str, _>(err)
+        }));
+    let err = support::call(&mut svc, false).await.unwrap_err();
+    assert!(err.is::<NotFound>(), "{err}");
+    assert_eq!(handle.snapshot().failures, 0);
+    // A failure both call one is recovered.
+    assert_eq!(
+        support::call(&mut svc, true).await.unwrap(),
+        "from the fallback"
+    );
+    assert_eq!(handle.snapshot().failures, 1);
+}
+
+/// Bounds and a size function set near `usize::MAX`: two entries' bytes do not overflow the
+/// total (a panic under the cache's lock in a debug build, a wrapped bound in release); the
+/// byte bound still evicts.
+#[tokio::test(start_paused = true)]
+async fn a_stale_cache_sized_near_usize_max_neither_panics_nor_overflows() {
+    let cache = StaleCache::builder(|id: &u32| Some(*id))
+        .max_entry_bytes(usize::MAX)
+        .max_bytes(usize::MAX)
+        .size(|_: &String| usize::MAX / 2 + 1)
+        .build()
+        .unwrap();
+    for id in [1, 2] {
+        cache.succeeded(cache.keep(&id), &mut format!("item {id}"));
+    }
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.bytes), (1, usize::MAX / 2 + 1));
+    assert!(
+        cache
+            .recover(cache.keep(&2), Failure::Error("down".into()))
+            .is_ok()
+    );
+}
+
+/// A dependency's answer that its classifier calls a success: "not found".
+#[derive(Debug)]
+struct NotFound;
+
+impl std::fmt::Display for NotFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("not found")
+    }
+}
+
+impl std::error::Error for NotFound {}

@@ -696,8 +696,9 @@ proptest! {
 async fn a_response_deadline_at_the_end_of_time_is_no_deadline_and_never_panics() {
     // tokio panics on a timer within 1 ms of the largest `Instant` (it rounds up): such a
     // deadline is none, as one too far to represent is.
-    let end = support::end_of_time_from(tokio::time::Instant::now());
-    for after in [end, end - Duration::from_micros(500)] {
+    for before_the_end in [Duration::ZERO, Duration::from_micros(500)] {
+        // From now: the clock moves on by an hour each round.
+        let after = support::end_of_time_from(tokio::time::Instant::now()) - before_the_end;
         let hangs = tower::service_fn(|_: Request<()>| {
             std::future::pending::<Result<Response<http_body_util::Empty<Bytes>>, BoxError>>()
         });
@@ -1610,7 +1611,7 @@ async fn stale_cache_ages_count_from_the_head_and_include_the_upstream_age() {
     assert_eq!(cache.stats().served, 1);
 
     // One an upstream cache had kept for 100 s, served 10 s later: 110 s old, in its `Age`
-    // and in what the fallback tells (`Stale`, and the stale-age metric made from it).
+    // and in the `Stale` it carries (which the stale-age metric is made from).
     script.answer(200, &[("age", "100")]);
     let res = call_with(&mut svc, get("/aged")).await.unwrap();
     drop(script.feed(4));
@@ -1707,4 +1708,57 @@ async fn stale_cache_keeps_the_later_response_when_bodies_end_out_of_order() {
         1,
         "the older one was not kept over it"
     );
+}
+
+/// A refusal is as current as its response's head: a response the cache may not keep
+/// (`no-store`) keeps out an older one whose body ends after it, and an older body that grows
+/// too large does not drop a newer response kept meanwhile.
+#[tokio::test(start_paused = true)]
+async fn stale_cache_refusals_count_from_their_heads_too() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder()
+        .max_entry_bytes(600)
+        .build()
+        .unwrap();
+    let mut svc = behind_stale_cache(&script, &cache);
+    // An older response still streaming, then a newer `no-store` one.
+    let older = call(&mut svc).await.unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    script.answer(200, &[("cache-control", "no-store")]);
+    let refused = call(&mut svc).await.unwrap();
+    drop(script.feed(1));
+    read_all(refused.into_body()).await.unwrap();
+    let slow = script.feed(0);
+    slow.send(data("stock: 12")).unwrap();
+    drop(slow);
+    read_all(older.into_body()).await.unwrap();
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(
+        res.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "older than a refusal"
+    );
+    assert_eq!(cache.stats().entries, 0);
+
+    // An older body that outgrows the cap, after a newer response was kept.
+    let older = call(&mut svc).await.unwrap();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let newer = call(&mut svc).await.unwrap();
+    let fast = script.feed(4);
+    fast.send(data("stock: 11")).unwrap();
+    drop(fast);
+    read_all(newer.into_body()).await.unwrap();
+    assert_eq!(cache.stats().entries, 1);
+    let slow = script.feed(3);
+    slow.send(Ok(Frame::data(Bytes::from(vec![b'x'; 700]))))
+        .unwrap();
+    drop(slow);
+    read_all(older.into_body()).await.unwrap();
+    assert_eq!(cache.stats().too_large, 1);
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 11");
 }

@@ -677,6 +677,35 @@ async fn proxy_blackhole_swallows_requests_and_never_answers() {
 }
 
 #[tokio::test]
+async fn proxy_throttle_of_zero_forwards_nothing_and_closes_when_the_client_does() {
+    let server = FlakyServer::start().await.unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    proxy.set(ProxyMode::Throttle { bytes_per_sec: 0 });
+    let call = tokio::time::timeout(
+        Duration::from_millis(200),
+        http1().get(uri(&proxy.url(), "/")),
+    )
+    .await;
+    assert!(
+        call.is_err(),
+        "nothing goes through, yet answered: {call:?}"
+    );
+    let stats = proxy.stats();
+    assert!(stats.bytes_from_clients > 0, "the request was read");
+    assert_eq!(stats.bytes_from_upstream, 0);
+    assert_eq!(server.stats().requests, 0, "never forwarded");
+    // The client gave up: the connection closes, on both sides of the proxy.
+    proxy
+        .wait_for(LIMIT, |s| s.connections_open == 0)
+        .await
+        .expect("closed once the client gave up");
+    server
+        .wait_for(LIMIT, |s| s.connections_open == 0)
+        .await
+        .expect("and upstream too");
+}
+
+#[tokio::test]
 async fn proxy_reset_after_bytes_cuts_the_response() {
     let server = FlakyServer::builder()
         .fault(Fault::slow_body(10_000, 100_000_000))

@@ -104,10 +104,23 @@ type MarkFn<Res> = Box<dyn Fn(&mut Res, Stale) + Send + Sync>;
 type SizeFn<Res> = Box<dyn Fn(&Res) -> usize + Send + Sync>;
 
 struct Entry<Res> {
-    response: Res,
+    /// `None`: a refusal (a response the cache may not keep, or one too large): it holds no
+    /// response, and keeps out any response whose head came before the refused one's.
+    response: Option<Res>,
+    /// When the response's head arrived (its age counts from there).
     at: Instant,
+    /// The order its head arrived in, among all the cache's: a response or refusal stands
+    /// against any whose head came before (clocks can tie; this cannot).
+    head: u64,
     bytes: usize,
     seq: u64,
+}
+
+/// When a response's head arrived, and in what order among the cache's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Current {
+    at: Instant,
+    head: u64,
 }
 
 struct Store<K, Res> {
@@ -115,8 +128,12 @@ struct Store<K, Res> {
     /// Keys in insertion order; an item whose `seq` no longer matches the map is a leftover of
     /// an overwritten entry and is skipped.
     order: VecDeque<(K, u64)>,
-    bytes: usize,
+    /// The entries' bytes, in 128 bits: two entries near `usize::MAX / 2` each (a size function
+    /// and bounds set that high) would overflow a `usize` before the eviction brings it down.
+    bytes: u128,
     seq: u64,
+    /// Entries that hold a response (the map also holds refusals).
+    responses: usize,
 }
 
 /// Stale-if-error: keeps the last successful response per key and serves it, marked stale,
@@ -184,8 +201,10 @@ struct CacheInner<Req, Res, K> {
     size: SizeFn<Res>,
     limits: Limits,
     store: Mutex<Store<K, Res>>,
-    /// `store.map.len()`, readable without the lock (for the entries gauge).
+    /// The responses kept, readable without the lock (for the entries gauge).
     entries: AtomicUsize,
+    /// The next head's place in [`Current::head`] order.
+    heads: AtomicU64,
     stored: AtomicU64,
     served: AtomicU64,
     too_large: AtomicU64,
@@ -315,8 +334,8 @@ where
     fn stats(&self) -> CacheStats {
         let store = self.lock();
         CacheStats {
-            entries: store.map.len(),
-            bytes: store.bytes,
+            entries: store.responses,
+            bytes: usize::try_from(store.bytes).unwrap_or(usize::MAX),
             stored: self.stored.load(Ordering::Relaxed),
             served: self.served.load(Ordering::Relaxed),
             too_large: self.too_large.load(Ordering::Relaxed),
@@ -332,17 +351,17 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Keeps `response` under `key`, unless the key holds a response current later than `at`
-    /// (two calls for one key whose bodies ended out of order: the later head wins). `false`
-    /// when it was not kept.
-    fn insert(&self, key: K, response: Res, bytes: usize, at: Instant) -> bool {
+    /// Keeps `response` under `key` (or, for `None`, a refusal), unless the key holds a
+    /// response or a refusal whose head came later (two calls for one key whose bodies ended
+    /// out of order: the later head wins). `false` when it was not kept.
+    fn insert(&self, key: K, response: Option<Res>, bytes: usize, current: Current) -> bool {
         // Responses replaced or evicted are dropped after the lock is released: dropping a
         // response runs its code, which must not leave the store half-updated if it panics.
         let mut replaced = None;
         let mut evicted = Vec::new();
         let mut guard = self.lock();
         let store = &mut *guard;
-        if store.map.get(&key).is_some_and(|newer| newer.at > at) {
+        if store.map.get(&key).is_some_and(|e| e.head > current.head) {
             drop(guard);
             drop(response);
             return false;
@@ -351,24 +370,30 @@ where
         let seq = store.seq;
         let entry = Entry {
             response,
-            at,
+            at: current.at,
+            head: current.head,
             bytes,
             seq,
         };
+        store.responses += usize::from(entry.response.is_some());
         if let Some(old) = store.map.insert(key.clone(), entry) {
-            store.bytes -= old.bytes;
+            store.bytes -= old.bytes as u128;
+            store.responses -= usize::from(old.response.is_some());
             replaced = Some(old);
         }
-        store.bytes += bytes;
+        store.bytes += bytes as u128;
         store.order.push_back((key, seq));
-        while store.map.len() > self.limits.max_entries || store.bytes > self.limits.max_bytes {
+        while store.map.len() > self.limits.max_entries
+            || store.bytes > self.limits.max_bytes as u128
+        {
             let Some((k, s)) = store.order.pop_front() else {
                 break;
             };
             if store.map.get(&k).is_some_and(|e| e.seq == s)
                 && let Some(old) = store.map.remove(&k)
             {
-                store.bytes -= old.bytes;
+                store.bytes -= old.bytes as u128;
+                store.responses -= usize::from(old.response.is_some());
                 evicted.push(old);
             }
         }
@@ -379,22 +404,19 @@ where
                 .order
                 .retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
         }
-        self.entries.store(store.map.len(), Ordering::Relaxed);
+        self.entries.store(store.responses, Ordering::Relaxed);
         drop(guard);
         drop(replaced);
         drop(evicted);
         true
     }
 
-    fn remove(&self, key: &K) {
-        let mut store = self.lock();
-        let old = store.map.remove(key);
-        if let Some(old) = &old {
-            store.bytes -= old.bytes;
-        }
-        self.entries.store(store.map.len(), Ordering::Relaxed);
-        drop(store);
-        drop(old); // after the lock, as in `insert`
+    /// A response for `key` may not be kept: the key's response goes, unless its head came
+    /// later (an older response's refusal does not undo a newer one), and a refusal takes its
+    /// place, so that a response whose head came before and whose body ends later is not kept.
+    /// A refusal takes a place among `max_entries` until it is evicted.
+    fn refuse(&self, key: K, current: Current) {
+        self.insert(key, None, 0, current);
     }
 }
 
@@ -587,8 +609,10 @@ where
                     order: VecDeque::new(),
                     bytes: 0,
                     seq: 0,
+                    responses: 0,
                 }),
                 entries: AtomicUsize::new(0),
+                heads: AtomicU64::new(0),
                 stored: AtomicU64::new(0),
                 served: AtomicU64::new(0),
                 too_large: AtomicU64::new(0),
@@ -609,7 +633,8 @@ where
         let store = self.inner.lock();
         store.map.get(key).and_then(|e| {
             let age = e.at.elapsed();
-            (age <= self.inner.limits.max_stale).then(|| (e.response.clone(), age))
+            let response = e.response.as_ref()?;
+            (age <= self.inner.limits.max_stale).then(|| (response.clone(), age))
         })
     }
 
@@ -621,31 +646,44 @@ where
     /// Keeps `response` for `key`, unless it is over the per-entry cap: then the key's older
     /// entry goes too (it no longer stands for what the dependency answers).
     pub(crate) fn store(&self, key: K, response: Res, bytes: usize) {
-        self.store_at(key, response, bytes, Instant::now());
+        self.store_at(key, response, bytes, self.current());
+    }
+
+    /// When and in what order a response's head arrived, for [`store_at`](Self::store_at),
+    /// [`forget`](Self::forget) and [`too_large`](Self::too_large).
+    pub(crate) fn current(&self) -> Current {
+        Current {
+            at: Instant::now(),
+            head: self.inner.heads.fetch_add(1, Ordering::Relaxed),
+        }
     }
 
     /// [`store`](Self::store), for a response that was current `at` (its head arrived then,
     /// and its body was read since): its age counts from there.
-    pub(crate) fn store_at(&self, key: K, response: Res, bytes: usize, at: Instant) {
+    pub(crate) fn store_at(&self, key: K, response: Res, bytes: usize, current: Current) {
         if bytes > self.inner.limits.max_entry_bytes {
-            self.too_large(&key);
+            self.too_large(key, current);
             return;
         }
-        if self.inner.insert(key, response, bytes, at) {
+        if self.inner.insert(key, Some(response), bytes, current) {
             self.inner.stored.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// The response kept for `key`, if any, no longer stands for what the dependency answers.
+    /// A response current `at` for `key` may not be kept: the response kept for it, if current
+    /// before, no longer stands for what the dependency answers, nor does any response current
+    /// before `at` whose body ends later.
     #[cfg(feature = "http")]
-    pub(crate) fn forget(&self, key: &K) {
-        self.inner.remove(key);
+    pub(crate) fn forget(&self, key: K, current: Current) {
+        self.inner.refuse(key, current);
     }
 
-    /// A response for `key` was too large to keep.
-    pub(crate) fn too_large(&self, key: &K) {
+    /// A response current `at` for `key` was too large to keep (and refused as [`forget`] does).
+    ///
+    /// [`forget`]: Self::forget
+    pub(crate) fn too_large(&self, key: K, current: Current) {
         self.inner.too_large.fetch_add(1, Ordering::Relaxed);
-        self.inner.remove(key);
+        self.inner.refuse(key, current);
     }
 
     /// How old a response may be and still be served.

@@ -372,7 +372,7 @@ where
             InnerProj::Called { fut, kept } => (fut, kept),
             InnerProj::Panicked { panicked } => return Poll::Ready(Err(panicked.clone())),
         };
-        let result = std::task::ready!(fut.poll(cx)).map_err(Into::into);
+        let result = std::task::ready!(fut.poll(cx)).map_err(|e| unwrap_breaker_error(e.into()));
         let Some(kept) = kept.take() else {
             return Poll::Ready(result);
         };
@@ -466,6 +466,18 @@ where
                 Err(panicked) => Err(panicked.into()),
             },
         )
+    }
+}
+
+/// The error a breaker with [`typed_errors`](crate::circuit_breaker::CircuitBreakerLayer::typed_errors)
+/// gave, unwrapped to the one a default breaker gives (its `CircuitOpen`, or the dependency's
+/// own error): the fallback's classifier then judges the error the breaker judged, and a
+/// "not found" it calls a success is passed on, not recovered.
+#[inline]
+fn unwrap_breaker_error(e: BoxError) -> BoxError {
+    match e.downcast::<crate::error::BreakerError>() {
+        Ok(typed) => typed.into_boxed(),
+        Err(e) => e,
     }
 }
 

@@ -246,12 +246,14 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   says `no-store`, `private`, `no-cache`, `must-revalidate`, `proxy-revalidate` or
 ///   `s-maxage` (each forbids a shared cache to serve it stale), nothing with
 ///   `Vary: *`; such a response (a 206 aside) also drops the key's older entry, which no
-///   longer stands for what the dependency answers. Other `Vary` headers are not
+///   longer stands for what the dependency answers, and keeps out a response whose head came
+///   before its own and whose body ends after it (a refusal takes a place among
+///   `max_entries` until evicted). Other `Vary` headers are not
 ///   looked at: a response that differs by a request header the key leaves out (such as
 ///   `Accept-Language`) needs that header in the user key.
 /// * The body is copied as the caller reads it, up to
 ///   [`max_entry_bytes`](HttpStaleCacheBuilder::max_entry_bytes); a larger body passes
-///   through uncached (and the key's older entry is dropped). The copies of all the bodies
+///   through uncached (and the key's entry is dropped, unless its head came later). The copies of all the bodies
 ///   being read at once hold at most [`max_bytes`](HttpStaleCacheBuilder::max_bytes)
 ///   between them; a body whose copy would go over passes through uncached (the older entry
 ///   stays). A response is kept only once its body has ended cleanly, with the trailers it
@@ -259,7 +261,7 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 /// * When a call fails, serves the kept response if at most
 ///   [`max_stale`](HttpStaleCacheBuilder::max_stale) old, counted from when its head arrived
 ///   plus any `Age` an upstream cache gave it, with an `Age` header (whole seconds, the two
-///   added) and the [`Stale`] extension carrying its exact age here (and, through the reqwest
+///   added) and the [`Stale`] extension carrying that age exactly (and, through the reqwest
 ///   adapter, its URL).
 /// * Bounded in entries and bytes; the oldest go first. So at most `max_bytes` kept and
 ///   `max_bytes` being copied.
@@ -403,11 +405,14 @@ impl HttpStaleCache {
         response: &mut Response<Tracked<B>>,
         stored: impl FnOnce(usize) + Send + Sync + 'static,
     ) {
+        // Its age counts from its head, however long its body takes to read; its head's
+        // place decides against other responses and refusals for the key.
+        let current = self.store.current();
         match sharing(response.status(), response.headers()) {
             Sharing::Shareable => {}
             Sharing::Partial => return stored(self.store.stats().entries),
             Sharing::Never => {
-                self.store.forget(&key);
+                self.store.forget(key, current);
                 return stored(self.store.stats().entries);
             }
         }
@@ -423,11 +428,9 @@ impl HttpStaleCache {
                 .get::<super::reqwest::ResponseUrl>()
                 .cloned(),
         };
-        // Its age counts from its head, however long its body takes to read.
-        let at = tokio::time::Instant::now();
         if response.body().is_drained() {
             let size = cached.size();
-            self.store.store_at(key, cached, size, at);
+            self.store.store_at(key, cached, size, current);
             stored(self.store.stats().entries);
             return;
         }
@@ -442,11 +445,11 @@ impl HttpStaleCache {
                     trailers,
                     ..cached
                 };
-                store.store_at(key, kept, size, at);
+                store.store_at(key, kept, size, current);
                 stored(store.stats().entries);
             }
             TeeEnd::TooLarge => {
-                store.too_large(&key);
+                store.too_large(key, current);
                 stored(store.stats().entries);
             }
             // A body that broke or was dropped says nothing new: the older entry stays.

@@ -68,12 +68,12 @@
 //! | `palisade_call_duration_seconds` | histogram (seconds) | `name`, `outcome` | the same calls' durations, timed from their first suspension; a call ready on its first poll (it waited on nothing, and no clock was read for it) is counted in `palisade_calls_total` only |
 //! | `palisade_rejections_total` | counter | `name`, `reason` | a call rejected without reaching the dependency: `reason` is `open`, `half_open_full`, `forced_open` or `bulkhead_full` |
 //! | `palisade_circuit_state` | gauge | `name` | the breaker's state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only (set at each transition, unless a later one was already shown, and at the first call if no transition came before it) |
-//! | `palisade_circuit_transitions_total` | counter | `name`, `from`, `to` | a state change (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`) |
+//! | `palisade_circuit_transitions_total` | counter | `name`, `from`, `to` | a state change (`closed`, `open`, `half_open`, `forced_open`, `disabled`, `metrics_only`), and each operator call (`reset`, `force_open`, `disable`, `metrics_only`), counted even when it leaves the state as it was (`from` = `to`: a `reset` of a closed breaker still empties its window) |
 //! | `palisade_circuit_would_trips_total` | counter | `name` | a `MetricsOnly` breaker would have opened |
 //! | `palisade_timeouts_total` | counter | `name` | a call ran out of time |
 //! | `palisade_bulkhead_in_flight` | gauge | `name` | bulkhead permits taken: up one at every acquire, down one at every release |
 //! | `palisade_fallbacks_total` | counter | `name`, `kind` | the fallback answered a failure: `kind` is `circuit_open`, `bulkhead_full`, `timed_out`, `inner_error` or `failure_response` |
-//! | `palisade_fallback_stale_age_seconds` | histogram (seconds) | `name` | the age of each stale response a stale cache served |
+//! | `palisade_fallback_stale_age_seconds` | histogram (seconds) | `name` | the age of each stale response a stale cache served (for HTTP, with the upstream `Age` it came with, as its `Age` header and `max_stale` count it) |
 //! | `palisade_stale_cache_entries` | gauge | `name` | responses a stale cache holds, set after each successful call it sees |
 //!
 //! Call series come from the circuit breaker, the one place that records every admitted call's

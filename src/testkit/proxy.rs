@@ -156,9 +156,12 @@ impl Shared {
     }
 
     fn stats(&self) -> ProxyStats {
+        // Open before accepted: a connection is counted accepted before it is counted open, so
+        // a snapshot never shows more open than accepted.
+        let connections_open = self.open.load(Ordering::SeqCst);
         ProxyStats {
             connections_accepted: self.accepted.load(Ordering::SeqCst),
-            connections_open: self.open.load(Ordering::SeqCst),
+            connections_open,
             bytes_from_clients: self.from_clients.load(Ordering::SeqCst),
             bytes_from_upstream: self.from_upstream.load(Ordering::SeqCst),
         }
@@ -609,14 +612,7 @@ async fn run(
 ) -> End {
     let (per_chunk, reset_after, throttle) = match mode {
         ProxyMode::Refuse => return End::Reset,
-        ProxyMode::Blackhole => {
-            let mut buf = vec![0; 16 * 1024];
-            while let Ok(n @ 1..) = client.read(&mut buf).await {
-                shared.count(&shared.from_clients, n);
-            }
-            // The client has closed (or reset) the connection: close ours too.
-            return End::Close;
-        }
+        ProxyMode::Blackhole => return swallow(client, shared).await,
         ProxyMode::Delay { connect, per_chunk } => {
             tokio::time::sleep(connect).await;
             (per_chunk, None, None)
@@ -631,6 +627,10 @@ async fn run(
     };
     let upstream = upstream.insert(connected);
     let _ = upstream.set_nodelay(true);
+    if throttle == Some(0) {
+        // Nothing goes either way, and the connection ends when the client closes it.
+        return swallow(client, shared).await;
+    }
     {
         let (mut client_read, mut client_write) = client.split();
         let (mut upstream_read, mut upstream_write) = upstream.split();
@@ -673,6 +673,16 @@ async fn run(
     }
 }
 
+/// Reads and counts what the client sends, forwarding nothing, until it closes (or resets)
+/// the connection: then ours closes too.
+async fn swallow(client: &mut TcpStream, shared: &Shared) -> End {
+    let mut buf = vec![0; 16 * 1024];
+    while let Ok(n @ 1..) = client.read(&mut buf).await {
+        shared.count(&shared.from_clients, n);
+    }
+    End::Close
+}
+
 /// How one direction is copied.
 struct Pipe<'a> {
     per_chunk: Duration,
@@ -696,6 +706,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let chunk = match pipe.throttle {
+        // (A rate of zero never gets here: `run` swallows the client's bytes instead.)
         Some(0) => return std::future::pending().await,
         Some(bytes_per_sec) => usize::try_from(bytes_per_sec / 20)
             .unwrap_or(usize::MAX)

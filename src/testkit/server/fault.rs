@@ -532,7 +532,9 @@ impl Fault {
     }
 
     /// The same fault, with `grpc-retry-pushback-ms: value` (verbatim) beside every gRPC status
-    /// it sends (its [`Reply::GrpcStatus`] replies, the usual and the occasional one).
+    /// it sends (its [`Reply::GrpcStatus`] replies, the usual and the occasional one). It sets
+    /// the replies the fault has when it is called: call it after `sometimes(..)`, whose reply
+    /// keeps its own `pushback_ms` otherwise.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]

@@ -8,7 +8,7 @@ mod handler;
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -80,13 +80,9 @@ pub struct ServerStats {
 pub(crate) struct Shared {
     fault: Mutex<Arc<Fault>>,
     rng: SharedRng,
-    requests: AtomicU64,
-    http_requests: AtomicU64,
-    grpc_requests: AtomicU64,
-    in_flight: AtomicUsize,
-    max_in_flight: AtomicUsize,
-    connections_accepted: AtomicU64,
-    connections_open: AtomicUsize,
+    /// Every counter, under one lock: a snapshot (and what `wait_for` returns) is never torn
+    /// between two of them (`in_flight` past `max_in_flight`, say).
+    counts: Mutex<ServerStats>,
     /// Set once the grace after shutdown has run out: whatever closes from then on is reset.
     past_grace: AtomicBool,
     changed: Notify,
@@ -97,13 +93,7 @@ impl Shared {
         Self {
             rng: SharedRng::new(fault.seed),
             fault: Mutex::new(Arc::new(fault)),
-            requests: AtomicU64::new(0),
-            http_requests: AtomicU64::new(0),
-            grpc_requests: AtomicU64::new(0),
-            in_flight: AtomicUsize::new(0),
-            max_in_flight: AtomicUsize::new(0),
-            connections_accepted: AtomicU64::new(0),
-            connections_open: AtomicUsize::new(0),
+            counts: Mutex::new(ServerStats::default()),
             past_grace: AtomicBool::new(false),
             changed: Notify::new(),
         }
@@ -127,25 +117,21 @@ impl Shared {
     }
 
     fn stats(&self) -> ServerStats {
-        ServerStats {
-            requests: self.requests.load(Ordering::SeqCst),
-            http_requests: self.http_requests.load(Ordering::SeqCst),
-            grpc_requests: self.grpc_requests.load(Ordering::SeqCst),
-            in_flight: self.in_flight.load(Ordering::SeqCst),
-            max_in_flight: self.max_in_flight.load(Ordering::SeqCst),
-            connections_accepted: self.connections_accepted.load(Ordering::SeqCst),
-            connections_open: self.connections_open.load(Ordering::SeqCst),
-        }
+        *self.counts.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the counters with `change`, then wakes whoever waits on them.
+    fn count(&self, change: impl FnOnce(&mut ServerStats)) {
+        change(&mut self.counts.lock().unwrap_or_else(PoisonError::into_inner));
+        self.changed.notify_waiters();
     }
 
     fn connection_accepted(&self) {
-        self.connections_accepted.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_waiters();
+        self.count(|c| c.connections_accepted += 1);
     }
 
     pub(crate) fn connection_opened(&self) {
-        self.connections_open.fetch_add(1, Ordering::SeqCst);
-        self.changed.notify_waiters();
+        self.count(|c| c.connections_open += 1);
     }
 
     /// Whether a connection closing now closes with a reset, its server past the grace of
@@ -155,8 +141,7 @@ impl Shared {
     }
 
     pub(crate) fn connection_closed(&self) {
-        self.connections_open.fetch_sub(1, Ordering::SeqCst);
-        self.changed.notify_waiters();
+        self.count(|c| c.connections_open = c.connections_open.saturating_sub(1));
     }
 }
 
@@ -168,15 +153,16 @@ pub(crate) struct InFlight {
 
 impl InFlight {
     pub(crate) fn enter(shared: &Arc<Shared>, grpc: bool) -> Self {
-        shared.requests.fetch_add(1, Ordering::SeqCst);
-        if grpc {
-            shared.grpc_requests.fetch_add(1, Ordering::SeqCst);
-        } else {
-            shared.http_requests.fetch_add(1, Ordering::SeqCst);
-        }
-        let now = shared.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        shared.max_in_flight.fetch_max(now, Ordering::SeqCst);
-        shared.changed.notify_waiters();
+        shared.count(|c| {
+            c.requests += 1;
+            if grpc {
+                c.grpc_requests += 1;
+            } else {
+                c.http_requests += 1;
+            }
+            c.in_flight += 1;
+            c.max_in_flight = c.max_in_flight.max(c.in_flight);
+        });
         Self {
             shared: Arc::clone(shared),
         }
@@ -185,8 +171,8 @@ impl InFlight {
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-        self.shared.changed.notify_waiters();
+        self.shared
+            .count(|c| c.in_flight = c.in_flight.saturating_sub(1));
     }
 }
 
@@ -556,13 +542,7 @@ impl FlakyServer {
     /// # }
     /// ```
     pub fn reset_max_in_flight(&self) {
-        let (in_flight, max) = (&self.shared.in_flight, &self.shared.max_in_flight);
-        max.store(in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
-        // A request entering between the load and the store raised the maximum before the
-        // store lowered it again. Looking again after the store covers it: a request counted
-        // in flight by then is in this load, and one counted later raises the maximum itself,
-        // after the store.
-        max.fetch_max(in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+        self.shared.count(|c| c.max_in_flight = c.in_flight);
     }
 
     /// Waits until the counters satisfy `until`, for at most `timeout` (tokio time). Woken by
