@@ -151,9 +151,8 @@ pub enum Event<'a> {
         /// zero).
         outcome: &'a Outcome,
         /// How long the call took, timed from its first suspension (for a future guarded by
-        /// [`Handle::call`](crate::circuit_breaker::Handle::call), from its start). `None` for
-        /// a call that completed on its first poll: it waited on nothing, and no clock was read
-        /// for it.
+        /// [`Handle::call`](crate::circuit_breaker::Handle::call) too). `None` for a call that
+        /// completed on its first poll: it waited on nothing, and no clock was read for it.
         duration: Option<Duration>,
     },
     /// A bulkhead permit was taken (only built while someone listens).

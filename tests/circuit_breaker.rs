@@ -662,14 +662,29 @@ fn call_errors_read_once_in_a_chain_and_are_found_inside_io_errors() {
     use palisade::circuit_breaker::CallError;
     use palisade::error::CircuitOpen;
 
-    let err: CallError<std::io::Error> = CallError::Open(CircuitOpen::new(None));
-    let mut chain = vec![err.to_string()];
-    let mut cur = std::error::Error::source(&err);
-    while let Some(e) = cur {
-        chain.push(e.to_string());
-        cur = e.source();
-    }
-    assert_eq!(chain.len(), 1, "{chain:?}");
+    // The dependency's error reads once; palisade's own say what happened, then why, and
+    // `error_kind` finds them inside a boxed `CallError` (a breaker further out ignores them).
+    let chain = |err: &dyn std::error::Error| {
+        let mut chain = vec![err.to_string()];
+        let mut cur = err.source();
+        while let Some(e) = cur {
+            chain.push(e.to_string());
+            cur = e.source();
+        }
+        chain
+    };
+    let inner: CallError<std::io::Error> = CallError::Inner(std::io::Error::other("refused"));
+    assert_eq!(chain(&inner), ["refused"]);
+    let open: CallError<std::io::Error> = CallError::Open(CircuitOpen::new(None));
+    let open_chain = chain(&open);
+    assert_eq!(open_chain.len(), 2, "{open_chain:?}");
+    assert_ne!(open_chain[0], open_chain[1]);
+    let boxed: BoxError = Box::new(open);
+    assert!(matches!(
+        error_kind(boxed.as_ref()),
+        ErrorKind::CircuitOpen(_)
+    ));
+    assert!(palisade::classify::classify_error(&boxed).is_ignored());
 
     let io = std::io::Error::other(CircuitOpen::new(None));
     assert!(matches!(error_kind(&io), ErrorKind::CircuitOpen(_)));

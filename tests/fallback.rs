@@ -732,3 +732,24 @@ impl std::fmt::Display for NotFound {
 }
 
 impl std::error::Error for NotFound {}
+
+/// A response too large to keep drops its key's older entry, and nothing else: the only entry
+/// of a one-entry cache, for another key, stays.
+#[tokio::test(start_paused = true)]
+async fn a_response_too_large_to_keep_drops_only_its_own_keys_entry() {
+    let cache = StaleCache::builder(|id: &u32| Some(*id))
+        .max_entries(1)
+        .max_entry_bytes(10)
+        .size(|body: &String| body.len())
+        .build()
+        .unwrap();
+    cache.succeeded(cache.keep(&1), &mut "small".to_owned());
+    cache.succeeded(cache.keep(&2), &mut "far too large".to_owned());
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.too_large), (1, 1));
+    assert!(
+        cache
+            .recover(cache.keep(&1), Failure::Error("down".into()))
+            .is_ok()
+    );
+}

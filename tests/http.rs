@@ -1710,6 +1710,42 @@ async fn stale_cache_keeps_the_later_response_when_bodies_end_out_of_order() {
     );
 }
 
+/// Refusals are ordered by when their heads arrived, not by the clock (a paused or coarse one
+/// ties), and are remembered apart from the entries: one for a key never kept pushes no
+/// response out.
+#[tokio::test(start_paused = true)]
+async fn stale_cache_refusals_follow_head_order_and_push_no_response_out() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().max_entries(1).build().unwrap();
+    let mut svc = behind_stale_cache(&script, &cache);
+    let get = |path: &str| Request::get(path).body(()).unwrap();
+    // The only entry the cache may hold.
+    let kept = call_with(&mut svc, get("/kept")).await.unwrap();
+    drop(script.feed(0));
+    read_all(kept.into_body()).await.unwrap();
+    assert_eq!(cache.stats().entries, 1);
+    // On the same instant: an older response still streaming, then a `no-store` one.
+    let older = call_with(&mut svc, get("/item")).await.unwrap();
+    script.answer(200, &[("cache-control", "no-store")]);
+    let refused = call_with(&mut svc, get("/item")).await.unwrap();
+    drop(script.feed(2));
+    read_all(refused.into_body()).await.unwrap();
+    assert_eq!(cache.stats().entries, 1, "a refusal pushes no response out");
+    let slow = script.feed(1);
+    slow.send(data("stock: 12")).unwrap();
+    drop(slow);
+    read_all(older.into_body()).await.unwrap();
+    assert_eq!(cache.stats().stored, 1, "older than a refusal: not kept");
+    script.answer(503, &[]);
+    let res = call_with(&mut svc, get("/item")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    script.answer(503, &[]);
+    let res = call_with(&mut svc, get("/kept")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "still kept");
+}
+
 /// A refusal is as current as its response's head: a response the cache may not keep
 /// (`no-store`) keeps out an older one whose body ends after it, and an older body that grows
 /// too large does not drop a newer response kept meanwhile.

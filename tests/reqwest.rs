@@ -276,3 +276,33 @@ async fn stale_cache_serves_a_cached_get_with_its_age_but_not_to_another_tenant(
     let other = send(&mut svc, request("b")).await.unwrap();
     assert_eq!(other.status(), 503);
 }
+
+/// A response the fallback makes (the breaker open) carries the request's URL, as the
+/// client's own would, not reqwest's placeholder.
+#[tokio::test]
+#[allow(clippy::result_large_err)] // the fallback's `Failure` holds a response, as its type says
+async fn a_fallback_response_keeps_the_requests_url() {
+    let server = FlakyServer::start().await.unwrap();
+    let policy = Policy::builder()
+        .reqwest()
+        .circuit_breaker(breaker())
+        .fallback(palisade::fallback::from_fn(
+            |_: palisade::fallback::Failure<
+                http::Response<palisade::http::Tracked<reqwest::Body>>,
+            >| {
+                Ok(http::Response::new(palisade::http::Tracked::new(
+                    reqwest::Body::from("n/a"),
+                )))
+            },
+        ))
+        .build()
+        .unwrap();
+    policy.circuit_breaker().unwrap().force_open();
+    let mut client = policy.layer(reqwest::Client::new());
+    let req = get(&server, "/orders?page=2");
+    let url = req.url().clone();
+    let res = send(&mut client, req).await.unwrap();
+    assert_eq!(res.url(), &url);
+    assert_eq!(res.text().await.unwrap(), "n/a");
+    assert_eq!(server.stats().requests, 0, "answered by the fallback");
+}

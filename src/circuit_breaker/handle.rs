@@ -273,7 +273,10 @@ impl fmt::Debug for Handle {
 /// breaker.force_open();
 /// let err = breaker.call(async { Ok::<_, std::io::Error>(()) }).await.unwrap_err();
 /// assert!(matches!(err, CallError::Open(_))); // the future was never polled
-/// assert_eq!(err.to_string(), "circuit breaker is forced open");
+/// assert_eq!(err.to_string(), "call rejected by the circuit breaker");
+/// // Why, in its source (where `error_kind` finds the `CircuitOpen`, boxed or not):
+/// let why = std::error::Error::source(&err).unwrap();
+/// assert_eq!(why.to_string(), "circuit breaker is forced open");
 /// # }
 /// ```
 #[derive(Debug)]
@@ -287,24 +290,29 @@ pub enum CallError<E> {
     CallbackPanicked(CallbackPanicked),
 }
 
+/// The dependency's error reads as itself (transparent); palisade's own say what happened to
+/// the call, their details in the source.
 impl<E: fmt::Display> fmt::Display for CallError<E> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CallError::Open(e) => e.fmt(f),
+            CallError::Open(_) => f.write_str("call rejected by the circuit breaker"),
             CallError::Inner(e) => e.fmt(f),
-            CallError::CallbackPanicked(e) => e.fmt(f),
+            CallError::CallbackPanicked(_) => f.write_str("call failed in a palisade callback"),
         }
     }
 }
 
-/// Transparent, like its `Display`: the source is the held error's own, so that a chain
-/// printed by error reporters does not say the same thing twice.
+/// For the dependency's error, the source is that error's own (transparent, like its
+/// `Display`, so that a chain printed by error reporters does not say the same thing twice);
+/// for palisade's own, the source is that error: [`error_kind`](crate::error::error_kind)
+/// finds a `CircuitOpen` or `CallbackPanicked` inside a boxed `CallError`, so that a breaker
+/// further out ignores them as it ignores them unboxed.
 impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            CallError::Open(e) => e.source(),
+            CallError::Open(e) => Some(e),
             CallError::Inner(e) => e.source(),
-            CallError::CallbackPanicked(e) => e.source(),
+            CallError::CallbackPanicked(e) => Some(e),
         }
     }
 }

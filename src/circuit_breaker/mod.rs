@@ -36,7 +36,10 @@
 //!   last N seconds. When a failure or a slow call is recorded and the window holds at least
 //!   `minimum_calls` outcomes, the breaker opens if the failure rate reaches `failure_rate` or
 //!   the slow-call rate reaches `slow_call_rate` (both are checked, whichever kind of outcome
-//!   was recorded). A fast success is not a reason to open, so no rate is checked then. With `consecutive_failures` set, that many
+//!   was recorded). A success is checked only when it can complete a trip: while the window
+//!   holds failures or slow calls short of `minimum_calls` (three failures then a success, at
+//!   `minimum_calls` 4 and `failure_rate` 0.5, open it), and with a time window's first record
+//!   of each new bucket (older outcomes may have expired). With `consecutive_failures` set, that many
 //!   failures in a row also open it. Ignored outcomes (cancelled calls, palisade's own
 //!   rejections) are not counted.
 //! * **Open**: calls fail at once with [`CircuitOpen`](crate::error::CircuitOpen), carrying the

@@ -535,7 +535,9 @@ pub struct Snapshot {
     pub failures: u32,
     /// Slow calls in the window.
     pub slow_calls: u32,
-    /// Calls rejected since creation.
+    /// Calls rejected since creation. A service counts its rejection when `poll_ready` decides
+    /// it; the [`Rejected`](crate::events::Event::Rejected) event comes with the `call` that
+    /// follows, so a service made ready and dropped without a call counts one with no event.
     pub rejected: u64,
     /// Probes in flight (half-open).
     pub probes_in_flight: u32,

@@ -268,8 +268,9 @@ impl Outcome {
 /// Decides the [`Outcome`] of a completed call from its result.
 ///
 /// Implemented for every `Fn(Result<&Res, &BoxError>) -> Outcome`. A classifier that panics
-/// does not leak anything: the call is then recorded as ignored and the panic goes on to the
-/// caller.
+/// does not leak anything: the call is then recorded as ignored (its probe slot and permits
+/// come back), and fails with the panic as its typed error,
+/// [`CallbackPanicked`](crate::error::CallbackPanicked).
 ///
 /// The circuit breaker does not ask its classifier about a rejection by a palisade layer inside
 /// it ([`BulkheadFull`](crate::error::BulkheadFull), or [`CircuitOpen`](crate::error::CircuitOpen)

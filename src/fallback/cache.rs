@@ -104,13 +104,11 @@ type MarkFn<Res> = Box<dyn Fn(&mut Res, Stale) + Send + Sync>;
 type SizeFn<Res> = Box<dyn Fn(&Res) -> usize + Send + Sync>;
 
 struct Entry<Res> {
-    /// `None`: a refusal (a response the cache may not keep, or one too large): it holds no
-    /// response, and keeps out any response whose head came before the refused one's.
-    response: Option<Res>,
+    response: Res,
     /// When the response's head arrived (its age counts from there).
     at: Instant,
-    /// The order its head arrived in, among all the cache's: a response or refusal stands
-    /// against any whose head came before (clocks can tie; this cannot).
+    /// The order its head arrived in, among all the cache's: it stands against any response
+    /// whose head came before (clocks can tie; this cannot).
     head: u64,
     bytes: usize,
     seq: u64,
@@ -132,9 +130,17 @@ struct Store<K, Res> {
     /// and bounds set that high) would overflow a `usize` before the eviction brings it down.
     bytes: u128,
     seq: u64,
-    /// Entries that hold a response (the map also holds refusals).
-    responses: usize,
+    /// Refusals (a response the cache may not keep, or one too large), each with its head's
+    /// place: a response whose head came before it, and whose body ends after it, is not kept.
+    /// Apart from the entries, so that they never push a response out; at most
+    /// [`MAX_REFUSALS`], the oldest forgotten first.
+    refusals: HashMap<K, u64>,
+    refusal_order: VecDeque<(K, u64)>,
 }
+
+/// The refusals a cache remembers. Forgetting one matters only for a body whose head came
+/// before it and that is still being read after this many later refusals.
+const MAX_REFUSALS: usize = 1024;
 
 /// Stale-if-error: keeps the last successful response per key and serves it, marked stale,
 /// when a call for the same key fails, if it is at most `max_stale` old.
@@ -334,7 +340,7 @@ where
     fn stats(&self) -> CacheStats {
         let store = self.lock();
         CacheStats {
-            entries: store.responses,
+            entries: store.map.len(),
             bytes: usize::try_from(store.bytes).unwrap_or(usize::MAX),
             stored: self.stored.load(Ordering::Relaxed),
             served: self.served.load(Ordering::Relaxed),
@@ -351,21 +357,26 @@ where
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Keeps `response` under `key` (or, for `None`, a refusal), unless the key holds a
-    /// response or a refusal whose head came later (two calls for one key whose bodies ended
-    /// out of order: the later head wins). `false` when it was not kept.
-    fn insert(&self, key: K, response: Option<Res>, bytes: usize, current: Current) -> bool {
+    /// Keeps `response` under `key`, unless the key holds a response or a refusal whose head
+    /// came later (two calls for one key whose bodies ended out of order: the later head
+    /// wins). `false` when it was not kept.
+    fn insert(&self, key: K, response: Res, bytes: usize, current: Current) -> bool {
         // Responses replaced or evicted are dropped after the lock is released: dropping a
         // response runs its code, which must not leave the store half-updated if it panics.
         let mut replaced = None;
         let mut evicted = Vec::new();
         let mut guard = self.lock();
         let store = &mut *guard;
-        if store.map.get(&key).is_some_and(|e| e.head > current.head) {
+        if store.map.get(&key).is_some_and(|e| e.head > current.head)
+            || store.refusals.get(&key).is_some_and(|&h| h > current.head)
+        {
             drop(guard);
             drop(response);
             return false;
         }
+        // A refusal older than this response is of no more use: the response keeps out what
+        // came before it.
+        store.refusals.remove(&key);
         store.seq += 1;
         let seq = store.seq;
         let entry = Entry {
@@ -375,10 +386,8 @@ where
             bytes,
             seq,
         };
-        store.responses += usize::from(entry.response.is_some());
         if let Some(old) = store.map.insert(key.clone(), entry) {
             store.bytes -= old.bytes as u128;
-            store.responses -= usize::from(old.response.is_some());
             replaced = Some(old);
         }
         store.bytes += bytes as u128;
@@ -393,7 +402,6 @@ where
                 && let Some(old) = store.map.remove(&k)
             {
                 store.bytes -= old.bytes as u128;
-                store.responses -= usize::from(old.response.is_some());
                 evicted.push(old);
             }
         }
@@ -404,7 +412,7 @@ where
                 .order
                 .retain(|(k, s)| map.get(k).is_some_and(|e| e.seq == *s));
         }
-        self.entries.store(store.responses, Ordering::Relaxed);
+        self.entries.store(store.map.len(), Ordering::Relaxed);
         drop(guard);
         drop(replaced);
         drop(evicted);
@@ -412,11 +420,42 @@ where
     }
 
     /// A response for `key` may not be kept: the key's response goes, unless its head came
-    /// later (an older response's refusal does not undo a newer one), and a refusal takes its
-    /// place, so that a response whose head came before and whose body ends later is not kept.
-    /// A refusal takes a place among `max_entries` until it is evicted.
-    fn refuse(&self, key: K, current: Current) {
-        self.insert(key, None, 0, current);
+    /// later (an older response's refusal does not undo a newer one). With `remember`, the
+    /// refusal is kept too, so that a response whose head came before and whose body ends
+    /// later is not kept either (for responses stored as their bodies end; one stored at once
+    /// has no such rival).
+    fn refuse(&self, key: K, current: Current, remember: bool) {
+        let mut guard = self.lock();
+        let store = &mut *guard;
+        let old = match store.map.get(&key) {
+            Some(e) if e.head < current.head => store.map.remove(&key),
+            _ => None,
+        };
+        if let Some(old) = &old {
+            store.bytes -= old.bytes as u128;
+        }
+        if remember && store.refusals.get(&key).is_none_or(|&h| h < current.head) {
+            store.refusals.insert(key.clone(), current.head);
+            store.refusal_order.push_back((key, current.head));
+            while store.refusals.len() > MAX_REFUSALS {
+                let Some((k, h)) = store.refusal_order.pop_front() else {
+                    break;
+                };
+                if store.refusals.get(&k) == Some(&h) {
+                    store.refusals.remove(&k);
+                }
+            }
+            // Leftovers of replaced or removed refusals.
+            if store.refusal_order.len() > 2 * store.refusals.len() + 64 {
+                let refusals = &store.refusals;
+                store
+                    .refusal_order
+                    .retain(|(k, h)| refusals.get(k) == Some(h));
+            }
+        }
+        self.entries.store(store.map.len(), Ordering::Relaxed);
+        drop(guard);
+        drop(old); // after the lock, as in `insert`
     }
 }
 
@@ -609,7 +648,8 @@ where
                     order: VecDeque::new(),
                     bytes: 0,
                     seq: 0,
-                    responses: 0,
+                    refusals: HashMap::new(),
+                    refusal_order: VecDeque::new(),
                 }),
                 entries: AtomicUsize::new(0),
                 heads: AtomicU64::new(0),
@@ -633,8 +673,7 @@ where
         let store = self.inner.lock();
         store.map.get(key).and_then(|e| {
             let age = e.at.elapsed();
-            let response = e.response.as_ref()?;
-            (age <= self.inner.limits.max_stale).then(|| (response.clone(), age))
+            (age <= self.inner.limits.max_stale).then(|| (e.response.clone(), age))
         })
     }
 
@@ -646,7 +685,7 @@ where
     /// Keeps `response` for `key`, unless it is over the per-entry cap: then the key's older
     /// entry goes too (it no longer stands for what the dependency answers).
     pub(crate) fn store(&self, key: K, response: Res, bytes: usize) {
-        self.store_at(key, response, bytes, self.current());
+        self.keep(key, response, bytes, self.current(), false);
     }
 
     /// When and in what order a response's head arrived, for [`store_at`](Self::store_at),
@@ -658,32 +697,41 @@ where
         }
     }
 
-    /// [`store`](Self::store), for a response that was current `at` (its head arrived then,
-    /// and its body was read since): its age counts from there.
+    /// [`store`](Self::store), for a response whose head arrived at `current` and whose body
+    /// was read since: its age counts from its head, and it is not kept over a response or a
+    /// refusal whose head came after it.
+    #[cfg(feature = "http")]
     pub(crate) fn store_at(&self, key: K, response: Res, bytes: usize, current: Current) {
+        self.keep(key, response, bytes, current, true);
+    }
+
+    fn keep(&self, key: K, response: Res, bytes: usize, current: Current, remember: bool) {
         if bytes > self.inner.limits.max_entry_bytes {
-            self.too_large(key, current);
+            self.inner.too_large.fetch_add(1, Ordering::Relaxed);
+            self.inner.refuse(key, current, remember);
             return;
         }
-        if self.inner.insert(key, Some(response), bytes, current) {
+        if self.inner.insert(key, response, bytes, current) {
             self.inner.stored.fetch_add(1, Ordering::Relaxed);
         }
     }
 
-    /// A response current `at` for `key` may not be kept: the response kept for it, if current
-    /// before, no longer stands for what the dependency answers, nor does any response current
-    /// before `at` whose body ends later.
+    /// A response whose head arrived at `current` for `key` may not be kept: the response kept
+    /// for it, if its head came before, no longer stands for what the dependency answers, nor
+    /// does a response whose head came before and whose body ends later.
     #[cfg(feature = "http")]
     pub(crate) fn forget(&self, key: K, current: Current) {
-        self.inner.refuse(key, current);
+        self.inner.refuse(key, current, true);
     }
 
-    /// A response current `at` for `key` was too large to keep (and refused as [`forget`] does).
+    /// A response whose head arrived at `current` for `key` was too large to keep (refused as
+    /// [`forget`] refuses).
     ///
     /// [`forget`]: Self::forget
+    #[cfg(feature = "http")]
     pub(crate) fn too_large(&self, key: K, current: Current) {
         self.inner.too_large.fetch_add(1, Ordering::Relaxed);
-        self.inner.refuse(key, current);
+        self.inner.refuse(key, current, true);
     }
 
     /// How old a response may be and still be served.

@@ -285,7 +285,9 @@ where
     type Future = ResponseFuture<S::Future, R, Req, R::Kept, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(cx).map_err(Into::into)
+        self.inner
+            .poll_ready(cx)
+            .map_err(|e| unwrap_breaker_error(e.into()))
     }
 
     fn call(&mut self, req: Req) -> Self::Future {
@@ -473,11 +475,14 @@ where
 /// gave, unwrapped to the one a default breaker gives (its `CircuitOpen`, or the dependency's
 /// own error): the fallback's classifier then judges the error the breaker judged, and a
 /// "not found" it calls a success is passed on, not recovered.
+/// Typed breakers stacked unwrap in turn.
 #[inline]
-fn unwrap_breaker_error(e: BoxError) -> BoxError {
-    match e.downcast::<crate::error::BreakerError>() {
-        Ok(typed) => typed.into_boxed(),
-        Err(e) => e,
+fn unwrap_breaker_error(mut e: BoxError) -> BoxError {
+    loop {
+        match e.downcast::<crate::error::BreakerError>() {
+            Ok(typed) => e = typed.into_boxed(),
+            Err(leaf) => return leaf,
+        }
     }
 }
 

@@ -247,8 +247,8 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   `s-maxage` (each forbids a shared cache to serve it stale), nothing with
 ///   `Vary: *`; such a response (a 206 aside) also drops the key's older entry, which no
 ///   longer stands for what the dependency answers, and keeps out a response whose head came
-///   before its own and whose body ends after it (a refusal takes a place among
-///   `max_entries` until evicted). Other `Vary` headers are not
+///   before its own and whose body ends after it (the last 1 024 refusals are remembered,
+///   apart from the entries). Other `Vary` headers are not
 ///   looked at: a response that differs by a request header the key leaves out (such as
 ///   `Accept-Language`) needs that header in the user key.
 /// * The body is copied as the caller reads it, up to

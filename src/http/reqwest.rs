@@ -318,8 +318,12 @@ where
     }
 
     fn call(&mut self, req: reqwest::Request) -> Self::Future {
+        // For a response made inside the stack without one (a fallback's): reqwest would give
+        // it a placeholder.
+        let url = req.url().clone();
         IntoReqwestFuture {
             fut: self.inner.call(req),
+            url: Some(url),
         }
     }
 }
@@ -348,6 +352,7 @@ pin_project! {
     pub struct IntoReqwestFuture<F> {
         #[pin]
         fut: F,
+        url: Option<reqwest::Url>,
     }
 }
 
@@ -359,9 +364,14 @@ where
     type Output = Result<reqwest::Response, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.project()
-            .fut
-            .poll(cx)
-            .map(|res| res.map(reqwest::Response::from).map_err(Into::into))
+        let this = self.project();
+        let mut res = std::task::ready!(this.fut.poll(cx)).map_err(Into::into)?;
+        if res.extensions().get::<ResponseUrl>().is_none()
+            && let Some(url) = this.url.take()
+        {
+            // Made inside the stack (a fallback's response): the request's URL.
+            ResponseUrl(url).set(res.extensions_mut());
+        }
+        Poll::Ready(Ok(reqwest::Response::from(res)))
     }
 }

@@ -68,9 +68,11 @@ pub enum ProxyMode {
         /// Bytes from the upstream forwarded before the reset.
         bytes: u64,
     },
-    /// Pass through at `bytes_per_sec`, in each direction (in about twenty chunks a second);
-    /// zero forwards nothing. Time a direction sits idle earns at most a chunk of credit: what
-    /// comes after a pause still goes at the rate.
+    /// Pass through at `bytes_per_sec`, in each direction (in about twenty chunks a second).
+    /// Zero forwards nothing: the proxy connects upstream, then reads, counts and drops what
+    /// the client sends, and closes both connections when the client closes its own. Time a
+    /// direction sits idle earns at most a chunk of credit: what comes after a pause still
+    /// goes at the rate.
     Throttle {
         /// The rate of each direction.
         bytes_per_sec: u64,
@@ -131,7 +133,7 @@ pub struct ProxyStats {
     pub connections_accepted: u64,
     /// Client connections open now (until the proxy has closed its socket).
     pub connections_open: usize,
-    /// Bytes read from clients (forwarded or, when blackholed, discarded).
+    /// Bytes read from clients (forwarded or, when blackholed or throttled to zero, dropped).
     pub bytes_from_clients: u64,
     /// Bytes read from the upstream.
     pub bytes_from_upstream: u64,
