@@ -654,9 +654,10 @@ fn a_failure_finds_the_slow_call_rate_at_its_threshold() {
     }
 }
 
-/// `CallError` is transparent: an error reporter walking its sources says "circuit breaker is
-/// open" once, not twice; and palisade's errors are found inside a `std::io::Error`, whose own
-/// `source` skips the error it wraps.
+/// `CallError::Inner` is transparent: an error reporter walking its sources says the
+/// dependency's message once, not twice; `Open` and `CallbackPanicked` say what happened, then
+/// why, and are found boxed; and palisade's errors are found inside a `std::io::Error`, whose
+/// own `source` skips the error it wraps.
 #[test]
 fn call_errors_read_once_in_a_chain_and_are_found_inside_io_errors() {
     use palisade::circuit_breaker::CallError;
@@ -685,6 +686,15 @@ fn call_errors_read_once_in_a_chain_and_are_found_inside_io_errors() {
         ErrorKind::CircuitOpen(_)
     ));
     assert!(palisade::classify::classify_error(&boxed).is_ignored());
+    let panicked: CallError<std::io::Error> = CallError::CallbackPanicked(
+        palisade::error::CallbackPanicked::new("classifier", "a bug"),
+    );
+    assert_eq!(chain(&panicked).len(), 2);
+    let boxed: BoxError = Box::new(panicked);
+    assert!(matches!(
+        error_kind(boxed.as_ref()),
+        ErrorKind::CallbackPanicked(_)
+    ));
 
     let io = std::io::Error::other(CircuitOpen::new(None));
     assert!(matches!(error_kind(&io), ErrorKind::CircuitOpen(_)));

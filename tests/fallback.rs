@@ -753,3 +753,60 @@ async fn a_response_too_large_to_keep_drops_only_its_own_keys_entry() {
             .is_ok()
     );
 }
+
+/// Two typed breakers stacked under a fallback: their `BreakerError`s are unwrapped in turn,
+/// from `call` and from `poll_ready` alike, so the caller gets the dependency's own error.
+#[tokio::test]
+async fn stacked_typed_breakers_errors_are_unwrapped_from_call_and_poll_ready() {
+    use std::task::{Context, Poll};
+
+    /// Fails `poll_ready` with `NotFound` when `refuses`, else fails each call with it.
+    #[derive(Clone)]
+    struct Dep {
+        refuses: bool,
+    }
+    impl Service<()> for Dep {
+        type Response = &'static str;
+        type Error = BoxError;
+        type Future = std::future::Ready<Result<&'static str, BoxError>>;
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+            Poll::Ready(if self.refuses {
+                Err(Box::new(NotFound))
+            } else {
+                Ok(())
+            })
+        }
+        fn call(&mut self, (): ()) -> Self::Future {
+            std::future::ready(Err(Box::new(NotFound)))
+        }
+    }
+    let typed = || {
+        CircuitBreakerLayer::builder()
+            .build()
+            .unwrap()
+            .typed_errors()
+    };
+    // "Not found" is an answer: passed on, not recovered, if the fallback sees it as it is.
+    let classifier = |res: Result<&&str, &BoxError>| match res {
+        Err(e) if !e.is::<NotFound>() => Outcome::failure(),
+        _ => Outcome::success(),
+    };
+    for refuses in [false, true] {
+        let mut svc = ServiceBuilder::new()
+            .layer(
+                FallbackLayer::new(fallback::value("from the fallback"))
+                    .with_classifier(classifier),
+            )
+            .layer(typed())
+            .layer(typed())
+            .service(Dep { refuses });
+        let err = if refuses {
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .unwrap_err()
+        } else {
+            support::call(&mut svc, ()).await.unwrap_err()
+        };
+        assert!(err.is::<NotFound>(), "refuses: {refuses}: {err}");
+    }
+}

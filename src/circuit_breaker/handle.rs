@@ -297,7 +297,9 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
         match self {
             CallError::Open(_) => f.write_str("call rejected by the circuit breaker"),
             CallError::Inner(e) => e.fmt(f),
-            CallError::CallbackPanicked(_) => f.write_str("call failed in a palisade callback"),
+            CallError::CallbackPanicked(_) => {
+                f.write_str("call failed: a callback palisade ran panicked")
+            }
         }
     }
 }
@@ -306,7 +308,9 @@ impl<E: fmt::Display> fmt::Display for CallError<E> {
 /// `Display`, so that a chain printed by error reporters does not say the same thing twice);
 /// for palisade's own, the source is that error: [`error_kind`](crate::error::error_kind)
 /// finds a `CircuitOpen` or `CallbackPanicked` inside a boxed `CallError`, so that a breaker
-/// further out ignores them as it ignores them unboxed.
+/// further out ignores them as it ignores them unboxed. To box one, prefer
+/// [`into_boxed`](CallError::into_boxed): `Box::new(CallError::Inner(io_error))` hides a
+/// palisade error the `io::Error` wraps (its `source` skips it), `into_boxed` does not.
 impl<E: std::error::Error + 'static> std::error::Error for CallError<E> {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {

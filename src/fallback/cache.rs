@@ -349,9 +349,9 @@ where
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Store<K, Res>> {
-        // The user code run under this lock (the key's `Hash` and `Eq`, a response's `Clone`
-        // when served) changes nothing if it panics; a response is dropped after the lock is
-        // released. So a poisoned store is still consistent.
+        // The user code run under this lock (the key's `Hash`, `Eq`, `Clone` and `Drop`, a
+        // response's `Clone` when served) changes nothing if it panics; a response is dropped
+        // after the lock is released. So a poisoned store is still consistent.
         self.store
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -789,5 +789,32 @@ where
 
     fn cached_entries(&self) -> Option<usize> {
         Some(self.inner.entries.load(Ordering::Relaxed))
+    }
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::*;
+
+    /// The last `MAX_REFUSALS` refusals are remembered, the oldest forgotten first: a body
+    /// whose head came before a refusal is kept out while that refusal is remembered.
+    #[tokio::test(start_paused = true)]
+    async fn refusals_are_remembered_up_to_their_bound_the_oldest_forgotten_first() {
+        let cache = StaleCache::builder(|k: &u32| Some(*k)).build().unwrap();
+        let older = cache.current(); // a body for key 0, still being read
+        cache.forget(0, cache.current());
+        for key in 1..MAX_REFUSALS as u32 {
+            cache.forget(key, cache.current());
+        }
+        // Exactly the bound: key 0's refusal is still remembered.
+        cache.store_at(0, "stock: 12", 9, older);
+        assert_eq!(cache.stats().entries, 0);
+        // One more refusal forgets the oldest, key 0's: the older body is kept after all.
+        cache.forget(MAX_REFUSALS as u32, cache.current());
+        cache.store_at(0, "stock: 12", 9, older);
+        assert_eq!(cache.stats().entries, 1);
+        let store = cache.inner.lock();
+        assert_eq!(store.refusals.len(), MAX_REFUSALS);
+        assert!(store.refusal_order.len() <= 2 * MAX_REFUSALS + 64);
     }
 }

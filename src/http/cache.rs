@@ -264,7 +264,7 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   added) and the [`Stale`] extension carrying that age exactly (and, through the reqwest
 ///   adapter, its URL).
 /// * Bounded in entries and bytes; the oldest go first. So at most `max_bytes` kept and
-///   `max_bytes` being copied.
+///   `max_bytes` being copied, and besides them the keys of the last 1 024 refusals.
 ///
 /// Under a [`FallbackLayer`](crate::fallback::FallbackLayer) of your own, give the layer an
 /// HTTP classifier ([`HttpClassifier`](crate::classify::http::HttpClassifier), or the gRPC

@@ -369,7 +369,9 @@ where
         if res.extensions().get::<ResponseUrl>().is_none()
             && let Some(url) = this.url.take()
         {
-            // Made inside the stack (a fallback's response): the request's URL.
+            // Made inside the stack (a fallback's response): the request's URL. (A URL such a
+            // response set with `reqwest::ResponseBuilderExt::url` is replaced: reqwest keeps
+            // it where palisade cannot see it.)
             ResponseUrl(url).set(res.extensions_mut());
         }
         Poll::Ready(Ok(reqwest::Response::from(res)))
