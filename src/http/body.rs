@@ -75,7 +75,9 @@ impl Deadline {
     }
 
     /// Polls a response head against `deadline`: the head with what is left of the deadline
-    /// (for its body), or [`Elapsed`] once it has passed.
+    /// (for its body), or [`Elapsed`] once it has passed. An error the head gives is passed on
+    /// as it is, even at or after the deadline (the timeout layer reports one at its own
+    /// deadline as `Elapsed`).
     pub(crate) fn poll_head<F, T, E>(
         fut: Pin<&mut F>,
         deadline: &mut Option<Self>,
