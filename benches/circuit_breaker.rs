@@ -140,7 +140,9 @@ fn main() {
             tr.layer(bare),
             (),
         );
+        // Open for an hour: the default 30 s would close it before the interleaved part below.
         let tr_open = tower_resilience::circuitbreaker::CircuitBreakerLayer::builder()
+            .wait_duration_in_open(Duration::from_secs(3600))
             .build()
             .unwrap()
             .layer(bare);
@@ -172,7 +174,14 @@ fn main() {
             fs_closed,
             (),
         );
-        let fs_tripped = failsafe::Config::new().build();
+        // Open for an hour (the default reopens after 5-60 s, then the case measures the
+        // closed path).
+        let fs_tripped = failsafe::Config::new()
+            .failure_policy(failsafe::failure_policy::consecutive_failures(
+                5,
+                failsafe::backoff::constant(Duration::from_secs(3600)),
+            ))
+            .build();
         support::runtime1().block_on(async {
             use failsafe::futures::CircuitBreaker;
             for _ in 0..10 {
@@ -194,10 +203,8 @@ fn main() {
             (),
         );
         let rc = recloser::AsyncRecloser::from(recloser::Recloser::custom().build());
-        let rc_closed = service_fn(move |()| {
-            let rc = rc.clone();
-            async move { rc.call(async { Ok::<_, Infallible>(()) }).await }
-        });
+        // `call` takes its own reference to the breaker: no clone of ours on top.
+        let rc_closed = service_fn(move |()| rc.call(async { Ok::<_, Infallible>(()) }));
         support::case(
             &mut c,
             (ONE, TWO),
@@ -219,10 +226,7 @@ fn main() {
                     .await;
             }
         });
-        let rc_open = service_fn(move |()| {
-            let rc = rc_tripped.clone();
-            async move { rc.call(async { Ok::<_, Infallible>(()) }).await }
-        });
+        let rc_open = service_fn(move |()| rc_tripped.call(async { Ok::<_, Infallible>(()) }));
         support::case(
             &mut c,
             (ONE, TWO),
