@@ -47,6 +47,8 @@ fn main() {
         "pending_tower_timeout",
         "pending_palisade_closed_count",
         "pending_palisade_closed_slow_rule",
+        "pending_palisade_timeout",
+        "pending_palisade_policy",
     ];
     {
         support::case(&mut c, (ONE, TWO), &mut allocs, "bare", bare, ());
@@ -293,6 +295,37 @@ fn main() {
         &mut allocs,
         "pending_palisade_closed_slow_rule",
         slow.layer(pending),
+        (),
+    );
+    // palisade's timeout and the whole Policy (as in the policy bench) on a call that waits:
+    // the timeout's timer is armed, and boxed (one allocation per call).
+    let timeout = palisade::timeout::TimeoutLayer::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    support::case(
+        &mut c,
+        (ONE, TWO),
+        &mut allocs,
+        "pending_palisade_timeout",
+        timeout.layer(pending),
+        (),
+    );
+    let mut bulkhead = palisade::bulkhead::BulkheadConfig::default();
+    bulkhead.max_concurrent = 100;
+    let policy = palisade::policy::Policy::builder()
+        .timeout(Duration::from_secs(1))
+        .bulkhead(bulkhead)
+        .circuit_breaker(palisade::circuit_breaker::CircuitBreakerConfig::default())
+        .fallback(palisade::fallback::value(()))
+        .build()
+        .unwrap();
+    support::case(
+        &mut c,
+        (ONE, TWO),
+        &mut allocs,
+        "pending_palisade_policy",
+        policy.layer(pending),
         (),
     );
     c.final_summary();
