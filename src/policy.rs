@@ -712,11 +712,8 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         crate::http::TrackLayer,
         crate::http::UntilBodyEnd,
     > {
-        let adapter = crate::http::TrackLayer::new();
-        let adapter = match self.response_deadline {
-            Some(deadline) => adapter.response_deadline(deadline),
-            None => adapter,
-        };
+        // A response deadline set before, on another adapter, goes with the new one.
+        let adapter = crate::http::TrackLayer::new().response_deadline(self.response_deadline);
         self.adapt(crate::classify::http::HttpClassifier::default(), adapter)
     }
 
@@ -777,11 +774,9 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         crate::http::TrackLayer,
         crate::http::UntilBodyEnd,
     > {
-        let adapter = crate::http::TrackLayer::new().propagating_grpc_timeout();
-        let adapter = match self.response_deadline {
-            Some(deadline) => adapter.response_deadline(deadline),
-            None => adapter,
-        };
+        let adapter = crate::http::TrackLayer::new()
+            .propagating_grpc_timeout()
+            .response_deadline(self.response_deadline);
         self.adapt(crate::classify::grpc::GrpcClassifier::default(), adapter)
     }
 
@@ -827,11 +822,8 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
         crate::http::reqwest::ReqwestAdapter,
         crate::http::UntilBodyEnd,
     > {
-        let adapter = crate::http::reqwest::ReqwestAdapter::default();
-        let adapter = match self.response_deadline {
-            Some(deadline) => adapter.response_deadline(deadline),
-            None => adapter,
-        };
+        let adapter = crate::http::reqwest::ReqwestAdapter::default()
+            .response_deadline(self.response_deadline);
         self.adapt(crate::classify::http::HttpClassifier::default(), adapter)
     }
 
@@ -1024,7 +1016,7 @@ impl<R, C> PolicyBuilder<R, C, crate::http::TrackLayer, crate::http::UntilBodyEn
     /// # }
     /// ```
     pub fn response_deadline(mut self, deadline: Duration) -> Self {
-        self.adapter = self.adapter.response_deadline(deadline);
+        self.adapter = self.adapter.response_deadline(Some(deadline));
         self.response_deadline = Some(deadline);
         self
     }
@@ -1066,7 +1058,7 @@ impl<R, C> PolicyBuilder<R, C, crate::http::reqwest::ReqwestAdapter, crate::http
     /// # }
     /// ```
     pub fn response_deadline(mut self, deadline: Duration) -> Self {
-        self.adapter = self.adapter.response_deadline(deadline);
+        self.adapter = self.adapter.response_deadline(Some(deadline));
         self.response_deadline = Some(deadline);
         self
     }

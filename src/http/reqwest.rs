@@ -88,8 +88,8 @@ pub struct ReqwestAdapter {
 }
 
 impl ReqwestAdapter {
-    pub(crate) fn response_deadline(mut self, deadline: Duration) -> Self {
-        self.deadline = Some(deadline);
+    pub(crate) fn response_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.deadline = deadline;
         self
     }
 }

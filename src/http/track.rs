@@ -119,8 +119,8 @@ impl TrackLayer {
         self
     }
 
-    pub(crate) fn response_deadline(mut self, deadline: Duration) -> Self {
-        self.policy_deadline = Some(deadline);
+    pub(crate) fn response_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.policy_deadline = deadline;
         self
     }
 

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
+use std::num::NonZeroU64;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -629,10 +630,11 @@ async fn run(
     };
     let upstream = upstream.insert(connected);
     let _ = upstream.set_nodelay(true);
-    if throttle == Some(0) {
+    let throttle = match throttle {
         // Nothing goes either way, and the connection ends when the client closes it.
-        return swallow(client, shared).await;
-    }
+        Some(0) => return swallow(client, shared).await,
+        rate => rate.and_then(NonZeroU64::new),
+    };
     {
         let (mut client_read, mut client_write) = client.split();
         let (mut upstream_read, mut upstream_write) = upstream.split();
@@ -689,7 +691,7 @@ async fn swallow(client: &mut TcpStream, shared: &Shared) -> End {
 struct Pipe<'a> {
     per_chunk: Duration,
     limit: Option<u64>,
-    throttle: Option<u64>,
+    throttle: Option<NonZeroU64>,
     shared: &'a Shared,
     counter: &'a AtomicU64,
 }
@@ -708,9 +710,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let chunk = match pipe.throttle {
-        // (A rate of zero never gets here: `run` swallows the client's bytes instead.)
-        Some(0) => return std::future::pending().await,
-        Some(bytes_per_sec) => usize::try_from(bytes_per_sec / 20)
+        Some(bytes_per_sec) => usize::try_from(bytes_per_sec.get() / 20)
             .unwrap_or(usize::MAX)
             .clamp(1, 16 * 1024),
         None => 16 * 1024,
@@ -733,7 +733,7 @@ where
         if !pipe.per_chunk.is_zero() {
             tokio::time::sleep(pipe.per_chunk).await;
         }
-        if let Some(bytes_per_sec) = pipe.throttle {
+        if let Some(bytes_per_sec) = pipe.throttle.map(NonZeroU64::get) {
             // More than a chunk behind schedule means the direction sat idle (a slow
             // upstream, a pooled connection): start the schedule again, so that idle time
             // earns no credit and what follows still goes at the rate. A timer firing a little
