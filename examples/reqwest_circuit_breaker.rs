@@ -6,7 +6,7 @@
 //! second.
 //!
 //! The caller keeps reqwest's own types: it sends a `reqwest::Request` and gets a
-//! `reqwest::Response` back, whose body the breaker watches to its end.
+//! `reqwest::Response` back; after a success head, the breaker watches the body to its end.
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ use tower::{BoxError, Layer, Service, ServiceExt};
 const OPEN: Duration = Duration::from_millis(500);
 
 /// Sends one GET through the protected client and reads the whole body: the breaker records a
-/// call's outcome when its body ends.
+/// failure status (the `503`s) at its head, and a success when its body ends.
 async fn get<S>(client: &mut S, url: &str) -> Result<(reqwest::StatusCode, String), BoxError>
 where
     S: Service<reqwest::Request, Response = reqwest::Response, Error = BoxError>,

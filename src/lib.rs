@@ -109,7 +109,8 @@
 //! ignored; a call whose future is dropped is ignored. For HTTP, 5xx (but 501 and 505), 429 and
 //! 408 are failures; for gRPC, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`,
 //! `INTERNAL`, `UNKNOWN` and `DATA_LOSS`, read from the trailers when they are there. A
-//! streamed response is settled when its body ends.
+//! failure status is counted at the head; a streamed response whose head is a success is
+//! settled when its body ends.
 //!
 //! ## Wrapping hyper, reqwest and tonic
 //!

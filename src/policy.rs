@@ -808,7 +808,7 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     /// );
     /// let res: reqwest::Response = client.oneshot(req).await?;
     /// assert_eq!(res.status(), 503);
-    /// res.bytes().await?; // the body is tracked: the outcome is recorded at its end
+    /// res.bytes().await?; // the 503 was counted at its head: only a success waits for the body
     /// assert_eq!(breaker.snapshot().failures, 1);
     /// # Ok(())
     /// # }

@@ -231,6 +231,136 @@ async fn a_probe_hanging_past_max_half_open_wait_reopens() {
     assert_eq!(retry_after(&err), Some(OPEN));
 }
 
+/// A dependency that is healthy again but called rarely: its probes come one at a time, far
+/// apart, and each answers at once. The trial lasts longer than `max_half_open_wait`, yet no
+/// probe ever took long: the breaker closes once enough of them succeed, rather than reopening
+/// every time the wait runs out (which would keep a low-traffic service open for good).
+#[tokio::test(start_paused = true)]
+async fn probes_spaced_further_apart_than_max_half_open_wait_still_close_the_breaker() {
+    let layer = CircuitBreakerLayer::builder()
+        .window(SlidingWindow::Count(10))
+        .minimum_calls(5)
+        .failure_rate(0.5)
+        .open_duration(OPEN)
+        .permitted_probes(4)
+        .probe_success_rate(1.0)
+        .max_half_open_wait(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    let trips = breaker.snapshot().generation;
+    for probe in 0..4 {
+        call(&mut svc, Reply::Ok).await.unwrap();
+        if probe < 3 {
+            assert_eq!(breaker.state(), State::HalfOpen, "after probe {probe}");
+            // A health check reading the state between probes ends nothing either.
+            advance(Duration::from_secs(25)).await;
+            assert_eq!(
+                breaker.state(),
+                State::HalfOpen,
+                "before probe {}",
+                probe + 1
+            );
+        }
+    }
+    assert_eq!(breaker.state(), State::Closed);
+    // Open -> half-open -> closed: no reopen came between.
+    assert_eq!(breaker.snapshot().generation, trips + 2);
+}
+
+/// A probe its caller gives up on (drops) gives its slot back, unless it had been in flight for
+/// `max_half_open_wait`: then it took that long, and the breaker reopens, rather than letting
+/// caller after caller hang in a dependency that never answers.
+#[tokio::test(start_paused = true)]
+async fn a_probe_given_up_on_after_max_half_open_wait_reopens_and_before_it_does_not() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    let early = tokio::time::timeout(Duration::from_secs(5), call(&mut svc, Reply::Hang)).await;
+    assert!(early.is_err(), "given up on");
+    let snap = breaker.snapshot();
+    assert_eq!((snap.state, snap.probes_in_flight), (State::HalfOpen, 0));
+    let late = tokio::time::timeout(Duration::from_secs(30), call(&mut svc, Reply::Hang)).await;
+    assert!(late.is_err(), "given up on");
+    let snap = breaker.snapshot();
+    assert_eq!((snap.state, snap.probes_in_flight), (State::Open, 0));
+}
+
+/// A dependency that never answers, and callers that give up on it sooner than
+/// `max_half_open_wait`: each probe given up on frees its slot, but the trial's time with
+/// probes in flight adds up, and once it reaches the wait the breaker reopens, rather than
+/// letting caller after caller hang there for good.
+#[tokio::test(start_paused = true)]
+async fn probes_given_up_on_early_add_up_to_max_half_open_wait_and_reopen() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    for given_up in 1..=6 {
+        let hung = tokio::time::timeout(Duration::from_secs(5), call(&mut svc, Reply::Hang));
+        assert!(hung.await.is_err());
+        // A pause between callers is not time waited on a probe.
+        advance(Duration::from_secs(60)).await;
+        let expected = if given_up < 6 {
+            State::HalfOpen
+        } else {
+            State::Open
+        };
+        assert_eq!(breaker.state(), expected, "after {given_up} given up on");
+    }
+}
+
+/// Overlapping probes keep the trial busy: 40 s with probes in flight, against a 30 s
+/// `max_half_open_wait`, reopens the breaker when the last one answers, though each answered
+/// in under 30 s, and whether or not anything read the state meanwhile.
+#[tokio::test(start_paused = true)]
+async fn overlapping_probes_busy_past_max_half_open_wait_reopen_without_a_reader() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    let (mut a, mut b) = (svc.clone(), svc.clone());
+    let first =
+        tokio::spawn(async move { call(&mut a, Reply::Delay(Duration::from_secs(25))).await });
+    advance(Duration::from_secs(20)).await;
+    let second =
+        tokio::spawn(async move { call(&mut b, Reply::Delay(Duration::from_secs(20))).await });
+    advance(Duration::from_secs(20)).await;
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+    assert_eq!(breaker.state(), State::Open);
+}
+
+/// A probe that answers, but only after `max_half_open_wait`, reopens the breaker even when
+/// no other call or reader noticed it taking that long: its success is too late to judge the
+/// dependency healthy by.
+#[tokio::test(start_paused = true)]
+async fn a_probe_succeeding_after_max_half_open_wait_reopens() {
+    let layer = layer();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(Dependency::new());
+    trip(&mut svc, &breaker).await;
+    advance(OPEN).await;
+    call(&mut svc, Reply::Delay(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(breaker.state(), State::Open);
+    // A probe that answers just in time counts as a success.
+    advance(OPEN).await;
+    call(&mut svc, Reply::Delay(Duration::from_secs(29)))
+        .await
+        .unwrap();
+    assert_eq!(breaker.state(), State::HalfOpen);
+    assert_eq!(breaker.snapshot().probe_successes, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_call_admitted_closed_that_fails_after_the_trip_does_not_extend_open() {
     let layer = layer();

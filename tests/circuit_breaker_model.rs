@@ -190,7 +190,7 @@ fn run(config: CircuitBreakerConfig, ops: Vec<Op>) -> Result<(), TestCaseError> 
                 }
                 let (p, m) = outstanding.remove(idx % outstanding.len());
                 sm.release(p);
-                model.record(m, Kind::Ignored, 0, None, t);
+                model.release(m);
             }
             Op::Advance(ms) => t += ms * 1_000_000,
             Op::ForceOpen => {

@@ -950,6 +950,21 @@ async fn whole_response_deadline_ends_a_body_whose_frames_are_ready_but_read_too
     assert_eq!((snap.calls, snap.failures), (1, 1));
     assert_eq!(permits.in_flight(), 0);
     drop(feed);
+
+    // The same for trailers ready in time and read after the deadline: they are the end the
+    // deadline waits for (a gRPC reply's status), so not a success.
+    let mut res = call(&mut svc).await.unwrap();
+    let feed = script.feed(1);
+    feed.send(data("chunk")).unwrap();
+    feed.send(trailers(&[("x-checksum", "1")])).unwrap();
+    let first = res.body_mut().frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "chunk");
+    tokio::time::advance(Duration::from_secs(3)).await;
+    let err = res.body_mut().frame().await.unwrap().unwrap_err();
+    assert!(err.downcast_ref::<Elapsed>().is_some(), "{err}");
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (2, 2));
+    assert_eq!(permits.in_flight(), 0);
 }
 
 /// The `Age` served is the upstream one plus the age here; a hostile upstream value (too
@@ -1415,8 +1430,8 @@ async fn a_replayed_stale_body_kept_by_a_cache_further_out_is_kept_whole() {
     let mut svc = tower::ServiceBuilder::new()
         .layer(FallbackLayer::new(far.clone()).with_classifier(HttpClassifier::default()))
         .service(behind_stale_cache(&script, &near));
-    // The near cache keeps a response through a client of its own (over one body, the far
-    // cache's copy would take the place of the near one's).
+    // The near cache keeps a response through a client of its own, so that the far one has
+    // nothing yet.
     let mut near_only = behind_stale_cache(&script, &near);
     whole(&script, &mut near_only, 0, "stock: 12")
         .await
@@ -1433,6 +1448,37 @@ async fn a_replayed_stale_body_kept_by_a_cache_further_out_is_kept_whole() {
     let res = call(&mut svc).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 12");
+}
+
+/// Two stale caches stacked over one call (the Policy's, and one further out by hand): one
+/// body read to its end is kept by both, each with its own copy; the outer one's copy does not
+/// take the place of the inner one's.
+#[tokio::test(start_paused = true)]
+async fn stacked_stale_caches_each_keep_the_body_they_both_watched() {
+    use palisade::fallback::FallbackLayer;
+    use palisade::http::HttpStaleCache;
+    let script = Script::default();
+    let near = HttpStaleCache::builder().build().unwrap();
+    let far = HttpStaleCache::builder()
+        .max_entry_bytes(4)
+        .build()
+        .unwrap();
+    let mut svc = tower::ServiceBuilder::new()
+        .layer(FallbackLayer::new(far.clone()).with_classifier(HttpClassifier::default()))
+        .service(behind_stale_cache(&script, &near));
+    whole(&script, &mut svc, 0, "abc").await.unwrap();
+    assert_eq!((near.stats().entries, far.stats().entries), (1, 1));
+    // A body too large for the far cache's copy still fills the near one's.
+    whole(&script, &mut svc, 1, "stock: 12").await.unwrap();
+    assert_eq!(
+        far.stats().entries,
+        0,
+        "the far cache's older entry is dropped"
+    );
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 12");
+    assert_eq!((near.stats().served, far.stats().served), (1, 0));
 }
 
 /// `.http()` sets its own classifier: one set before it would be silently lost, so that is a
@@ -1485,9 +1531,10 @@ async fn a_classifier_set_before_http_is_a_config_error_and_after_it_is_used() {
 }
 
 /// The stale cache keeps only responses it may serve to another request with the same key:
-/// not a partial response, nothing that sets a cookie, nothing marked `no-store` or `private`,
-/// nothing that varies on everything, and no answer to a request carrying credentials when no
-/// user key keeps users apart.
+/// not a partial response nor one to a request's `Range` or conditional headers (206, 416,
+/// 304, 412), nothing that sets a cookie, nothing marked `no-store` or `private`, nothing that
+/// varies on everything, and no answer to a request carrying credentials when no user key
+/// keeps users apart.
 #[tokio::test(start_paused = true)]
 async fn stale_cache_keeps_only_responses_it_may_share() {
     use palisade::http::HttpStaleCache;
@@ -1519,6 +1566,16 @@ async fn stale_cache_keeps_only_responses_it_may_share() {
     answer(200, &[], item()).await;
     answer(206, &[("content-range", "bytes 0-2/9")], item()).await;
     assert_eq!(answer(503, &[], item()).await, 200);
+    // Nor do the answers to a request's `Range` or conditional headers (not in the key): a
+    // 304 served to a caller who sent no `If-None-Match` would be an empty answer.
+    for status in [304, 412, 416] {
+        answer(status, &[("etag", "\"v1\"")], item()).await;
+        assert_eq!(answer(503, &[], item()).await, 200, "after a {status}");
+    }
+    // Unless it forbids sharing: a 304 marked `no-store` updates the stored response's
+    // headers (RFC 9111, 4.3.4), so the older entry goes.
+    answer(304, &[("cache-control", "no-store")], item()).await;
+    assert_eq!(cache.stats().entries, 0);
     // A response that may not be shared is not kept, and drops the one before it.
     for headers in [
         &[("set-cookie", "sid=alice")][..],
@@ -1549,7 +1606,11 @@ async fn stale_cache_keeps_only_responses_it_may_share() {
     .await;
     assert_eq!(cache.stats().entries, 1);
     assert_eq!(answer(503, &[], item()).await, 200);
-    assert_eq!(cache.stats().served, 2);
+    assert_eq!(
+        cache.stats().served,
+        5,
+        "after the 206, the 304, 412 and 416, and here"
+    );
 }
 
 /// The script's service behind `.http()`, with `cache` as the fallback.

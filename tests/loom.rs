@@ -147,6 +147,97 @@ fn a_trial_running_out_while_its_probe_settles_leaves_no_slot_taken() {
     });
 }
 
+/// Two failures recorded at once in metrics-only mode, both bringing the consecutive-failure
+/// count to its limit: the same evidence is reported as one would-trip, never two (the first
+/// report starts the count afresh, and the second finds it gone).
+#[test]
+fn racing_failures_in_metrics_only_mode_report_one_would_trip() {
+    model(|| {
+        let mut config = CircuitBreakerConfig::default();
+        config.consecutive_failures = Some(2);
+        let reports = Arc::new(loom::sync::atomic::AtomicUsize::new(0));
+        let sm = {
+            let reports = reports.clone();
+            StateMachine::new(&config)
+                .unwrap()
+                .with_observer(move |_, t| {
+                    if t.would_trip {
+                        reports.fetch_add(1, loom::sync::atomic::Ordering::Relaxed);
+                    }
+                })
+        };
+        sm.metrics_only(Duration::ZERO);
+        let p = sm.admit(Duration::ZERO).unwrap();
+        sm.record(p, Outcome::failure(), Duration::ZERO);
+        let sm = Arc::new(sm);
+        let racers: Vec<_> = (0..2)
+            .map(|_| {
+                let sm = sm.clone();
+                let p = sm.admit(Duration::ZERO).unwrap();
+                thread::spawn(move || sm.record(p, Outcome::failure(), Duration::ZERO))
+            })
+            .collect();
+        for racer in racers {
+            racer.join().unwrap();
+        }
+        assert_eq!(reports.load(loom::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(sm.snapshot(Duration::ZERO).state, State::MetricsOnly);
+    });
+}
+
+/// An outcome from before an operator's reset, recorded while the call that makes up
+/// `minimum_calls` settles: it neither judges the new window nor clears the mark that failures
+/// wait for the minimum, so the breaker opens at 2 failures in 4 calls however they interleave.
+#[test]
+fn a_stale_success_racing_the_call_that_makes_up_the_minimum_does_not_keep_it_closed() {
+    model(|| {
+        let mut config = CircuitBreakerConfig::default();
+        config.window = SlidingWindow::Count(4);
+        config.minimum_calls = 4;
+        config.failure_rate = 0.5;
+        let sm = StateMachine::new(&config).unwrap();
+        let stale = sm.admit(Duration::ZERO).unwrap();
+        sm.reset(Duration::ZERO);
+        for outcome in [Outcome::failure(), Outcome::failure(), Outcome::success()] {
+            let p = sm.admit(Duration::ZERO).unwrap();
+            sm.record(p, outcome, Duration::ZERO);
+        }
+        let sm = Arc::new(sm);
+        let fourth = sm.admit(Duration::ZERO).unwrap();
+        let racer = {
+            let sm = sm.clone();
+            thread::spawn(move || sm.record(stale, Outcome::success(), Duration::ZERO))
+        };
+        sm.record(fourth, Outcome::success(), Duration::ZERO);
+        racer.join().unwrap();
+        assert_eq!(sm.snapshot(Duration::ZERO).state, State::Open);
+    });
+}
+
+/// Two probes in flight together for 35 s of a 60 s `max_half_open_wait` both succeed at once:
+/// however their records interleave, the spell is counted once (35 s, not 70), and the
+/// breaker closes.
+#[test]
+fn overlapping_probes_settling_together_count_their_spell_once() {
+    model(|| {
+        let sm = Arc::new(tripped(2));
+        let start = Duration::from_secs(1);
+        let probes = [sm.admit(start).unwrap(), sm.admit(start).unwrap()];
+        let end = Duration::from_secs(36);
+        let racers: Vec<_> = probes
+            .into_iter()
+            .map(|p| {
+                let sm = sm.clone();
+                thread::spawn(move || sm.record(p, Outcome::success(), end))
+            })
+            .collect();
+        for racer in racers {
+            racer.join().unwrap();
+        }
+        assert_eq!(sm.snapshot(end).state, State::Closed);
+    });
+}
+
 /// A failure recorded while an operator resets the breaker: whatever survives of it, the
 /// window's counts never wrap (a wrapped count is a 100 % failure rate) and stay within the
 /// calls, and successes filling the window afterwards do not trip the breaker. (The failure

@@ -45,8 +45,9 @@
 //! * When every permit is taken, the call fails at once with
 //!   [`BulkheadFull`](crate::error::BulkheadFull) by default. With `max_wait`, it waits for a
 //!   permit in a FIFO queue of at most `max_queued` calls, and fails if the queue is full or
-//!   the wait runs out. The wait is the bulkhead's own: an outer `tower` timeout does not start
-//!   until `call`, and an inner one starts when the permit is granted.
+//!   the wait runs out. The call waits after `call`, in its response future (`poll_ready` only
+//!   asks the inner service): a timeout outside the bulkhead counts the wait and may end it
+//!   first, and one inside starts only when the permit is granted.
 //! * A full bulkhead is local overload, not a sick dependency: palisade's classifiers count its
 //!   rejections as *ignored*, so a circuit breaker around it does not trip on them.
 //!

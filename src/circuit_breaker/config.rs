@@ -69,7 +69,7 @@ pub const MIN_WINDOW_TIME: Duration = Duration::from_millis(BUCKETS);
 /// assert!(window(MAX_WINDOW_TIME + Duration::from_secs(1)).is_err());
 /// ```
 pub const MAX_WINDOW_TIME: Duration = Duration::from_secs(24 * 3600);
-/// The longest `max_half_open_wait`: a half-open breaker must end its trial in bounded time.
+/// The longest `max_half_open_wait`: a half-open breaker must not wait on its probes for long.
 ///
 /// ```
 /// use std::time::Duration;
@@ -184,7 +184,7 @@ impl Default for Backoff {
 /// (or deserialize it, feature `serde`) and check it with [`validate`](Self::validate).
 ///
 /// The defaults follow resilience4j's, except that the slow-call rule is off (it costs two clock
-/// reads per suspended call) and a half-open trial is bounded in time.
+/// reads per suspended call) and a half-open trial's time with probes in flight is bounded.
 ///
 /// [`CircuitBreakerLayer::builder`]: super::CircuitBreakerLayer::builder
 ///
@@ -245,8 +245,12 @@ pub struct CircuitBreakerConfig {
     /// Share of probes that must succeed (fast) to close the breaker (`0 < rate <= 1`).
     /// Default 0.5.
     pub probe_success_rate: f64,
-    /// The longest a half-open trial may last; after it the breaker reopens
-    /// (`0 < wait <= 24 h`). Default 60 s.
+    /// The longest a half-open trial may spend with probes in flight (overlapping probes
+    /// count once); once it has, the breaker reopens (`0 < wait <= 24 h`). Time with no probe
+    /// in flight does not count: probes that each answer at once may be spread over a longer
+    /// trial (a rarely called dependency's), and still close the breaker. A probe slot taken
+    /// by `poll_ready` is in flight until its call ends or the slot is dropped (a service
+    /// kept ready, as tower's `ReadyCache` does, holds one). Default 60 s.
     pub max_half_open_wait: Duration,
 }
 

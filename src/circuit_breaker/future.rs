@@ -14,7 +14,7 @@ use crate::error::{
 };
 
 use super::handle::Breaker;
-use super::handle::record;
+use super::handle::{give_back, record};
 use super::state::Permit;
 use crate::sync::CloneRef;
 
@@ -81,7 +81,7 @@ impl Guard {
 impl Drop for Guard {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            self.breaker.machine.release(permit);
+            give_back(&self.breaker, permit);
         }
     }
 }

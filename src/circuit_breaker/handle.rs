@@ -354,8 +354,22 @@ struct Held<'a> {
 impl Drop for Held<'_> {
     fn drop(&mut self) {
         if let Some(permit) = self.permit.take() {
-            self.breaker.machine.release(permit);
+            give_back(self.breaker, permit);
         }
+    }
+}
+
+/// Gives back the permit of a call that ended with no outcome (cancelled, or its classifier
+/// panicked): ignored. A probe's is given back with the time, which counts its time in flight
+/// towards the trial's `max_half_open_wait` (probes given up on against a dependency that
+/// never answers end the trial too).
+pub(crate) fn give_back(breaker: &Breaker, permit: Permit) {
+    if permit.is_probe() {
+        breaker
+            .machine
+            .record(permit, Outcome::ignored(), breaker.clock());
+    } else {
+        breaker.machine.release(permit);
     }
 }
 

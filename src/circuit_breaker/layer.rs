@@ -477,7 +477,8 @@ impl Builder {
         /// assert!(CircuitBreakerLayer::builder().probe_success_rate(1.5).build().is_err());
         /// ```
         probe_success_rate: f64 => probe_success_rate;
-        /// Longest half-open trial before the breaker reopens (default 60 s).
+        /// Longest a half-open trial may spend with probes in flight before the breaker
+        /// reopens; time with none in flight does not count (default 60 s).
         ///
         /// ```
         /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
@@ -495,7 +496,8 @@ impl Builder {
         /// let _ = breaker.call(async { Err::<(), _>(std::io::Error::other("down")) }).await;
         /// tokio::time::advance(Duration::from_secs(1)).await;
         ///
-        /// // A probe that hangs: after 10 s the trial is over and the breaker reopens.
+        /// // A probe that hangs, given up on after 11 s: it took longer than 10 s, and the
+        /// // breaker reopens.
         /// let hanging = breaker.call(std::future::pending::<Result<(), std::io::Error>>());
         /// let _ = tokio::time::timeout(Duration::from_secs(11), hanging).await;
         /// assert_eq!(breaker.state(), State::Open);

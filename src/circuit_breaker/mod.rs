@@ -51,10 +51,14 @@
 //!   dependency asked for (`Retry-After`), capped by `max_pushback`.
 //! * **Half-open**: after the open duration the next caller finds the breaker half-open. At most
 //!   `permitted_probes` calls are admitted as probes, reserved at admission; every other call is
-//!   rejected at once. A probe that is cancelled or ignored gives its slot back. The breaker
+//!   rejected at once. A probe that is cancelled or ignored gives its slot back (through
+//!   the layer or [`Handle::call`], its time in flight still counts, as below). The breaker
 //!   closes (with an empty window) once `probe_success_rate` of the probes have succeeded, and
-//!   reopens as soon as that can no longer happen, or when the trial has lasted
-//!   `max_half_open_wait`. A slow probe counts as a failed probe.
+//!   reopens as soon as that can no longer happen, or once the trial has spent
+//!   `max_half_open_wait` with probes in flight (overlapping probes count once; a probe that
+//!   hangs, or probes given up on one after another, use it up). Time with no probe in flight
+//!   does not count: a rarely called dependency that is healthy again, whose probes answer at
+//!   once, still closes the breaker. A slow probe counts as a failed probe.
 //! * Every admitted call carries the generation of the state it was admitted in; its outcome
 //!   is dropped if the breaker has changed state since.
 //! * Operators can force the breaker open, disable it (admit all, still count) or put it in

@@ -101,7 +101,7 @@ impl Slot {
     fn clear(&mut self) {
         self.rejection = None;
         if let Some(permit) = self.permit.take() {
-            self.breaker.machine.release(permit);
+            super::handle::give_back(&self.breaker, permit);
         }
     }
 }
@@ -144,7 +144,8 @@ impl Drop for Slot {
 /// # Cancellation
 ///
 /// A response future dropped before it completes records nothing but gives back its probe
-/// slot: a cancelled call is ignored.
+/// slot: a cancelled call is ignored (a probe's time in flight still counts towards the
+/// half-open trial's `max_half_open_wait`).
 ///
 /// # Example
 ///

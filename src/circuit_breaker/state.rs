@@ -294,8 +294,9 @@ pub struct Rejection {
     /// Why.
     pub reason: RejectReason,
     /// When a probe can be admitted, on the caller's clock: the end of the open duration; for
-    /// a full half-open breaker, the end of its trial at the latest, when it closes (a probe
-    /// can then be admitted) or reopens (for another open duration). `None` when forced open.
+    /// a full half-open breaker, the time its probes in flight would use up
+    /// `max_half_open_wait` at the latest, when it closes (a probe can then be admitted) or
+    /// reopens (for another open duration). `None` when forced open.
     pub retry_at: Option<Duration>,
 }
 
@@ -437,7 +438,7 @@ pub enum Cause {
     ProbesSucceeded,
     /// Too many probes failed.
     ProbesFailed,
-    /// The half-open trial ran past `max_half_open_wait`.
+    /// The half-open trial spent `max_half_open_wait` with probes in flight.
     HalfOpenTimeout,
     /// An operator asked for it.
     Operator,
@@ -698,7 +699,12 @@ pub struct StateMachine {
     /// is overdue treats it as fired.
     watch_until: AtomicU64,
     watch_generation: AtomicU32,
-    half_open_since: AtomicU64,
+    /// While half-open: when the count of probes in flight last rose from zero (the start of
+    /// the current busy spell).
+    probes_since: AtomicU64,
+    /// While half-open: the time of the trial's earlier busy spells (probes in flight). The
+    /// trial reopens once its busy time reaches `max_half_open_wait`.
+    probes_busy: AtomicU64,
     pushback_until: AtomicU64,
     aux: Mutex<Aux>,
     settings: Settings,
@@ -753,7 +759,8 @@ impl StateMachine {
             open_timer: AtomicU64::new(0),
             watch_until: AtomicU64::new(0),
             watch_generation: AtomicU32::new(0),
-            half_open_since: AtomicU64::new(0),
+            probes_since: AtomicU64::new(0),
+            probes_busy: AtomicU64::new(0),
             pushback_until: AtomicU64::new(0),
             aux: Mutex::new(Aux {
                 trips: 0,
@@ -974,21 +981,32 @@ impl StateMachine {
                 }
                 State::HalfOpen => {
                     let t = clock.get();
-                    let deadline = self
-                        .half_open_since
-                        .load(Ordering::Acquire)
-                        .saturating_add(self.settings.max_half_open_wait);
-                    if t >= deadline {
-                        self.reopen(
-                            gen_of(w),
-                            t,
-                            Cause::HalfOpenTimeout,
-                            WindowCounts::default(),
-                        );
+                    // The word again, after the clock: the spell's start stored below must be
+                    // no older than the word it is stored on.
+                    let fresh = self.word.load(Ordering::Acquire);
+                    if fresh != w {
+                        w = fresh;
+                        continue;
+                    }
+                    let (in_flight, ok, bad) = probes_of(w);
+                    let busy = self.busy_at(in_flight, t);
+                    let wait = self.settings.max_half_open_wait;
+                    if busy >= wait {
+                        self.reopen_if_busy(gen_of(w), t);
                     } else {
-                        let (in_flight, ok, bad) = probes_of(w);
                         if in_flight + ok + bad >= self.settings.probes {
-                            return Err(self.reject(RejectReason::HalfOpenFull, Some(deadline)));
+                            // The trial ends by the time its probes in flight run out of it.
+                            let by = t.saturating_add(wait - busy);
+                            return Err(self.reject(RejectReason::HalfOpenFull, Some(by)));
+                        }
+                        if in_flight == 0 {
+                            // The first probe in flight starts a busy spell. Set before the
+                            // compare-and-swap, so that no reader finds this probe in flight
+                            // with an older spell's start; one that loses the swap to another
+                            // first probe wrote a time as good as that one's.
+                            // (The latest wins: a first probe's admission delayed past
+                            // another's cannot move that spell's start back.)
+                            self.probes_since.fetch_max(t, Ordering::AcqRel);
                         }
                         match self.word.compare_exchange_weak(
                             w,
@@ -1025,6 +1043,13 @@ impl StateMachine {
 
     /// Gives a permit back without an outcome (the call was cancelled or did not count).
     ///
+    /// A probe given back this way frees its slot without a clock: its time in flight is not
+    /// added to the half-open trial's (see `max_half_open_wait`), and nothing is judged. To
+    /// have a cancelled probe's time counted, record it as [`Outcome::ignored`] at the
+    /// current time instead, as palisade's tower layer and `Handle::call` do.
+    ///
+    /// [`Outcome::ignored`]: crate::classify::Outcome::ignored
+    ///
     /// ```
     /// use std::time::Duration;
     /// use palisade::circuit_breaker::{CircuitBreakerConfig, StateMachine};
@@ -1040,7 +1065,23 @@ impl StateMachine {
     /// ```
     #[inline]
     pub fn release(&self, permit: Permit) {
-        self.record(permit, Outcome::ignored(), Duration::ZERO);
+        if !permit.is_probe() {
+            return; // a closed call's permit holds nothing
+        }
+        // A probe's slot, with no clock: nothing is judged (a verdict needs the time).
+        let generation = permit.generation();
+        let mut w = self.word.load(Ordering::Acquire);
+        while gen_of(w) == generation && state_of(w) == State::HalfOpen {
+            match self.word.compare_exchange_weak(
+                w,
+                w - (1 << IN_FLIGHT_SHIFT),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return,
+                Err(actual) => w = actual,
+            }
+        }
     }
 
     /// Records the outcome of an admitted call. An outcome whose permit belongs to an earlier
@@ -1125,6 +1166,15 @@ impl StateMachine {
         }
     }
 
+    /// Whether `c`'s rates are at a threshold (as [`rate_cause`](Self::rate_cause) judges,
+    /// without touching `rate_pending`).
+    fn rates_reached(&self, c: WindowCounts) -> bool {
+        c.calls >= self.settings.minimum_calls
+            && (c.failure_rate() >= self.settings.failure_rate
+                || (self.settings.slow_nanos.is_some()
+                    && c.slow_call_rate() >= self.settings.slow_call_rate))
+    }
+
     /// Trips the breaker for `cause` if it is still closed (or metrics-only) in `generation`.
     fn trip_if_current(&self, generation: u32, t: u64, cause: Cause, counts: WindowCounts) {
         let w = self.word.load(Ordering::Acquire);
@@ -1185,8 +1235,12 @@ impl StateMachine {
         // window's new bucket (older buckets may have expired, raising the rates). A success
         // is judged too while failures wait for `minimum_calls`: it can make up the minimum
         // with their rate still at its threshold.
+        // (Not for an outcome from an older state: it would judge, and clear the flag of, a
+        // window it did not count in, and could not trip the breaker it finds.)
         let counts = match counts {
-            None if self.rate_pending.load(Ordering::Relaxed) != 0 => {
+            None if self.rate_pending.load(Ordering::Relaxed) != 0
+                && gen_of(self.word.load(Ordering::Acquire)) == generation =>
+            {
                 Some(self.window.counts(clock.get()))
             }
             other => other,
@@ -1219,6 +1273,10 @@ impl StateMachine {
             OutcomeKind::Success | OutcomeKind::Failure => (0, 1),
             OutcomeKind::Ignored => (0, 0),
         };
+        // Read while this probe is in flight: the start of its busy spell, and the time of the
+        // trial's earlier spells (this one cannot end, and be added there, before its swap).
+        let since = self.probes_since.load(Ordering::Acquire);
+        let before = self.probes_busy.load(Ordering::Acquire);
         let mut w = self.word.load(Ordering::Acquire);
         let new = loop {
             if gen_of(w) != generation || state_of(w) != State::HalfOpen {
@@ -1233,37 +1291,85 @@ impl StateMachine {
                 Err(actual) => w = actual,
             }
         };
-        if good + bad == 0 {
-            return;
-        }
+        let t = clock.get();
         if outcome.is_failure()
             && let Some(pushback) = outcome.pushback()
         {
-            self.note_pushback(pushback, clock.get());
+            self.note_pushback(pushback, t);
         }
-        let (_, ok, failed) = probes_of(new);
+        let spell = t.saturating_sub(since);
+        let (in_flight, ok, failed) = probes_of(new);
+        // The trial's busy time, this spell's included: however long it ran, the verdict is
+        // the same whether or not an admission or a reader looked in the meantime.
+        let busy = if in_flight == 0 {
+            // The spell ends with this probe: its time joins the trial's (under the lock, so
+            // that it cannot land in a next trial's count, and a reopen re-checking the busy
+            // time under it finds the word and the count agree).
+            let _aux = lock(&self.aux);
+            if gen_of(self.word.load(Ordering::Acquire)) != generation {
+                return;
+            }
+            let busy = self
+                .probes_busy
+                .load(Ordering::Acquire)
+                .saturating_add(spell);
+            self.probes_busy.store(busy, Ordering::Release);
+            busy
+        } else {
+            before.saturating_add(spell)
+        };
         let s = &self.settings;
-        if ok >= s.required_successes {
+        if busy >= s.max_half_open_wait {
+            // Answered (or given up on), but the trial has waited on its probes too long to
+            // judge the dependency healthy by them.
+            self.reopen_if_busy(generation, t);
+        } else if good + bad == 0 {
+            // ignored: its slot is free again, and it says nothing of the dependency
+        } else if ok >= s.required_successes {
             self.close(generation, clock.get());
         } else if failed > s.probes - s.required_successes {
-            self.reopen(
-                generation,
-                clock.get(),
-                Cause::ProbesFailed,
-                WindowCounts::default(),
-            );
-        } else {
-            let t = clock.get();
-            let since = self.half_open_since.load(Ordering::Acquire);
-            if t >= since.saturating_add(s.max_half_open_wait) {
-                self.reopen(
-                    generation,
-                    t,
-                    Cause::HalfOpenTimeout,
-                    WindowCounts::default(),
-                );
-            }
+            self.reopen(generation, t, Cause::ProbesFailed, WindowCounts::default());
         }
+    }
+
+    /// Half-open → open for [`Cause::HalfOpenTimeout`], if still in generation `generation`
+    /// and its trial's busy time up to `t` has reached `max_half_open_wait`, judged again
+    /// under the lock (where a spell's end adds its time): a reader that found the time there
+    /// from a spell ending as it read (counted both as ended and as running) reopens nothing.
+    fn reopen_if_busy(&self, generation: u32, t: u64) {
+        let transition = {
+            let mut aux = lock(&self.aux);
+            let w = self.word.load(Ordering::Acquire);
+            if gen_of(w) != generation
+                || state_of(w) != State::HalfOpen
+                || self.busy_at(probes_of(w).0, t) < self.settings.max_half_open_wait
+            {
+                return;
+            }
+            aux.trips = aux.trips.saturating_add(1);
+            self.open_locked(
+                &mut aux,
+                w,
+                t,
+                Cause::HalfOpenTimeout,
+                WindowCounts::default(),
+                State::HalfOpen,
+            )
+        };
+        self.notify(Some(transition));
+    }
+
+    /// The time the half-open trial has spent with probes in flight, up to `t`: its ended busy
+    /// spells, and the current one if `in_flight` probes are.
+    fn busy_at(&self, in_flight: u32, t: u64) -> u64 {
+        let spell = if in_flight > 0 {
+            t.saturating_sub(self.probes_since.load(Ordering::Acquire))
+        } else {
+            0
+        };
+        self.probes_busy
+            .load(Ordering::Acquire)
+            .saturating_add(spell)
     }
 
     fn notify(&self, transition: Option<Transition>) {
@@ -1278,7 +1384,8 @@ impl StateMachine {
             if self.word.load(Ordering::Acquire) != seen {
                 return;
             }
-            self.half_open_since.store(t, Ordering::Release);
+            self.probes_since.store(t, Ordering::Release);
+            self.probes_busy.store(0, Ordering::Release);
             self.word
                 .store(encode(State::HalfOpen, next_gen(seen)), Ordering::Release);
             Transition {
@@ -1309,10 +1416,35 @@ impl StateMachine {
                     Some(self.open_locked(&mut aux, w, t, cause, counts, State::Closed))
                 }
                 State::MetricsOnly => {
+                    // Racing recorders may each have found the threshold reached by the same
+                    // evidence; the first reports it and starts afresh, and the others find
+                    // the evidence gone (nothing changes state to tell them apart otherwise).
+                    // (The count is taken and cleared in one step: a failure counted since
+                    // stays counted when the count is below its limit.)
+                    let still = match cause {
+                        Cause::ConsecutiveFailures => {
+                            self.settings.consecutive_failures.is_some_and(|limit| {
+                                self.consecutive
+                                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                                        (n >= limit).then_some(0)
+                                    })
+                                    .is_ok()
+                            })
+                        }
+                        _ => {
+                            let reached = self.rates_reached(self.window.counts(t));
+                            if reached {
+                                self.consecutive.store(0, Ordering::Relaxed);
+                            }
+                            reached
+                        }
+                    };
+                    if !still {
+                        return;
+                    }
                     // Report what would have happened, then start the window afresh so that the
                     // next report needs another full set of evidence.
                     self.window.reset(generation);
-                    self.consecutive.store(0, Ordering::Relaxed);
                     Some(Transition {
                         generation,
                         from: State::MetricsOnly,
@@ -1647,9 +1779,9 @@ impl StateMachine {
         self.operator(State::Closed, now)
     }
 
-    /// The current state and counts. A half-open trial that has run past
-    /// `max_half_open_wait` is ended (reopened) first, so a reader never sees a breaker stuck
-    /// half-open.
+    /// The current state and counts. A half-open breaker whose probes have been in flight for
+    /// `max_half_open_wait` is reopened first, so a reader never sees a breaker stuck
+    /// half-open behind a probe that hangs.
     ///
     /// ```
     /// use std::time::Duration;
@@ -1672,16 +1804,10 @@ impl StateMachine {
     pub fn snapshot(&self, now: impl Now) -> Snapshot {
         let t = Clock::new(now).get();
         let w = self.word.load(Ordering::Acquire);
-        if state_of(w) == State::HalfOpen {
-            let since = self.half_open_since.load(Ordering::Acquire);
-            if t >= since.saturating_add(self.settings.max_half_open_wait) {
-                self.reopen(
-                    gen_of(w),
-                    t,
-                    Cause::HalfOpenTimeout,
-                    WindowCounts::default(),
-                );
-            }
+        if state_of(w) == State::HalfOpen
+            && self.busy_at(probes_of(w).0, t) >= self.settings.max_half_open_wait
+        {
+            self.reopen_if_busy(gen_of(w), t);
         }
         let w = self.word.load(Ordering::Acquire);
         let state = state_of(w);

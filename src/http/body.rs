@@ -124,8 +124,12 @@ pin_project! {
     /// * on a body error (a reset connection, a broken stream), records a failure;
     /// * at the whole-response deadline, if one is set, ends with an [`Elapsed`] error (never a
     ///   truncated success) and records a failure, whether it is waiting for the next frame or
-    ///   its frames are ready and read late;
-    /// * dropped unfinished, records nothing (the call is ignored);
+    ///   its data or trailers frames are ready and read late. The deadline acts as the body is
+    ///   read: a body nobody polls holds its permit (and probe slot) until it is read or
+    ///   dropped, past the deadline too (the end of a body without trailers, reached in time
+    ///   and read late, is still a success; a gRPC reply's trailers read late are not);
+    /// * dropped unfinished, records nothing (the call is ignored; a probe's time in flight
+    ///   still counts towards the half-open trial's `max_half_open_wait`);
     ///
     /// and in every case gives back the bulkhead permit it holds.
     ///
@@ -279,11 +283,13 @@ impl<B> Tracked<B> {
             }
     }
 
-    /// Copies the body, as it streams by, for the stale cache.
+    /// Copies the body, as it streams by, for the stale cache (beside the copies of caches
+    /// further in, if any: each is kept or dropped by its own rule, cap and budget).
     pub(crate) fn set_tee(&mut self, mut tee: Tee) {
         // The layer making the copy has just classified the response: its classifier's rule
         // (set last) decides whether the copy is kept.
         tee.rule = self.hooks.take_rule_set_last();
+        tee.next = self.tee.take();
         self.tee = Some(Box::new(tee));
     }
 
@@ -351,6 +357,8 @@ pub(crate) struct Tee {
     /// layer that made the copy (a fallback's), which may differ from a breaker's inside.
     rule: EndRule,
     done: Option<TeeDone>,
+    /// The copy of a cache further in, when stale caches are stacked.
+    next: Option<Box<Tee>>,
 }
 
 impl Tee {
@@ -362,6 +370,7 @@ impl Tee {
             held: 0,
             rule: EndRule::Body,
             done: Some(done),
+            next: None,
         }
     }
 
@@ -391,10 +400,10 @@ impl Tee {
     /// a `success`, else abandoned.
     fn finish(&mut self, success: bool, trailers: Option<&HeaderMap>) {
         let end = if success {
-            TeeEnd::Whole(
-                Bytes::from(std::mem::take(&mut self.buf)),
-                trailers.cloned(),
-            )
+            let mut buf = std::mem::take(&mut self.buf);
+            // The entry is counted by its length: keep no spare capacity beyond it.
+            buf.shrink_to_fit();
+            TeeEnd::Whole(Bytes::from(buf), trailers.cloned())
         } else {
             TeeEnd::Abandoned
         };
@@ -420,12 +429,26 @@ impl Drop for Tee {
 /// whose rule reads them differently).
 fn end_with(hooks: &mut Hooks, tee: &mut Option<Box<Tee>>, end: End, trailers: Option<&HeaderMap>) {
     hooks.settle(end, |rule, head| end_outcome(rule, head, trailers));
-    if let Some(mut tee) = tee.take() {
+    let mut next = tee.take();
+    while let Some(mut tee) = next {
         // The copy was made for a response its layer classified as a success at the head:
         // under its rule, a clean end keeps it, or the trailers decide.
         let success = matches!(end, End::Complete(_))
             && end_outcome(tee.rule, Outcome::success(), trailers).is_success();
         tee.finish(success, trailers);
+        next = tee.next.take();
+    }
+}
+
+/// Copies `data` into each copy being made, dropping those that cannot take it (finished).
+fn copy_into(tee: &mut Option<Box<Tee>>, data: &impl bytes::Buf) {
+    let Some(this) = tee else { return };
+    if this.copy(data) {
+        copy_into(&mut this.next, data);
+    } else {
+        // (A chain as long as the stale caches stacked over one call: one, or a few.)
+        *tee = this.next.take();
+        copy_into(tee, data);
     }
 }
 
@@ -472,11 +495,7 @@ where
             SourceProj::Replay { rest } => {
                 if let Some(data) = rest.as_mut().and_then(|rest| rest.data.take()) {
                     // A replayed body is copied too (a cache further out keeping it).
-                    if let Some(tee) = this.tee.as_mut()
-                        && !tee.copy(&data)
-                    {
-                        *this.tee = None;
-                    }
+                    copy_into(this.tee, &data);
                     return Poll::Ready(Some(Ok(Frame::data(B::Data::from(data)))));
                 }
                 // The end, decided as a live body's would be, by the trailers if any.
@@ -495,7 +514,8 @@ where
             // frame ready after the deadline cannot tell a slow reader from a dependency that
             // trickled it in just before the poll the deadline's timer woke: a failure either
             // way, as a body still waiting is.)
-            Poll::Ready(Some(Ok(frame))) if frame.is_data() => Deadline::passed(this.deadline),
+            // Trailers too: they are a gRPC reply's status, its end.
+            Poll::Ready(Some(Ok(_))) => Deadline::passed(this.deadline),
             Poll::Ready(_) => None,
         };
         if let Some(elapsed) = expired {
@@ -521,10 +541,8 @@ where
                 Poll::Ready(Some(Err(err.into())))
             }
             Some(Ok(frame)) => {
-                if let (Some(data), Some(tee)) = (frame.data_ref(), this.tee.as_mut())
-                    && !tee.copy(data)
-                {
-                    *this.tee = None;
+                if let Some(data) = frame.data_ref() {
+                    copy_into(this.tee, data);
                 }
                 if let Some(trailers) = frame.trailers_ref() {
                     // Trailers are the last frame.

@@ -182,8 +182,9 @@ fn header_bytes(headers: &HeaderMap) -> usize {
 enum Sharing {
     /// Yes.
     Shareable,
-    /// No, but it says nothing against the key's older entry: a 206 answers its request's
-    /// `Range`, which is not in the key.
+    /// No, but it says nothing against the key's older entry: it answers request headers
+    /// that are not in the key (a 206 or 416 its `Range`; a 304 or 412 its `If-None-Match`,
+    /// `If-Modified-Since`, `If-Match` or `If-Unmodified-Since`).
     Partial,
     /// No, and neither may the key's older entry be any more: the response sets a cookie, its
     /// server marked it `no-store` or `private`, forbids a shared cache to serve it stale
@@ -195,9 +196,6 @@ enum Sharing {
 /// How far `status` and `headers` let a response be shared. A `Cache-Control` or `Vary`
 /// value that is not visible ASCII counts against.
 fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
-    if status == StatusCode::PARTIAL_CONTENT {
-        return Sharing::Partial;
-    }
     // Whether any comma-separated element of a `name` header says one of `says` (its token
     // before any `=`, without case).
     let any_says = |name: HeaderName, says: &[&str]| {
@@ -227,6 +225,14 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
         || any_says(VARY, &["*"]);
     if never {
         Sharing::Never
+    } else if matches!(
+        status,
+        StatusCode::PARTIAL_CONTENT
+            | StatusCode::RANGE_NOT_SATISFIABLE
+            | StatusCode::NOT_MODIFIED
+            | StatusCode::PRECONDITION_FAILED
+    ) {
+        Sharing::Partial
     } else {
         Sharing::Shareable
     }
@@ -241,16 +247,17 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   the credentials wherever responses differ per user**, or one user may be served another's
 ///   response). Only GET and HEAD by default. Without a user key, a request carrying
 ///   `Authorization` or `Cookie` is not cached at all.
-/// * Keeps only a response it may serve to another request with the same key: not a 206 (it
-///   answers its request's `Range`), nothing with `Set-Cookie`, nothing whose `Cache-Control`
-///   says `no-store`, `private`, `no-cache`, `must-revalidate`, `proxy-revalidate` or
-///   `s-maxage` (each forbids a shared cache to serve it stale), nothing with
-///   `Vary: *`; such a response (a 206 aside) also drops the key's older entry, which no
-///   longer stands for what the dependency answers, and keeps out a response whose head came
-///   before its own and whose body ends after it (the last 1 024 refusals are remembered,
-///   apart from the entries). Other `Vary` headers are not
-///   looked at: a response that differs by a request header the key leaves out (such as
-///   `Accept-Language`) needs that header in the user key.
+/// * Keeps only a response it may serve to another request with the same key: not a 206 or
+///   416 (it answers its request's `Range`), nor a 304 or 412 (it answers its request's
+///   conditional headers: a 304 has no body to serve), which leave the key's older entry as
+///   it is; and nothing with `Set-Cookie`, nothing whose `Cache-Control` says `no-store`,
+///   `private`, `no-cache`, `must-revalidate`, `proxy-revalidate` or `s-maxage` (each
+///   forbids a shared cache to serve it stale), nothing with `Vary: *`, whatever its status:
+///   such a response also drops the key's older entry, which no longer stands for what the
+///   dependency answers, and keeps out a response whose head came before its own and whose
+///   body ends after it (the last 1 024 refusals are remembered, apart from the entries).
+///   Other `Vary` headers are not looked at: a response that differs by a request header the
+///   key leaves out (such as `Accept-Language`) needs that header in the user key.
 /// * The body is copied as the caller reads it, up to
 ///   [`max_entry_bytes`](HttpStaleCacheBuilder::max_entry_bytes); a larger body passes
 ///   through uncached (and the key's entry is dropped, unless its head came later). The copies of all the bodies

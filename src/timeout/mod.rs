@@ -30,9 +30,11 @@
 //! # How it times
 //!
 //! * The deadline counts from [`call`](tower::Service::call), not from `poll_ready`: waiting
-//!   for the inner service to become ready is not timed (a bulkhead's own `max_wait` bounds
-//!   queueing). Put the timeout innermost (inside the bulkhead and the circuit breaker), so
-//!   that it times the dependency alone and a timed-out call is a failure the breaker counts.
+//!   for the inner service to become ready is not timed. A bulkhead queues after `call`, so a
+//!   timeout outside it counts the queue wait (and may end it first), and one inside it starts
+//!   only when the permit is granted. Put the timeout innermost (inside the bulkhead and the
+//!   circuit breaker), so that it times the dependency alone and a timed-out call is a failure
+//!   the breaker counts.
 //! * When the deadline passes, the inner future is dropped at once (not when the caller drops
 //!   the response future), so whatever it holds (a connection, a permit of a layer inside this
 //!   one) is released, and the call fails with [`Elapsed`](crate::error::Elapsed) (boxed), carrying the

@@ -43,7 +43,10 @@ pub struct Model {
     window: VecDeque<(u64, bool, bool)>,
     consecutive: u32,
     open_until: u64,
+    /// The start of the current busy spell (probes in flight).
     half_open_since: u64,
+    /// The time of the trial's ended busy spells.
+    busy: u64,
     pushback_until: u64,
     in_flight: u32,
     ok: u32,
@@ -66,6 +69,7 @@ impl Model {
             consecutive: 0,
             open_until: 0,
             half_open_since: 0,
+            busy: 0,
             pushback_until: 0,
             in_flight: 0,
             ok: 0,
@@ -143,9 +147,14 @@ impl Model {
         self.open_now(t);
     }
 
-    fn half_open_deadline(&self) -> u64 {
-        self.half_open_since
-            .saturating_add(ns(self.cfg.max_half_open_wait))
+    /// The trial's time with probes in flight, up to `t`.
+    fn busy_at(&self, t: u64) -> u64 {
+        let spell = if self.in_flight > 0 {
+            t.saturating_sub(self.half_open_since)
+        } else {
+            0
+        };
+        self.busy.saturating_add(spell)
     }
 
     pub fn admit(&mut self, t: u64) -> Result<ModelPermit, (RejectReason, Option<u64>)> {
@@ -169,19 +178,25 @@ impl Model {
                     self.state = State::HalfOpen;
                     self.generation += 1;
                     self.half_open_since = t;
+                    self.busy = 0;
                     self.in_flight = 0;
                     self.ok = 0;
                     self.bad = 0;
                 }
                 State::HalfOpen => {
-                    let deadline = self.half_open_deadline();
-                    if t >= deadline {
+                    let wait = ns(self.cfg.max_half_open_wait);
+                    let busy = self.busy_at(t);
+                    if busy >= wait {
                         self.reopen(t);
                         continue;
                     }
                     if self.in_flight + self.ok + self.bad >= self.cfg.permitted_probes {
                         self.rejected += 1;
-                        return Err((RejectReason::HalfOpenFull, Some(deadline)));
+                        let by = t.saturating_add(wait - busy);
+                        return Err((RejectReason::HalfOpenFull, Some(by)));
+                    }
+                    if self.in_flight == 0 {
+                        self.half_open_since = t;
                     }
                     self.in_flight += 1;
                     return Ok(ModelPermit {
@@ -190,6 +205,14 @@ impl Model {
                     });
                 }
             }
+        }
+    }
+
+    /// A permit given back with no clock: a probe of the current trial frees its slot, and
+    /// nothing else happens.
+    pub fn release(&mut self, p: ModelPermit) {
+        if p.probe && p.generation == self.generation && self.state == State::HalfOpen {
+            self.in_flight -= 1;
         }
     }
 
@@ -212,26 +235,32 @@ impl Model {
             if self.state != State::HalfOpen {
                 return;
             }
+            let spell = t.saturating_sub(self.half_open_since);
             self.in_flight -= 1;
             let (good, bad) = match kind {
                 Kind::Success if !slow => (1, 0),
                 Kind::Success | Kind::Failure => (0, 1),
                 Kind::Ignored => (0, 0),
             };
-            if good + bad == 0 {
-                return;
-            }
             self.ok += good;
             self.bad += bad;
+            let busy = if self.in_flight == 0 {
+                self.busy = self.busy.saturating_add(spell);
+                self.busy
+            } else {
+                self.busy.saturating_add(spell)
+            };
             if kind == Kind::Failure {
                 self.pushback(pushback, t);
             }
             let required = self.required();
-            if self.ok >= required {
+            if busy >= ns(self.cfg.max_half_open_wait) {
+                self.reopen(t);
+            } else if good + bad == 0 {
+                // ignored
+            } else if self.ok >= required {
                 self.enter_windowed(State::Closed);
-            } else if self.bad > self.cfg.permitted_probes - required
-                || t >= self.half_open_deadline()
-            {
+            } else if self.bad > self.cfg.permitted_probes - required {
                 self.reopen(t);
             }
             return;
@@ -308,7 +337,7 @@ impl Model {
     }
 
     pub fn snapshot(&mut self, t: u64) -> ModelSnapshot {
-        if self.state == State::HalfOpen && t >= self.half_open_deadline() {
+        if self.state == State::HalfOpen && self.busy_at(t) >= ns(self.cfg.max_half_open_wait) {
             self.reopen(t);
         }
         let (calls, failures, slow_calls) = if self.state.admits_all() {
