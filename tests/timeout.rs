@@ -115,6 +115,27 @@ async fn deadline_counts_from_call_not_from_poll_ready() {
     assert_eq!(fut.await.unwrap(), "done");
 }
 
+/// The deadline counts from `call`, also for a response future first polled later (the
+/// timeout works its deadline out only once the call waits, from the start kept at `call`).
+#[tokio::test(start_paused = true)]
+async fn deadline_counts_from_call_when_the_future_is_first_polled_later() {
+    let (mock, mut handle) = tower_test::mock::pair::<&str, &str>();
+    let mut svc = layer(TIMEOUT).layer(mock);
+    poll_fn(|cx| svc.poll_ready(cx)).await.unwrap();
+    let mut fut = pin!(svc.call("req"));
+    advance(TIMEOUT / 2).await;
+    assert!(poll!(fut.as_mut()).is_pending());
+    let _request = handle.next_request().await.unwrap();
+    advance(TIMEOUT / 2 - MS).await;
+    assert!(poll!(fut.as_mut()).is_pending());
+    advance(MS).await;
+    // Polled, not awaited: awaiting on paused time would move the clock on to any deadline.
+    match poll!(fut.as_mut()) {
+        Poll::Ready(Err(err)) => assert!(err.is::<palisade::error::Elapsed>(), "{err}"),
+        other => panic!("expected the timeout at `call` + {TIMEOUT:?}, got {other:?}"),
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn response_ready_at_the_deadline_wins() {
     let (mock, mut handle) = tower_test::mock::pair::<&str, &str>();

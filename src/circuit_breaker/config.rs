@@ -249,8 +249,10 @@ pub struct CircuitBreakerConfig {
     /// count once); once it has, the breaker reopens (`0 < wait <= 24 h`). Time with no probe
     /// in flight does not count: probes that each answer at once may be spread over a longer
     /// trial (a rarely called dependency's), and still close the breaker. A probe slot taken
-    /// by `poll_ready` is in flight until its call ends or the slot is dropped (a service
-    /// kept ready, as tower's `ReadyCache` does, holds one). Default 60 s.
+    /// by `poll_ready` is in flight until its call ends or the slot is dropped: a service kept
+    /// ready for long between calls (as tower's `ReadyCache` keeps its endpoints) spends the
+    /// trial's time so, and a rarely called one behind it may reopen trial after trial.
+    /// Default 60 s.
     pub max_half_open_wait: Duration,
 }
 

@@ -143,8 +143,8 @@ impl Drop for Slot {
 ///
 /// # Cancellation
 ///
-/// A response future dropped before it completes records nothing but gives back its probe
-/// slot: a cancelled call is ignored (a probe's time in flight still counts towards the
+/// A response future dropped before it completes counts nothing: a cancelled call is
+/// ignored, and gives back its probe slot (a probe's time in flight still counts towards the
 /// half-open trial's `max_half_open_wait`).
 ///
 /// # Example

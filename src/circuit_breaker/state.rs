@@ -705,6 +705,9 @@ pub struct StateMachine {
     /// While half-open: the time of the trial's earlier busy spells (probes in flight). The
     /// trial reopens once its busy time reaches `max_half_open_wait`.
     probes_busy: AtomicU64,
+    /// While half-open: the latest time a probe's admission or record read. A spell that a
+    /// clockless [`release`](Self::release) ends is taken to have lasted until then.
+    probes_seen: AtomicU64,
     pushback_until: AtomicU64,
     aux: Mutex<Aux>,
     settings: Settings,
@@ -761,6 +764,7 @@ impl StateMachine {
             watch_generation: AtomicU32::new(0),
             probes_since: AtomicU64::new(0),
             probes_busy: AtomicU64::new(0),
+            probes_seen: AtomicU64::new(0),
             pushback_until: AtomicU64::new(0),
             aux: Mutex::new(Aux {
                 trips: 0,
@@ -988,6 +992,7 @@ impl StateMachine {
                         w = fresh;
                         continue;
                     }
+                    self.probes_seen.fetch_max(t, Ordering::AcqRel);
                     let (in_flight, ok, bad) = probes_of(w);
                     let busy = self.busy_at(in_flight, t);
                     let wait = self.settings.max_half_open_wait;
@@ -1043,10 +1048,12 @@ impl StateMachine {
 
     /// Gives a permit back without an outcome (the call was cancelled or did not count).
     ///
-    /// A probe given back this way frees its slot without a clock: its time in flight is not
-    /// added to the half-open trial's (see `max_half_open_wait`), and nothing is judged. To
-    /// have a cancelled probe's time counted, record it as [`Outcome::ignored`] at the
-    /// current time instead, as palisade's tower layer and `Handle::call` do.
+    /// A probe given back this way frees its slot without a clock, and nothing is judged: if
+    /// it was the last in flight, its busy spell is taken to end at the latest time a probe's
+    /// admission or record read (see `max_half_open_wait`), and the trial is judged at the
+    /// next admission or read. To have a cancelled probe's own time counted, record it as
+    /// [`Outcome::ignored`] at the current time instead, as palisade's tower layer and
+    /// `Handle::call` do.
     ///
     /// [`Outcome::ignored`]: crate::classify::Outcome::ignored
     ///
@@ -1070,15 +1077,34 @@ impl StateMachine {
         }
         // A probe's slot, with no clock: nothing is judged (a verdict needs the time).
         let generation = permit.generation();
+        let since = self.probes_since.load(Ordering::Acquire);
         let mut w = self.word.load(Ordering::Acquire);
         while gen_of(w) == generation && state_of(w) == State::HalfOpen {
-            match self.word.compare_exchange_weak(
-                w,
-                w - (1 << IN_FLIGHT_SHIFT),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return,
+            let new = w - (1 << IN_FLIGHT_SHIFT);
+            match self
+                .word
+                .compare_exchange_weak(w, new, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    if probes_of(new).0 == 0 {
+                        // The spell ends here, taken to last until the latest time a probe
+                        // read: so a trial whose probes are all given back this way still
+                        // ends once their time adds up.
+                        let _aux = lock(&self.aux);
+                        if gen_of(self.word.load(Ordering::Acquire)) == generation {
+                            let spell = self
+                                .probes_seen
+                                .load(Ordering::Acquire)
+                                .saturating_sub(since);
+                            let busy = self
+                                .probes_busy
+                                .load(Ordering::Acquire)
+                                .saturating_add(spell);
+                            self.probes_busy.store(busy, Ordering::Release);
+                        }
+                    }
+                    return;
+                }
                 Err(actual) => w = actual,
             }
         }
@@ -1086,7 +1112,8 @@ impl StateMachine {
 
     /// Records the outcome of an admitted call. An outcome whose permit belongs to an earlier
     /// generation (the breaker changed state since the call was admitted) changes nothing;
-    /// an ignored outcome only gives back a probe slot.
+    /// an ignored outcome only gives back a probe slot (its time in flight counting towards
+    /// the trial's `max_half_open_wait`).
     ///
     /// ```
     /// use std::time::Duration;
@@ -1292,6 +1319,7 @@ impl StateMachine {
             }
         };
         let t = clock.get();
+        self.probes_seen.fetch_max(t, Ordering::AcqRel);
         if outcome.is_failure()
             && let Some(pushback) = outcome.pushback()
         {
@@ -1386,6 +1414,7 @@ impl StateMachine {
             }
             self.probes_since.store(t, Ordering::Release);
             self.probes_busy.store(0, Ordering::Release);
+            self.probes_seen.store(t, Ordering::Release);
             self.word
                 .store(encode(State::HalfOpen, next_gen(seen)), Ordering::Release);
             Transition {
@@ -1864,6 +1893,34 @@ mod tests {
         let rejection = sm.admit(later).unwrap_err();
         assert_eq!(rejection.retry_at, Some(epoch + Duration::from_secs(30)));
         assert_eq!(rejection.retry_after(later), Some(Duration::from_secs(25)));
+    }
+
+    /// Probes given back with no clock (`release`) still spend the trial's time: the spell
+    /// the last of them ends is taken to last until the latest time a probe read, so a trial
+    /// whose callers give up on a dependency that never answers ends.
+    #[test]
+    fn a_spell_ended_by_a_clockless_release_counts_until_the_latest_time_read() {
+        use crate::circuit_breaker::{CircuitBreakerConfig, State, StateMachine};
+        use crate::classify::Outcome;
+
+        let config = CircuitBreakerConfig {
+            consecutive_failures: Some(1),
+            open_duration: Duration::from_secs(1),
+            permitted_probes: 3,
+            max_half_open_wait: Duration::from_secs(60),
+            ..CircuitBreakerConfig::default()
+        };
+        let s = Duration::from_secs;
+        let sm = StateMachine::new(&config).unwrap();
+        let permit = sm.admit(s(0)).unwrap();
+        sm.record(permit, Outcome::failure(), s(0));
+        let (a, b) = (sm.admit(s(1)).unwrap(), sm.admit(s(1)).unwrap());
+        sm.record(a, Outcome::ignored(), s(59)); // given up on; b is still in flight
+        sm.release(b); // the last one, given back with no clock: the spell ran 1 s to 59 s
+        assert_eq!(sm.snapshot(s(100)).state, State::HalfOpen, "58 s of 60");
+        let c = sm.admit(s(100)).unwrap();
+        sm.record(c, Outcome::ignored(), s(102)); // 2 s more: 60 s in all
+        assert_eq!(sm.snapshot(s(102)).state, State::Open);
     }
 
     #[test]

@@ -72,8 +72,10 @@ pin_project! {
     enum Timer {
         // No timeout: never fires.
         Off,
-        // A deadline, with no timer made yet: the inner future has not been pending.
-        Armed { deadline: Instant },
+        // Timed from `start`, with no timer made yet: the inner future has not been pending.
+        // The deadline (`start + after`) is worked out only then, or on the error path: a
+        // call answered at its first poll pays for the clock read alone.
+        Armed { start: Instant },
         // Boxed: a `Sleep` is over 100 bytes, and every layer outside moves this future by
         // value; only calls still pending after their first poll pay for the box.
         Sleeping { sleep: Pin<Box<Sleep>> },
@@ -84,17 +86,18 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    /// A call that runs until `deadline` (`None`: forever); `after` is the timeout reported.
+    /// A call made at `start` that runs for `after` (`None`: forever; so does a deadline too
+    /// far to represent); `after` is also the timeout reported.
     pub(crate) fn new(
         fut: F,
-        deadline: Option<Instant>,
+        start: Option<Instant>,
         after: Duration,
         listeners: Listeners,
     ) -> Self {
         Self {
             inner: Inner::Running { fut },
-            timer: match deadline {
-                Some(deadline) => Timer::Armed { deadline },
+            timer: match start {
+                Some(start) => Timer::Armed { start },
                 None => Timer::Off,
             },
             after,
@@ -145,7 +148,7 @@ where
                     // rejection (a full bulkhead whose wait ran out on the same tick) or a
                     // caught panic, each of which says more than a timeout would.
                     if let Err(e) = &result
-                        && this.timer.is_past()
+                        && this.timer.is_past(*this.after)
                         && !palisades_own(e)
                     {
                         this.inner.set(Inner::Expired);
@@ -165,10 +168,16 @@ where
             match this.timer.as_mut().project() {
                 // (`Panicked` comes with `Inner::Expired`, handled above.)
                 TimerProj::Off | TimerProj::Panicked { .. } => return Poll::Pending,
-                TimerProj::Armed { deadline } => {
-                    // First time pending: only now register a timer.
-                    let sleep = Box::pin(sleep_until(*deadline));
-                    this.timer.set(Timer::Sleeping { sleep });
+                TimerProj::Armed { start } => {
+                    // First time pending: only now register a timer. Too far to represent is
+                    // no deadline.
+                    match crate::sync::timer_deadline(*start, *this.after) {
+                        Some(deadline) => {
+                            let sleep = Box::pin(sleep_until(deadline));
+                            this.timer.set(Timer::Sleeping { sleep });
+                        }
+                        None => this.timer.set(Timer::Off),
+                    }
                 }
                 TimerProj::Sleeping { sleep } => {
                     ready!(sleep.as_mut().poll(cx));
@@ -182,11 +191,13 @@ where
 }
 
 impl Timer {
-    /// Whether the deadline has passed (reads the clock; for the error path only).
-    fn is_past(&self) -> bool {
+    /// Whether the deadline, `after` from the start, has passed (reads the clock; for the
+    /// error path only).
+    fn is_past(&self, after: Duration) -> bool {
         match self {
             Timer::Off | Timer::Panicked { .. } => false,
-            Timer::Armed { deadline } => *deadline <= Instant::now(),
+            Timer::Armed { start } => crate::sync::timer_deadline(*start, after)
+                .is_some_and(|deadline| deadline <= Instant::now()),
             Timer::Sleeping { sleep } => sleep.deadline() <= Instant::now(),
         }
     }

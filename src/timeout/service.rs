@@ -254,18 +254,12 @@ where
             // Only a per-request timeout can be zero: its deadline has passed already.
             return ResponseFuture::elapsed(after, self.listeners.clone());
         }
-        let deadline = if after == Duration::MAX {
+        let start = if after == Duration::MAX {
             None
         } else {
             // Read before calling the inner service, which may work before returning its future.
-            // Too far to represent is no deadline.
-            crate::sync::timer_deadline(Instant::now(), after)
+            Some(Instant::now())
         };
-        ResponseFuture::new(
-            self.inner.call(req),
-            deadline,
-            after,
-            self.listeners.clone(),
-        )
+        ResponseFuture::new(self.inner.call(req), start, after, self.listeners.clone())
     }
 }

@@ -47,6 +47,8 @@ pub struct Model {
     half_open_since: u64,
     /// The time of the trial's ended busy spells.
     busy: u64,
+    /// The latest time a probe's admission or record read.
+    seen: u64,
     pushback_until: u64,
     in_flight: u32,
     ok: u32,
@@ -70,6 +72,7 @@ impl Model {
             open_until: 0,
             half_open_since: 0,
             busy: 0,
+            seen: 0,
             pushback_until: 0,
             in_flight: 0,
             ok: 0,
@@ -179,11 +182,13 @@ impl Model {
                     self.generation += 1;
                     self.half_open_since = t;
                     self.busy = 0;
+                    self.seen = t;
                     self.in_flight = 0;
                     self.ok = 0;
                     self.bad = 0;
                 }
                 State::HalfOpen => {
+                    self.seen = self.seen.max(t);
                     let wait = ns(self.cfg.max_half_open_wait);
                     let busy = self.busy_at(t);
                     if busy >= wait {
@@ -213,6 +218,10 @@ impl Model {
     pub fn release(&mut self, p: ModelPermit) {
         if p.probe && p.generation == self.generation && self.state == State::HalfOpen {
             self.in_flight -= 1;
+            if self.in_flight == 0 {
+                let spell = self.seen.saturating_sub(self.half_open_since);
+                self.busy = self.busy.saturating_add(spell);
+            }
         }
     }
 
@@ -235,6 +244,7 @@ impl Model {
             if self.state != State::HalfOpen {
                 return;
             }
+            self.seen = self.seen.max(t);
             let spell = t.saturating_sub(self.half_open_since);
             self.in_flight -= 1;
             let (good, bad) = match kind {
