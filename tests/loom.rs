@@ -238,6 +238,29 @@ fn overlapping_probes_settling_together_count_their_spell_once() {
     });
 }
 
+/// A probe given back with no clock (`release`), the last in flight, racing a next probe's
+/// admission and record: the released probe's spell ends at the latest time read while it was
+/// in flight, never at a time the next spell read, so no spell is counted twice (55 s at most
+/// here, of a 60 s `max_half_open_wait`: still half-open).
+#[test]
+fn a_clockless_release_racing_the_next_spell_counts_no_time_twice() {
+    model(|| {
+        let sm = Arc::new(tripped(2));
+        let released = sm.admit(Duration::from_secs(1)).unwrap();
+        let next = {
+            let sm = sm.clone();
+            thread::spawn(move || {
+                let p = sm.admit(Duration::from_secs(51)).unwrap();
+                sm.record(p, Outcome::ignored(), Duration::from_secs(56));
+            })
+        };
+        sm.release(released);
+        next.join().unwrap();
+        let snap = sm.snapshot(Duration::from_secs(56));
+        assert_eq!((snap.state, snap.probes_in_flight), (State::HalfOpen, 0));
+    });
+}
+
 /// A failure recorded while an operator resets the breaker: whatever survives of it, the
 /// window's counts never wrap (a wrapped count is a 100 % failure rate) and stay within the
 /// calls, and successes filling the window afterwards do not trip the breaker. (The failure

@@ -1080,6 +1080,9 @@ impl StateMachine {
         let since = self.probes_since.load(Ordering::Acquire);
         let mut w = self.word.load(Ordering::Acquire);
         while gen_of(w) == generation && state_of(w) == State::HalfOpen {
+            // Read while this probe is still in flight: no later spell can have begun, so the
+            // latest time read belongs to this one.
+            let seen = self.probes_seen.load(Ordering::Acquire);
             let new = w - (1 << IN_FLIGHT_SHIFT);
             match self
                 .word
@@ -1092,10 +1095,7 @@ impl StateMachine {
                         // ends once their time adds up.
                         let _aux = lock(&self.aux);
                         if gen_of(self.word.load(Ordering::Acquire)) == generation {
-                            let spell = self
-                                .probes_seen
-                                .load(Ordering::Acquire)
-                                .saturating_sub(since);
+                            let spell = seen.saturating_sub(since);
                             let busy = self
                                 .probes_busy
                                 .load(Ordering::Acquire)
