@@ -150,6 +150,19 @@ pub(crate) mod queued {
     /// `poll` unwinds.
     #[inline]
     pub(crate) fn watch<T>(poll: impl FnOnce() -> T) -> (T, bool) {
+        if MARKS.with(Cell::get) == 0 {
+            // Nothing marked before (the common case): the marks after are the poll's own,
+            // and there is nothing to put back, also if it unwinds.
+            let polled = poll();
+            let marks = MARKS.with(Cell::get);
+            return (polled, marks & (QUEUED | SENT) == QUEUED);
+        }
+        watch_keeping(poll)
+    }
+
+    /// [`watch`], when marks were made before: they are kept aside while `poll` runs.
+    #[inline(never)]
+    fn watch_keeping<T>(poll: impl FnOnce() -> T) -> (T, bool) {
         /// Puts back the marks made before, with those made since, as it drops.
         struct Restore(u8);
         impl Drop for Restore {
