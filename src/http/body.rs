@@ -128,8 +128,9 @@ pin_project! {
     ///   read: a body nobody polls holds its permit (and probe slot) until it is read or
     ///   dropped, past the deadline too (the end of a body without trailers, reached in time
     ///   and read late, is still a success; a gRPC reply's trailers read late are not);
-    /// * dropped unfinished, records nothing (the call is ignored; a probe's time in flight
-    ///   still counts towards the half-open trial's `max_half_open_wait`);
+    /// * dropped unfinished, counts nothing (the call is ignored, and a probe's slot is given
+    ///   back with the time: its time in flight still counts towards the half-open trial's
+    ///   `max_half_open_wait`);
     ///
     /// and in every case gives back the bulkhead permit it holds.
     ///

@@ -6,7 +6,8 @@
 //!
 //! * the circuit breaker, with [`HttpClassifier`](crate::classify::http::HttpClassifier) or
 //!   [`GrpcClassifier`](crate::classify::grpc::GrpcClassifier), its pending outcome (and the
-//!   half-open probe slot it may hold);
+//!   half-open probe slot it may hold), for a head the classifier calls a success (a failure
+//!   status is recorded at the head);
 //! * the bulkhead, with [`UntilBodyEnd`], its permit.
 //!
 //! The body settles them at its end (success, or the trailers' gRPC status), on a body error
