@@ -1093,15 +1093,7 @@ impl StateMachine {
                         // The spell ends here, taken to last until the latest time a probe
                         // read: so a trial whose probes are all given back this way still
                         // ends once their time adds up.
-                        let _aux = lock(&self.aux);
-                        if gen_of(self.word.load(Ordering::Acquire)) == generation {
-                            let spell = seen.saturating_sub(since);
-                            let busy = self
-                                .probes_busy
-                                .load(Ordering::Acquire)
-                                .saturating_add(spell);
-                            self.probes_busy.store(busy, Ordering::Release);
-                        }
+                        self.end_spell(generation, seen.saturating_sub(since));
                     }
                     return;
                 }
@@ -1330,18 +1322,10 @@ impl StateMachine {
         // The trial's busy time, this spell's included: however long it ran, the verdict is
         // the same whether or not an admission or a reader looked in the meantime.
         let busy = if in_flight == 0 {
-            // The spell ends with this probe: its time joins the trial's (under the lock, so
-            // that it cannot land in a next trial's count, and a reopen re-checking the busy
-            // time under it finds the word and the count agree).
-            let _aux = lock(&self.aux);
-            if gen_of(self.word.load(Ordering::Acquire)) != generation {
+            // The spell ends with this probe.
+            let Some(busy) = self.end_spell(generation, spell) else {
                 return;
-            }
-            let busy = self
-                .probes_busy
-                .load(Ordering::Acquire)
-                .saturating_add(spell);
-            self.probes_busy.store(busy, Ordering::Release);
+            };
             busy
         } else {
             before.saturating_add(spell)
@@ -1360,31 +1344,35 @@ impl StateMachine {
         }
     }
 
-    /// Half-open → open for [`Cause::HalfOpenTimeout`], if still in generation `generation`
-    /// and its trial's busy time up to `t` has reached `max_half_open_wait`, judged again
-    /// under the lock (where a spell's end adds its time): a reader that found the time there
-    /// from a spell ending as it read (counted both as ended and as running) reopens nothing.
+    /// Adds a busy spell of `spell` that just ended to the trial of generation `generation`,
+    /// under the lock (so that it cannot land in a next trial's count, and a reopen judging
+    /// the busy time under it finds the word and the count agree); the trial's busy time, or
+    /// `None` if that trial is over.
+    fn end_spell(&self, generation: u32, spell: u64) -> Option<u64> {
+        let _aux = lock(&self.aux);
+        if gen_of(self.word.load(Ordering::Acquire)) != generation {
+            return None;
+        }
+        let busy = self
+            .probes_busy
+            .load(Ordering::Acquire)
+            .saturating_add(spell);
+        self.probes_busy.store(busy, Ordering::Release);
+        Some(busy)
+    }
+
+    /// [`reopen`](Self::reopen) for [`Cause::HalfOpenTimeout`], if the trial's busy time up to
+    /// `t` has reached `max_half_open_wait`, judged again under the lock (where a spell's end
+    /// adds its time): a reader that found the time there from a spell ending as it read
+    /// (counted both as ended and as running) reopens nothing.
     fn reopen_if_busy(&self, generation: u32, t: u64) {
-        let transition = {
-            let mut aux = lock(&self.aux);
-            let w = self.word.load(Ordering::Acquire);
-            if gen_of(w) != generation
-                || state_of(w) != State::HalfOpen
-                || self.busy_at(probes_of(w).0, t) < self.settings.max_half_open_wait
-            {
-                return;
-            }
-            aux.trips = aux.trips.saturating_add(1);
-            self.open_locked(
-                &mut aux,
-                w,
-                t,
-                Cause::HalfOpenTimeout,
-                WindowCounts::default(),
-                State::HalfOpen,
-            )
-        };
-        self.notify(Some(transition));
+        self.reopen_if(
+            generation,
+            t,
+            Cause::HalfOpenTimeout,
+            WindowCounts::default(),
+            |w| self.busy_at(probes_of(w).0, t) >= self.settings.max_half_open_wait,
+        );
     }
 
     /// The time the half-open trial has spent with probes in flight, up to `t`: its ended busy
@@ -1493,10 +1481,22 @@ impl StateMachine {
 
     /// Half-open → open, if still in generation `generation`.
     fn reopen(&self, generation: u32, t: u64, cause: Cause, counts: WindowCounts) {
+        self.reopen_if(generation, t, cause, counts, |_| true);
+    }
+
+    /// [`reopen`](Self::reopen), if `still` holds of the state word, judged under the lock.
+    fn reopen_if(
+        &self,
+        generation: u32,
+        t: u64,
+        cause: Cause,
+        counts: WindowCounts,
+        still: impl FnOnce(u64) -> bool,
+    ) {
         let transition = {
             let mut aux = lock(&self.aux);
             let w = self.word.load(Ordering::Acquire);
-            if gen_of(w) != generation || state_of(w) != State::HalfOpen {
+            if gen_of(w) != generation || state_of(w) != State::HalfOpen || !still(w) {
                 return;
             }
             aux.trips = aux.trips.saturating_add(1);
