@@ -19,7 +19,7 @@ use std::time::Duration;
 use palisade::bulkhead::{BulkheadConfig, BulkheadLayer};
 use palisade::circuit_breaker::{CircuitBreakerConfig, CircuitBreakerLayer, SlidingWindow};
 use palisade::events::{Event, Listeners};
-use palisade::policy::Policy;
+use palisade::policy::{Policy, PolicyLayer};
 use palisade::timeout::TimeoutLayer;
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
 use tower_resilience::bulkhead::{BulkheadLayer as TrBulkheadLayer, BulkheadServiceError};
@@ -49,6 +49,17 @@ async fn drive_rejected<S: Service<()>>(mut svc: S, calls: u64) {
             let _ = black_box(ready.call(()).await.is_err());
         }
     }
+}
+
+/// The Policy's four layers, each with its defaults, the timeout at `timeout`.
+fn four_layers(timeout: Duration) -> PolicyLayer<palisade::fallback::Value<()>> {
+    Policy::builder()
+        .timeout(timeout)
+        .bulkhead(BulkheadConfig::default())
+        .circuit_breaker(CircuitBreakerConfig::default())
+        .fallback(palisade::fallback::value(()))
+        .build()
+        .unwrap()
 }
 
 fn run(case: &str, calls: u64) -> bool {
@@ -148,15 +159,38 @@ fn run(case: &str, calls: u64) -> bool {
                     .unwrap();
                 drive(policy.layer(bare), calls).await
             }
-            "policy_with_fallback" => {
-                let policy = Policy::builder()
-                    .timeout(second)
-                    .bulkhead(BulkheadConfig::default())
-                    .circuit_breaker(CircuitBreakerConfig::default())
-                    .fallback(palisade::fallback::value(()))
-                    .build()
-                    .unwrap();
-                drive(policy.layer(bare), calls).await
+            "policy_with_fallback" => drive(four_layers(second).layer(bare), calls).await,
+            "policy_after_a_wait" => {
+                // The four layers, after one call that waited (as a real call does): what a
+                // service pays once its thread has seen a call pend.
+                let first = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+                let inner = service_fn(move |()| {
+                    let wait = first.swap(false, std::sync::atomic::Ordering::Relaxed);
+                    async move {
+                        if wait {
+                            tokio::task::yield_now().await;
+                        }
+                        Ok::<_, Infallible>(())
+                    }
+                });
+                drive(four_layers(second).layer(inner), calls).await
+            }
+            "stack_by_hand" => {
+                // The Policy's four layers stacked with `ServiceBuilder`: what the Policy's
+                // glue (a part that may be left out) costs on top of its parts.
+                let stack = ServiceBuilder::new()
+                    .layer(palisade::fallback::FallbackLayer::new(
+                        palisade::fallback::value(()),
+                    ))
+                    .layer(CircuitBreakerLayer::builder().build().unwrap())
+                    .layer(BulkheadLayer::builder().build().unwrap())
+                    .layer(TimeoutLayer::builder().timeout(second).build().unwrap())
+                    .service(bare);
+                drive(stack, calls).await
+            }
+            "fallback" => {
+                let layer = palisade::fallback::FallbackLayer::new(palisade::fallback::value(()));
+                drive(layer.layer(bare), calls).await
             }
             "tower_resilience_breaker" => {
                 let layer = TrCircuitBreakerLayer::builder().build().unwrap();
@@ -236,6 +270,9 @@ fn main() {
         "breaker_tripped_typed_current_thread",
         "policy",
         "policy_with_fallback",
+        "policy_after_a_wait",
+        "stack_by_hand",
+        "fallback",
         "tower_resilience_breaker",
         "tower_resilience_open",
         "tower_resilience_stack",

@@ -403,7 +403,6 @@ pub struct Listeners {
 
 impl Listeners {
     /// No listeners, in a `const` context.
-    #[cfg_attr(not(feature = "http"), allow(dead_code))]
     pub(crate) const fn none() -> Self {
         Self { inner: None }
     }

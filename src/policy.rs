@@ -60,12 +60,9 @@
 //! or the trait, `PolicyConfig::deserialize`: every way in validates (the fields are read by
 //! private mirrors, so no public function reads them unchecked).
 
-use std::future::Future;
-use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use pin_project_lite::pin_project;
 use tower::{BoxError, Layer, Service, ServiceBuilder, layer::util::Stack};
 
 use crate::bulkhead::{self, Bulkhead, BulkheadConfig, BulkheadLayer, UntilResponse};
@@ -1250,27 +1247,34 @@ pub type Guarded<S, C, H = UntilResponse> =
 pub type PolicyService<S, R = NoFallback, C = DefaultClassifier, H = UntilResponse> =
     Optional<Fallback<Guarded<S, C, H>, R, C>, Guarded<S, C, H>>;
 
-/// A part of the stack that is there (`On`, wrapping the rest) or not (`Off`). Errors of both
-/// become [`BoxError`].
+/// A part of the stack that is there (`On`, wrapping the rest) or not (`Off`), as configured
+/// at run time.
+///
+/// Both arms answer with the `On` layer's response future: a part left out hands the rest's
+/// future to it to pass through untouched ([`Bypass`]), so a call through a part that is there
+/// goes through one layer's future, not a layer's inside an either-or one. `Optional` takes
+/// palisade's layers (those with boxed errors) as `On`; for two services of your own, one or the
+/// other, use tower's `util::Either` (both arms with one error type: `map_err` them to
+/// [`BoxError`] first).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
+/// use std::time::Duration;
 /// use palisade::policy::Optional;
-/// use tower::{service_fn, BoxError, ServiceExt};
+/// use palisade::timeout::TimeoutLayer;
+/// use tower::{service_fn, Layer, ServiceExt};
 ///
-/// let double = service_fn(|x: u32| async move { Ok::<_, BoxError>(x * 2) });
-/// let same = service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
+/// let client = service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
 /// // Both arms have one type, so a part can be there or not, as configured at run time.
-/// let part = move |on: bool| {
-///     if on {
-///         Optional::On(double)
-///     } else {
-///         Optional::Off(same)
-///     }
+/// let part = move |timeout: Option<Duration>| match timeout {
+///     Some(after) => Optional::On(
+///         TimeoutLayer::builder().timeout(after).build().unwrap().layer(client),
+///     ),
+///     None => Optional::Off(client),
 /// };
-/// assert_eq!(part(true).oneshot(21).await.unwrap(), 42);
-/// assert_eq!(part(false).oneshot(21).await.unwrap(), 21);
+/// assert_eq!(part(Some(Duration::from_secs(1))).oneshot(21).await.unwrap(), 21);
+/// assert_eq!(part(None).oneshot(21).await.unwrap(), 21);
 /// # }
 /// ```
 #[derive(Debug, Clone)]
@@ -1283,19 +1287,19 @@ pub enum Optional<On, Off> {
 
 impl<On, Off, Req> Service<Req> for Optional<On, Off>
 where
-    On: Service<Req>,
-    On::Error: Into<BoxError>,
+    On: Service<Req, Error = BoxError>,
+    On::Future: Bypass<Off::Future>,
     Off: Service<Req, Response = On::Response>,
     Off::Error: Into<BoxError>,
 {
     type Response = On::Response;
     type Error = BoxError;
-    type Future = OptionalFuture<On::Future, Off::Future>;
+    type Future = On::Future;
 
     #[inline]
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         match self {
-            Optional::On(s) => s.poll_ready(cx).map_err(Into::into),
+            Optional::On(s) => s.poll_ready(cx),
             Optional::Off(s) => s.poll_ready(cx).map_err(Into::into),
         }
     }
@@ -1303,64 +1307,33 @@ where
     #[inline]
     fn call(&mut self, req: Req) -> Self::Future {
         match self {
-            Optional::On(s) => OptionalFuture {
-                kind: Branch::On { fut: s.call(req) },
-            },
-            Optional::Off(s) => OptionalFuture {
-                kind: Branch::Off { fut: s.call(req) },
-            },
+            Optional::On(s) => s.call(req),
+            Optional::Off(s) => <On::Future as sealed::Bypass<Off::Future>>::bypass(s.call(req)),
         }
     }
 }
 
-pin_project! {
-    /// Response future of [`Optional`].
-    ///
-    /// ```
-    /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() {
-    /// use palisade::policy::Policy;
-    /// use tower::{service_fn, Layer, Service, ServiceExt};
-    ///
-    /// let echo = service_fn(|x: u32| async move { Ok::<_, std::io::Error>(x) });
-    /// let mut svc = Policy::builder().build().unwrap().layer(echo);
-    /// let future = svc.ready().await.unwrap().call(3); // an OptionalFuture, errors boxed
-    /// assert_eq!(future.await.unwrap(), 3);
-    /// # }
-    /// ```
-    #[derive(Debug)]
-    pub struct OptionalFuture<On, Off> {
-        #[pin]
-        kind: Branch<On, Off>,
-    }
-}
+/// A palisade layer's response future that can also carry, untouched, the response future of
+/// the service it wraps: what an [`Optional`] part left out answers with. Its errors are boxed
+/// on the way through, and nothing else happens to the call: no timer, no permit, no
+/// admission, no fallback, no event.
+///
+/// Implemented by the response futures of [`Timeout`](crate::timeout::ResponseFuture),
+/// [`Bulkhead`](crate::bulkhead::ResponseFuture) (with a `Hold` that has a default),
+/// [`CircuitBreaker`](crate::circuit_breaker::ResponseFuture) (with boxed errors) and
+/// [`Fallback`](crate::fallback::ResponseFuture); sealed: it cannot be implemented outside
+/// palisade.
+///
+/// ```
+/// use palisade::policy::Bypass;
+///
+/// fn passes_through<F, B: Bypass<F>>() {}
+/// type Inner = std::future::Ready<Result<u32, std::io::Error>>;
+/// passes_through::<Inner, palisade::timeout::ResponseFuture<Inner>>();
+/// ```
+pub trait Bypass<F>: sealed::Bypass<F> {}
 
-pin_project! {
-    #[project = BranchProj]
-    #[derive(Debug)]
-    enum Branch<On, Off> {
-        On { #[pin] fut: On },
-        Off { #[pin] fut: Off },
-    }
-}
-
-impl<On, Off, T, E1, E2> Future for OptionalFuture<On, Off>
-where
-    On: Future<Output = Result<T, E1>>,
-    Off: Future<Output = Result<T, E2>>,
-    E1: Into<BoxError>,
-    E2: Into<BoxError>,
-{
-    type Output = Result<T, BoxError>;
-
-    #[inline]
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().kind.project() {
-            BranchProj::On { fut } => fut.poll(cx).map_err(Into::into),
-            BranchProj::Off { fut } => fut.poll(cx).map_err(Into::into),
-        }
-    }
-}
+impl<F, T: sealed::Bypass<F>> Bypass<F> for T {}
 
 impl<S, R: Clone, C: Clone, A: Layer<S> + Adapter, H: Clone> Layer<S> for PolicyLayer<R, C, A, H> {
     type Service = A::Outer<PolicyService<A::Service, R, C, H>>;
@@ -1380,9 +1353,16 @@ fn wrap<L: Layer<S>, S>(layer: &Option<L>, inner: S) -> Optional<L::Service, S> 
     }
 }
 
-mod sealed {
+pub(crate) mod sealed {
     pub trait Sealed {}
     impl<L> Sealed for tower::ServiceBuilder<L> {}
+
+    /// [`Bypass`](super::Bypass)'s method, in a trait that cannot be implemented outside
+    /// palisade.
+    pub trait Bypass<F> {
+        /// This future, passing `fut` through.
+        fn bypass(fut: F) -> Self;
+    }
 }
 
 /// palisade's layers as [`ServiceBuilder`] methods, for stacking by hand. Each layer's docs say

@@ -135,32 +135,53 @@ pub(crate) mod queued {
     /// A call is in flight past its bulkhead.
     pub(crate) const SENT: u8 = 2;
 
+    /// A watch is running on this thread: marks are kept only then (nobody reads them
+    /// otherwise), and the outermost watch clears them as it ends, so that no mark outlives
+    /// the poll it was made in and the next call's watch takes the short way.
+    const WATCHING: u8 = 4;
+
     thread_local! {
         static MARKS: Cell<u8> = const { Cell::new(0) };
     }
 
-    /// Marks what the call being polled is doing.
+    /// Marks what the call being polled is doing, for the watch around it (if any).
     #[inline]
     pub(crate) fn mark(what: u8) {
-        MARKS.with(|m| m.set(m.get() | what));
+        MARKS.with(|m| {
+            let marks = m.get();
+            if marks & WATCHING != 0 {
+                m.set(marks | what);
+            }
+        });
     }
 
     /// Runs `poll`, and says whether a bulkhead under it left a call queued and none sent.
-    /// The marks made before it are kept (and passed on with the ones it made), also when
-    /// `poll` unwinds.
+    /// The marks made before it (by a watch outside, still running) are kept, and passed on
+    /// with the ones it made, also when `poll` unwinds.
     #[inline]
     pub(crate) fn watch<T>(poll: impl FnOnce() -> T) -> (T, bool) {
+        /// Clears the marks as it drops (also when the poll unwinds).
+        struct Clear;
+        impl Drop for Clear {
+            #[inline]
+            fn drop(&mut self) {
+                MARKS.with(|m| m.set(0));
+            }
+        }
         if MARKS.with(Cell::get) == 0 {
-            // Nothing marked before (the common case): the marks after are the poll's own,
-            // and there is nothing to put back, also if it unwinds.
+            // No watch outside (the common case): the marks are this poll's own, and
+            // nobody reads them after it.
+            MARKS.with(|m| m.set(WATCHING));
+            let clear = Clear;
             let polled = poll();
             let marks = MARKS.with(Cell::get);
+            drop(clear);
             return (polled, marks & (QUEUED | SENT) == QUEUED);
         }
         watch_keeping(poll)
     }
 
-    /// [`watch`], when marks were made before: they are kept aside while `poll` runs.
+    /// [`watch`] inside another: the outer one's marks are kept aside while `poll` runs.
     #[inline(never)]
     fn watch_keeping<T>(poll: impl FnOnce() -> T) -> (T, bool) {
         /// Puts back the marks made before, with those made since, as it drops.
@@ -170,11 +191,60 @@ pub(crate) mod queued {
                 MARKS.with(|m| m.set(self.0 | m.get()));
             }
         }
-        let restore = Restore(MARKS.with(|m| m.replace(0)));
+        let restore = Restore(MARKS.with(|m| m.replace(WATCHING)));
         let polled = poll();
         let marks = MARKS.with(Cell::get);
         drop(restore);
         (polled, marks & (QUEUED | SENT) == QUEUED)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn marks() -> u8 {
+            MARKS.with(Cell::get)
+        }
+
+        #[test]
+        fn marks_live_only_inside_a_watch_and_reach_the_watches_outside() {
+            // A mark with no watch around it is dropped: nobody would read it.
+            mark(QUEUED);
+            assert_eq!(marks(), 0);
+            // A watch sees its poll's marks; the outer one sees the inner one's too; and
+            // the outermost clears them as it ends.
+            let ((inner_queued, marks_after_inner), outer_queued) = watch(|| {
+                let ((), inner_queued) = watch(|| mark(QUEUED));
+                (inner_queued, marks())
+            });
+            assert!(inner_queued && outer_queued);
+            assert_eq!(marks_after_inner, WATCHING | QUEUED);
+            assert_eq!(marks(), 0);
+            // A call sent beside the queued one: not queued, for both.
+            let ((_, inner), outer) = watch(|| {
+                mark(SENT);
+                watch(|| mark(QUEUED))
+            });
+            assert!(inner && !outer);
+            assert_eq!(marks(), 0);
+        }
+
+        #[test]
+        fn an_unwinding_poll_leaves_no_marks_behind() {
+            let unwound = std::panic::catch_unwind(|| {
+                watch(|| {
+                    mark(QUEUED);
+                    let _ = watch(|| -> () {
+                        mark(SENT);
+                        panic!("the inner service's poll panics");
+                    });
+                })
+            });
+            assert!(unwound.is_err());
+            assert_eq!(marks(), 0);
+            // And the next watch starts afresh.
+            assert!(!watch(|| ()).1);
+        }
     }
 }
 

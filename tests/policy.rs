@@ -418,6 +418,56 @@ async fn every_part_is_optional() {
     assert_eq!(svc.oneshot(Reply::Ok).await.unwrap(), "ok");
 }
 
+/// A part left out hands the rest's call through untouched (`policy::Bypass`): no timer, no
+/// permit, no admission, no recovery, and the inner error as it was.
+#[tokio::test(start_paused = true)]
+async fn parts_left_out_pass_calls_through_untouched() {
+    let hour = Duration::from_secs(3600);
+    let dep = Dependency::new();
+    let svc = Policy::builder().build().unwrap().layer(dep.clone());
+    let calls = (0..100).map(|_| svc.clone().oneshot(Reply::Delay(hour)));
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(|a| matches!(a, Ok("ok"))), "{answers:?}");
+    assert_eq!((dep.seen.max_in_flight(), dep.seen.dropped()), (100, 0));
+    let err = svc.clone().oneshot(Reply::Err).await.unwrap_err();
+    assert!(matches!(error_kind(err.as_ref()), ErrorKind::Inner(_)));
+    assert_eq!(
+        err.downcast_ref::<support::Failed>(),
+        Some(&support::Failed)
+    );
+
+    // A breaker alone counts the inner errors that come up through the bulkhead and timeout
+    // left out below it, and one left out above passes its rejection on.
+    let policy = Policy::builder()
+        .circuit_breaker(breaker_config())
+        .build()
+        .unwrap();
+    let breaker = policy.circuit_breaker().unwrap().clone();
+    let mut svc = policy.layer(Dependency::new());
+    for _ in 0..3 {
+        let err = call(&mut svc, Reply::Err).await.unwrap_err();
+        assert!(err.is::<support::Failed>(), "{err}");
+    }
+    assert_eq!(breaker.state(), State::Open);
+    let err = call(&mut svc, Reply::Ok).await.unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::CircuitOpen(_)),
+        "{err}"
+    );
+
+    // A timeout alone: its `Elapsed` passes through the three parts left out above it.
+    let mut svc = Policy::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap()
+        .layer(Dependency::new());
+    let err = call(&mut svc, Reply::Hang).await.unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)),
+        "{err}"
+    );
+}
+
 #[test]
 fn bad_configuration_names_the_section_and_field() {
     let mut breaker = breaker_config();

@@ -253,6 +253,8 @@ pin_project! {
         Called { #[pin] fut: F, permit: Option<Permit> },
         Waiting { waiting: Pin<Box<Waiting<S, Req>>> },
         Rejected,
+        // A `policy::Optional` bulkhead left out: the inner future, passed through.
+        Bypassed { #[pin] fut: F },
     }
 }
 
@@ -287,12 +289,24 @@ impl<F, S, Req, H> ResponseFuture<F, S, Req, H> {
     }
 }
 
+impl<F, S, Req, H: Default> crate::policy::sealed::Bypass<F> for ResponseFuture<F, S, Req, H> {
+    #[inline]
+    fn bypass(fut: F) -> Self {
+        Self {
+            kind: Kind::Bypassed { fut },
+            max_concurrent: 0,
+            hold: H::default(),
+        }
+    }
+}
+
 impl<F, S, Req, H> fmt::Debug for ResponseFuture<F, S, Req, H> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match self.kind {
             Kind::Called { .. } => "called",
             Kind::Waiting { .. } => "waiting",
             Kind::Rejected => "rejected",
+            Kind::Bypassed { .. } => "bypassed",
         };
         f.debug_struct("ResponseFuture")
             .field("state", &state)
@@ -360,6 +374,7 @@ where
                 KindProj::Rejected => {
                     return Poll::Ready(Err(Box::new(BulkheadFull::new(*this.max_concurrent))));
                 }
+                KindProj::Bypassed { fut } => return fut.poll(cx).map_err(Into::into),
             }
         }
     }

@@ -118,6 +118,8 @@ pin_project! {
     enum Kind<F, C> {
         Called { #[pin] fut: F, guard: Option<Guard>, classifier: C },
         Rejected { error: CircuitOpen },
+        // A `policy::Optional` breaker left out: the inner future, passed through.
+        Bypassed { #[pin] fut: F },
     }
 }
 
@@ -136,6 +138,16 @@ impl<F, C, M> ResponseFuture<F, C, M> {
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
         Self {
             kind: Kind::Rejected { error },
+            errors: PhantomData,
+        }
+    }
+}
+
+impl<F, C> crate::policy::sealed::Bypass<F> for ResponseFuture<F, C, BoxedErrors> {
+    #[inline]
+    fn bypass(fut: F) -> Self {
+        Self {
+            kind: Kind::Bypassed { fut },
             errors: PhantomData,
         }
     }
@@ -220,6 +232,7 @@ where
                 Poll::Ready(result.map_err(M::inner))
             }
             KindProj::Rejected { error } => Poll::Ready(Err(M::open(*error))),
+            KindProj::Bypassed { fut } => fut.poll(cx).map_err(|e| M::inner(e.into())),
         }
     }
 }

@@ -297,6 +297,10 @@ where
             Ok(kept) => Inner::Called {
                 fut: self.inner.call(req),
                 kept: Some(kept),
+                recover: self.recover.clone(),
+                classifier: self.classifier.clone(),
+                kinds: self.kinds,
+                listeners: self.listeners.clone(),
             },
             Err(panicked) => Inner::Panicked {
                 panicked: Box::new(panicked),
@@ -304,10 +308,6 @@ where
         };
         ResponseFuture {
             inner,
-            recover: self.recover.clone(),
-            classifier: self.classifier.clone(),
-            kinds: self.kinds,
-            listeners: self.listeners.clone(),
             _req: PhantomData,
         }
     }
@@ -331,11 +331,7 @@ pin_project! {
     #[derive(Debug)]
     pub struct ResponseFuture<F, R, Req, K, C> {
         #[pin]
-        inner: Inner<F, K>,
-        recover: R,
-        classifier: C,
-        kinds: Kinds,
-        listeners: Listeners,
+        inner: Inner<F, R, K, C>,
         _req: PhantomData<fn(Req)>,
     }
 }
@@ -343,19 +339,38 @@ pin_project! {
 pin_project! {
     #[project = InnerProj]
     #[derive(Debug)]
-    enum Inner<F, K> {
+    enum Inner<F, R, K, C> {
         Called {
             #[pin]
             fut: F,
             // Taken when the call completes; the rest is used in place (moving it all out as
             // one struct costs more than the call itself).
             kept: Option<K>,
+            recover: R,
+            classifier: C,
+            kinds: Kinds,
+            listeners: Listeners,
         },
         // `Recover::keep` panicked: the call was never sent.
         // Boxed: a rare path should not make every future larger.
         Panicked {
             panicked: Box<CallbackPanicked>,
         },
+        // A `policy::Optional` fallback left out: the inner future, passed through.
+        Bypassed {
+            #[pin]
+            fut: F,
+        },
+    }
+}
+
+impl<F, R, Req, K, C> crate::policy::sealed::Bypass<F> for ResponseFuture<F, R, Req, K, C> {
+    #[inline]
+    fn bypass(fut: F) -> Self {
+        Self {
+            inner: Inner::Bypassed { fut },
+            _req: PhantomData,
+        }
     }
 }
 
@@ -369,11 +384,19 @@ where
     type Output = Result<Res, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let (fut, kept) = match this.inner.project() {
-            InnerProj::Called { fut, kept } => (fut, kept),
-            InnerProj::Panicked { panicked } => return Poll::Ready(Err(panicked.clone())),
-        };
+        let (fut, kept, recover, classifier, kinds, listeners) =
+            match self.project().inner.project() {
+                InnerProj::Called {
+                    fut,
+                    kept,
+                    recover,
+                    classifier,
+                    kinds,
+                    listeners,
+                } => (fut, kept, recover, classifier, kinds, listeners),
+                InnerProj::Panicked { panicked } => return Poll::Ready(Err(panicked.clone())),
+                InnerProj::Bypassed { fut } => return fut.poll(cx).map_err(Into::into),
+            };
         let result = std::task::ready!(fut.poll(cx)).map_err(|e| unwrap_breaker_error(e.into()));
         let Some(kept) = kept.take() else {
             return Poll::Ready(result);
@@ -383,34 +406,34 @@ where
         let failure = match result {
             Ok(mut response) => {
                 let classified =
-                    catch_callback("classifier", || this.classifier.classify(Ok(&response)))
-                        .and_then(|outcome| {
+                    catch_callback("classifier", || classifier.classify(Ok(&response))).and_then(
+                        |outcome| {
                             if outcome.is_success() {
                                 // A body whose end has the last word (a gRPC status in the trailers)
                                 // is read by that rule, so that a recovery copying it (the HTTP stale
                                 // cache) keeps it only if it ends as a success, breaker or not.
                                 catch_callback("Classify::end_of_body", || {
-                                    this.classifier.end_of_body(&mut response, &outcome);
+                                    classifier.end_of_body(&mut response, &outcome);
                                 })?;
                             }
                             Ok(outcome.kind())
-                        });
+                        },
+                    );
                 match classified {
                     Ok(OutcomeKind::Failure) => Failure::Response(response),
                     // Only a success is offered to the recovery (a cache keeps the last good
                     // response); an ignored response is passed on, unkept.
                     Ok(OutcomeKind::Success) => {
-                        let offered = if this.listeners.is_empty() {
+                        let offered = if listeners.is_empty() {
                             catch_callback("Recover::succeeded", || {
-                                this.recover.succeeded(kept, &mut response);
+                                recover.succeeded(kept, &mut response);
                             })
                         } else {
-                            let listeners = this.listeners.clone();
+                            let listeners = listeners.clone();
                             catch_callback("Recover::succeeded", || {
-                                this.recover
-                                    .succeeded_then(kept, &mut response, move |entries| {
-                                        cache_updated(entries, &listeners);
-                                    });
+                                recover.succeeded_then(kept, &mut response, move |entries| {
+                                    cache_updated(entries, &listeners);
+                                });
                             })
                         };
                         if let Err(panicked) = offered {
@@ -431,7 +454,7 @@ where
                 // on, not to paper over with a stale copy). palisade's rejections and timeouts
                 // are selected by kind.
                 ErrorKind::Inner(_) => {
-                    match catch_callback("classifier", || this.classifier.classify(Err(&e))) {
+                    match catch_callback("classifier", || classifier.classify(Err(&e))) {
                         Ok(outcome) if outcome.is_failure() => Failure::Error(e),
                         Ok(_) => return Poll::Ready(Err(e)),
                         Err(panicked) => return Poll::Ready(Err(panicked.into())),
@@ -441,22 +464,20 @@ where
             },
         };
         let kind = failure.kind();
-        if !this.kinds.contains(kind) {
+        if !kinds.contains(kind) {
             return Poll::Ready(failure.into_result());
         }
         // The original error stays visible to listeners: its message is written before the
         // recovery takes it (only while someone listens; a recovery may consume the error).
-        let error = if this.listeners.is_empty() {
+        let error = if listeners.is_empty() {
             None
         } else {
             failure.message()
         };
         Poll::Ready(
-            match catch_callback("Recover::recover", || {
-                this.recover.recover_served(kept, failure)
-            }) {
+            match catch_callback("Recover::recover", || recover.recover_served(kept, failure)) {
                 Ok(Ok((response, served))) => {
-                    this.listeners.emit(|name| Event::FallbackServed {
+                    listeners.emit(|name| Event::FallbackServed {
                         name,
                         kind,
                         served,

@@ -128,6 +128,14 @@ impl<F> ResponseFuture<F> {
     }
 }
 
+impl<F> crate::policy::sealed::Bypass<F> for ResponseFuture<F> {
+    /// No deadline (as with no timeout at all) and nobody to tell.
+    #[inline]
+    fn bypass(fut: F) -> Self {
+        Self::new(fut, None, Duration::MAX, Listeners::none())
+    }
+}
+
 impl<F, T, E> Future for ResponseFuture<F>
 where
     F: Future<Output = Result<T, E>>,
