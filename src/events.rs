@@ -135,8 +135,10 @@ pub enum Event<'a> {
         /// How the response was made: fresh, or a stored response served stale (with its age).
         served: Served,
         /// The error recovered from, when the failure was an error: its message, then its
-        /// sources' (`: ` between them). `None` for a failure response (`kind` says so).
-        /// Written only while someone listens.
+        /// sources' (`: ` between them), with any URL written as reqwest writes one
+        /// (`for url (...)`) cut down to its scheme, host and port (its credentials, path and
+        /// query are request data). `None` for a failure response (`kind` says so). Written
+        /// only while someone listens.
         error: Option<&'a str>,
     },
     /// A call the circuit breaker admitted has completed, and the breaker recorded its outcome.
@@ -170,8 +172,10 @@ pub enum Event<'a> {
         in_flight: usize,
     },
     /// A successful response was offered to the fallback's stale cache (stored, replaced, or
-    /// refused as too large). The HTTP stale cache keeps a response when its body has ended:
-    /// it reports then, and not at all for a body that breaks.
+    /// refused as too large), or passed it by as one it keeps nothing for (a request with no
+    /// key, such as a `POST` to the HTTP stale cache): `entries` is the cache's size either
+    /// way. The HTTP stale cache keeps a response when its body has ended: it reports then, and
+    /// not at all for a body that breaks.
     StaleCacheUpdated {
         /// The name of the fallback (or policy).
         name: &'a str,

@@ -480,6 +480,30 @@ async fn the_stale_cache_keeps_only_responses_classified_as_successes() {
     assert_eq!(layer.recover().stats().entries, 1);
 }
 
+/// A response over the per-entry cap is refused before it is copied: a large success costs
+/// no copy of its size (nor, at a large size, the memory for one).
+#[test]
+fn a_response_too_large_to_keep_is_never_copied() {
+    #[derive(Debug)]
+    struct Counted(Arc<AtomicUsize>);
+    impl Clone for Counted {
+        fn clone(&self) -> Self {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Self(self.0.clone())
+        }
+    }
+    let copies = Arc::new(AtomicUsize::new(0));
+    let cache = StaleCache::builder(|k: &u32| Some(*k))
+        .max_entry_bytes(1_024)
+        .size(|_: &Counted| 300 * 1_024 * 1_024)
+        .build()
+        .unwrap();
+    cache.succeeded(cache.keep(&1), &mut Counted(copies.clone()));
+    assert_eq!(copies.load(Ordering::SeqCst), 0);
+    let stats = cache.stats();
+    assert_eq!((stats.too_large, stats.entries), (1, 0), "{stats:?}");
+}
+
 #[test]
 fn the_stale_cache_stays_within_its_bounds_under_a_million_keys() {
     let cache: StaleCache<u64, Vec<u8>, u64> = StaleCache::builder(|k: &u64| Some(*k))

@@ -277,24 +277,27 @@ async fn stale_cache_serves_a_cached_get_with_its_age_but_not_to_another_tenant(
     assert_eq!(other.status(), 503);
 }
 
+type Tracked = http::Response<palisade::http::Tracked<reqwest::Body>>;
+
+/// A fallback that answers "n/a".
+#[allow(clippy::result_large_err)] // the fallback's `Failure` holds a response, as its type says
+fn answer_n_a(
+    _: palisade::fallback::Failure<Tracked>,
+) -> Result<Tracked, palisade::fallback::Failure<Tracked>> {
+    Ok(http::Response::new(palisade::http::Tracked::new(
+        reqwest::Body::from("n/a"),
+    )))
+}
+
 /// A response the fallback makes (the breaker open) carries the request's URL, as the
 /// client's own would, not reqwest's placeholder.
 #[tokio::test]
-#[allow(clippy::result_large_err)] // the fallback's `Failure` holds a response, as its type says
 async fn a_fallback_response_keeps_the_requests_url() {
     let server = FlakyServer::start().await.unwrap();
     let policy = Policy::builder()
         .reqwest()
         .circuit_breaker(breaker())
-        .fallback(palisade::fallback::from_fn(
-            |_: palisade::fallback::Failure<
-                http::Response<palisade::http::Tracked<reqwest::Body>>,
-            >| {
-                Ok(http::Response::new(palisade::http::Tracked::new(
-                    reqwest::Body::from("n/a"),
-                )))
-            },
-        ))
+        .fallback(palisade::fallback::from_fn(answer_n_a))
         .build()
         .unwrap();
     policy.circuit_breaker().unwrap().force_open();
@@ -305,4 +308,136 @@ async fn a_fallback_response_keeps_the_requests_url() {
     assert_eq!(res.url(), &url);
     assert_eq!(res.text().await.unwrap(), "n/a");
     assert_eq!(server.stats().requests, 0, "answered by the fallback");
+}
+
+/// A port on which every connection is closed as soon as it is accepted: a request to it
+/// fails with a `reqwest::Error` that names its URL.
+async fn closing_port() -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    port
+}
+
+/// The request data in the URLs below, none of which may be told.
+const SECRETS: [&str; 6] = ["alice", "hunter2", "accounts", "token", "s3cret", "frag"];
+
+fn secret_url(port: u16) -> String {
+    format!("http://alice:hunter2@127.0.0.1:{port}/accounts/42?token=s3cret#frag")
+}
+
+/// The messages told to a listener.
+type Told = std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>;
+
+/// A Policy whose fallback answers every failure, and the messages of the errors it recovered
+/// from, as told to its listeners.
+fn telling_policy() -> (
+    palisade::policy::PolicyBuilder<palisade::fallback::Value<&'static str>>,
+    Told,
+) {
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = told.clone();
+    let builder = Policy::builder()
+        .fallback(palisade::fallback::value("n/a"))
+        .listener(move |event: &palisade::events::Event<'_>| {
+            if let palisade::events::Event::FallbackServed { error, .. } = event {
+                seen.lock().unwrap().push(error.map(str::to_owned));
+            }
+        });
+    (builder, told)
+}
+
+fn assert_cut(told: &[Option<String>], port: u16) {
+    let [Some(message)] = told else {
+        panic!("one recovered error told: {told:?}");
+    };
+    assert!(
+        message.contains(&format!("http://127.0.0.1:{port}/...")),
+        "{message}"
+    );
+    for secret in SECRETS {
+        assert!(!message.contains(secret), "{secret:?} in {message:?}");
+    }
+}
+
+/// The message of the error a fallback recovered from, told to listeners (and logged by the
+/// tracing listener), names reqwest's URL by its scheme, host and port only: the credentials,
+/// path and query in it are request data.
+#[tokio::test]
+async fn a_recovered_reqwest_errors_message_leaves_out_the_urls_request_data() {
+    let port = closing_port().await;
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = told.clone();
+    let policy = Policy::builder()
+        .reqwest()
+        .fallback(palisade::fallback::from_fn(answer_n_a))
+        .listener(move |event: &palisade::events::Event<'_>| {
+            if let palisade::events::Event::FallbackServed { error, .. } = event {
+                seen.lock().unwrap().push(error.map(str::to_owned));
+            }
+        })
+        .build()
+        .unwrap();
+    let mut client = policy.layer(reqwest::Client::new());
+    let req = reqwest::Request::new(reqwest::Method::GET, secret_url(port).parse().unwrap());
+    let res = send(&mut client, req).await.unwrap();
+    assert_eq!(res.text().await.unwrap(), "n/a");
+    assert_cut(&told.lock().unwrap(), port);
+}
+
+/// The same when a client of the user's own wraps reqwest's error: in an `io::Error` (which
+/// shows its message but skips it as a source), twice, in an error that quotes it, or in one
+/// that is transparent (its message and source are reqwest's: reqwest's error is not in the
+/// chain).
+#[tokio::test]
+async fn a_wrapped_reqwest_errors_url_is_cut_too() {
+    #[derive(Debug)]
+    struct FetchFailed(reqwest::Error);
+    impl std::fmt::Display for FetchFailed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "fetch failed: {}", self.0)
+        }
+    }
+    impl std::error::Error for FetchFailed {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+    /// As `#[error(transparent)]` makes it: the message and the source are the inner error's.
+    #[derive(Debug)]
+    struct Transparent(reqwest::Error);
+    impl std::fmt::Display for Transparent {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+    impl std::error::Error for Transparent {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            std::error::Error::source(&self.0)
+        }
+    }
+    let port = closing_port().await;
+    let wraps: [fn(reqwest::Error) -> BoxError; 4] = [
+        |e| Box::new(std::io::Error::other(e)),
+        |e| Box::new(std::io::Error::other(std::io::Error::other(e))),
+        |e| Box::new(FetchFailed(e)),
+        |e| Box::new(Transparent(e)),
+    ];
+    for wrap in wraps {
+        let (builder, told) = telling_policy();
+        let svc =
+            builder
+                .build()
+                .unwrap()
+                .layer(tower::service_fn(move |url: String| async move {
+                    let err = reqwest::get(url).await.unwrap_err();
+                    Err::<&'static str, _>(wrap(err))
+                }));
+        assert_eq!(svc.oneshot(secret_url(port)).await.unwrap(), "n/a");
+        assert_cut(&told.lock().unwrap(), port);
+    }
 }

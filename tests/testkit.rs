@@ -122,6 +122,27 @@ async fn error_rate_one_always_fails_and_zero_never() {
 }
 
 #[tokio::test]
+async fn an_informational_status_is_sent_as_500() {
+    // A 1xx cannot end a response: hyper would send a bare 101 over HTTP/1.1 and an interim
+    // head over HTTP/2, with no final status.
+    let server = FlakyServer::start().await.unwrap();
+    for code in [100, 101, 103, 199] {
+        for client in [http1(), http2()] {
+            server.set(Fault::status(code));
+            assert_eq!(
+                status(&client, uri(&server.url(), "/")).await,
+                500,
+                "{code}"
+            );
+            server.set(Fault::retry_after(code, "5"));
+            let (status, headers, _) = get(&client, uri(&server.url(), "/")).await;
+            assert_eq!(status.as_u16(), 500, "{code}");
+            assert_eq!(headers["retry-after"], "5");
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_seeded_error_rate_repeats_its_sequence() {
     async fn run(server: &FlakyServer, client: &HttpClient) -> Vec<u16> {
         let mut seen = Vec::new();
@@ -289,6 +310,112 @@ async fn slow_body_takes_about_its_size_over_its_rate_and_counts_in_flight() {
         .expect("done once the body is sent");
 }
 
+/// Reads at least `bytes` of `body`'s data, all of it filler, then drops the body.
+async fn read_filler(mut body: hyper::body::Incoming, bytes: usize) {
+    let mut read = 0;
+    while read < bytes {
+        let frame = within("a frame", body.frame())
+            .await
+            .expect("more of the body")
+            .expect("data, not an error");
+        if let Some(data) = frame.data_ref() {
+            assert!(data.iter().all(|&b| b == b'x'), "filler");
+            read += data.len();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_body_of_any_size_is_made_as_it_is_sent() {
+    // No machine holds usize::MAX bytes: they are sent as they are made, or not at all. Each
+    // response is dropped after its head or a few MiB, which the server sees.
+    let server = FlakyServer::start().await.unwrap();
+    for client in [http1(), http2()] {
+        // A length past i64::MAX, which clients cannot read, goes unsaid.
+        for (bytes, length) in [(usize::MAX, None), (1 << 40, Some("1099511627776"))] {
+            server.set(Fault::slow_body(bytes, 0));
+            let response = within("head", client.get(uri(&server.url(), "/")))
+                .await
+                .expect("the head, and never the body");
+            assert_eq!(response.status(), StatusCode::OK);
+            let declared = response.headers().get("content-length");
+            assert_eq!(declared.map(|v| v.to_str().unwrap()), length);
+            drop(response);
+            server
+                .wait_for(LIMIT, |s| s.in_flight == 0)
+                .await
+                .expect("the dropped response ended the request");
+        }
+
+        for fault in [
+            Fault::reset_after(usize::MAX),
+            Fault::slow_body(usize::MAX, u64::MAX),
+        ] {
+            server.set(fault.clone());
+            let response = within("head", client.get(uri(&server.url(), "/")))
+                .await
+                .expect("response head");
+            assert_eq!(response.status(), StatusCode::OK, "{fault:?}");
+            read_filler(response.into_body(), 4 << 20).await;
+            server
+                .wait_for(LIMIT, |s| s.in_flight == 0)
+                .await
+                .expect("the dropped response ended the request");
+        }
+    }
+
+    // gRPC alike: the message's frame says the longest length it can, then the filler follows.
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        server.set(Fault::slow_body(usize::MAX, 0));
+        let response = raw_grpc_response(&server, version).await;
+        assert_eq!(response.headers()["content-type"], "application/grpc");
+        drop(response);
+        server
+            .wait_for(LIMIT, |s| s.in_flight == 0)
+            .await
+            .expect("the dropped response ended the request");
+
+        server.set(Fault::reset_after(usize::MAX));
+        let mut body = raw_grpc_response(&server, version).await.into_body();
+        let mut start = Vec::new();
+        while start.len() < 6 {
+            let frame = within("a frame", body.frame()).await.unwrap().unwrap();
+            start.extend_from_slice(frame.data_ref().expect("data"));
+        }
+        assert_eq!(start[..6], [0, 0xFF, 0xFF, 0xFF, 0xFF, 0x0A]);
+        drop(body);
+        server
+            .wait_for(LIMIT, |s| s.in_flight == 0)
+            .await
+            .expect("the dropped response ended the request");
+    }
+}
+
+#[tokio::test]
+async fn a_slow_grpc_body_is_one_message_of_filler_then_an_ok_status() {
+    let server = FlakyServer::builder()
+        .fault(Fault::slow_body(300, 1_000_000))
+        .start()
+        .await
+        .unwrap();
+    let expected = EchoReply {
+        message: "x".repeat(300),
+    };
+    for version in [Version::HTTP_11, Version::HTTP_2] {
+        let (head, body, trailers) = raw_grpc(&server, version).await;
+        assert_eq!(head.status, StatusCode::OK);
+        assert_eq!(body[0], 0, "uncompressed");
+        let len = u32::from_be_bytes(body[1..5].try_into().unwrap());
+        assert_eq!(len as usize, body.len() - 5, "one whole message");
+        assert_eq!(EchoReply::decode(&body[5..]).unwrap(), expected);
+        assert_eq!(trailers.expect("trailers")["grpc-status"], "0");
+    }
+    let reply = within("say", grpc_client(&server).await.say(EchoRequest::new("x")))
+        .await
+        .unwrap();
+    assert_eq!(reply.into_inner(), expected);
+}
+
 #[tokio::test]
 async fn retry_after_passes_through_verbatim() {
     let server = FlakyServer::start().await.unwrap();
@@ -338,6 +465,33 @@ async fn max_in_flight_counts_concurrent_requests() {
     server.set(Fault::healthy());
     assert_eq!(status(&client, uri(&server.url(), "/")).await, 200);
     assert_eq!(server.stats().max_in_flight, 1);
+}
+
+/// Rounds of a race the multi-threaded tests below repeat: the window is short, and every
+/// round is one more chance for it to show.
+const RACE_ROUNDS: usize = 300;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_seen_in_flight_keeps_its_fault_when_another_is_set() {
+    // The pattern of the docs: wait until the request has arrived, then change the fault. The
+    // request must still hang; the shutdown then resets it, where an answer under the new
+    // fault would arrive whole.
+    for round in 0..RACE_ROUNDS {
+        let server = FlakyServer::builder()
+            .fault(Fault::hang())
+            .start()
+            .await
+            .unwrap();
+        let call = tokio::spawn(http1().get(uri(&server.url(), "/")));
+        server.wait_for(LIMIT, |s| s.in_flight == 1).await.unwrap();
+        server.set(Fault::healthy());
+        within("shutdown", server.shutdown()).await;
+        let answer = within("the call", call).await.unwrap();
+        assert!(
+            answer.is_err(),
+            "round {round}: answered under the fault set after it was seen: {answer:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -394,6 +548,17 @@ async fn raw_grpc(
     server: &FlakyServer,
     version: Version,
 ) -> (http::response::Parts, Bytes, Option<HeaderMap>) {
+    let (parts, body) = raw_grpc_response(server, version).await.into_parts();
+    let collected = within("raw body", body.collect()).await.unwrap();
+    let trailers = collected.trailers().cloned();
+    (parts, collected.to_bytes(), trailers)
+}
+
+/// A gRPC call over a bare hyper connection of this HTTP version, its body still to be read.
+async fn raw_grpc_response(
+    server: &FlakyServer,
+    version: Version,
+) -> http::Response<hyper::body::Incoming> {
     let tcp = TokioIo::new(TcpStream::connect(server.addr()).await.unwrap());
     let message = EchoRequest::new("raw").encode_to_vec();
     let mut frame = vec![0];
@@ -415,11 +580,9 @@ async fn raw_grpc(
         tokio::spawn(conn);
         within("raw gRPC", send.send_request(request)).await
     };
-    let (parts, body) = response.unwrap().into_parts();
-    assert_eq!(parts.version, version);
-    let collected = within("raw body", body.collect()).await.unwrap();
-    let trailers = collected.trailers().cloned();
-    (parts, collected.to_bytes(), trailers)
+    let response = response.unwrap();
+    assert_eq!(response.version(), version);
+    response
 }
 
 #[tokio::test]
@@ -832,6 +995,41 @@ async fn proxy_reset_reaches_a_connection_counted_open_before_its_task_has_run()
         matches!(read, Ok(Err(_) | Ok(0))),
         "the connection was not cut: {read:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_connection_seen_open_keeps_its_mode_when_another_is_set() {
+    let server = FlakyServer::start().await.unwrap();
+    let proxy = FaultProxy::start(server.addr()).await.unwrap();
+    let get = b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+    for round in 0..RACE_ROUNDS {
+        proxy.set(ProxyMode::PassThrough);
+        let mut conn = TcpStream::connect(proxy.addr()).await.unwrap();
+        proxy
+            .wait_for(LIMIT, |s| s.connections_open == 1)
+            .await
+            .unwrap();
+        proxy.set(ProxyMode::Refuse);
+        // Passed through, as when it was accepted; refused, the connection would be reset.
+        let exchange = async {
+            conn.write_all(get).await?;
+            let mut response = Vec::new();
+            conn.read_to_end(&mut response).await?;
+            Ok::<_, io::Error>(response)
+        };
+        let response = within("the exchange", exchange).await;
+        assert!(
+            response
+                .as_ref()
+                .is_ok_and(|r| r.starts_with(b"HTTP/1.1 200")),
+            "round {round}: the mode set after the connection was seen open applied: {response:?}"
+        );
+        drop(conn);
+        proxy
+            .wait_for(LIMIT, |s| s.connections_open == 0)
+            .await
+            .unwrap();
+    }
 }
 
 #[tokio::test]

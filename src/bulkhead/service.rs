@@ -1,7 +1,6 @@
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::time::Instant;
 use tower::{BoxError, Service};
 
 use super::future::{Hold, Permit, Queued, ResponseFuture, UntilResponse, Waiting};
@@ -16,7 +15,9 @@ use crate::sync::CloneRef;
 ///
 /// Fails with [`BulkheadFull`] (boxed) when no permit is free and the call may not wait (or
 /// the queue is full, or its wait ran out); the inner service is then not called. Inner errors
-/// are converted into [`BoxError`] unchanged.
+/// are converted into [`BoxError`] unchanged. A custom [`Hold`](super::Hold) that panics fails
+/// the call with [`CallbackPanicked`](crate::error::CallbackPanicked) (and gives the permit
+/// back).
 ///
 /// # Readiness
 ///
@@ -29,12 +30,16 @@ use crate::sync::CloneRef;
 /// * with `max_wait`, the call joins a FIFO queue (or fails at once if `max_queued` calls
 ///   already wait). The instance of the inner service that `poll_ready` made ready moves into
 ///   the response future (a clone takes its place, which is why `S: Clone`), which calls it
-///   when a permit is handed over, or fails when `max_wait` runs out. A permit handed over at
-///   the very instant the wait runs out is used, not lost.
+///   when a permit is handed over, or fails when `max_wait` runs out. A call keeps its place
+///   until its task sees the wait run out: a permit handed over before then (after the timer
+///   fired, but before the task ran) is used, not lost, so under load a call may go out a
+///   little after `max_wait`.
 ///
 /// While calls wait, new calls queue behind them rather than overtake them. A call that
 /// waits arms a tokio timer for its `max_wait` (so, as with tower's `Timeout`, it must be made
-/// inside a tokio runtime with time enabled); a call that does not wait reads no clock.
+/// inside a tokio runtime with time enabled); a call that does not wait reads no clock. Only a
+/// call that finds the bulkhead full waits: with `max_wait`, a bulkhead called outside a tokio
+/// runtime works until it is first full, and then panics in `call`.
 ///
 /// # Clone
 ///
@@ -157,9 +162,8 @@ impl<S: Clone, H: Clone> Bulkhead<S, H> {
             }
             Enqueued::Queued(ticket) => {
                 let queued = Queued::new(Arc::clone(&self.shared), ticket);
-                let now = Instant::now();
-                let deadline = now.checked_add(max_wait).unwrap_or(now);
-                let sleep = tokio::time::sleep_until(deadline);
+                // (tokio's `sleep` saturates a deadline too far to represent.)
+                let sleep = tokio::time::sleep(max_wait);
                 // The instance made ready goes with the request; a clone takes its place.
                 let fresh = self.inner.clone();
                 let ready = std::mem::replace(&mut self.inner, fresh);

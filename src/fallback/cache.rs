@@ -374,9 +374,9 @@ where
             drop(response);
             return false;
         }
-        // A refusal older than this response is of no more use: the response keeps out what
-        // came before it.
-        store.refusals.remove(&key);
+        // A refusal older than this response stays: this response keeps out what came before
+        // it only while it is kept, and it may be evicted before a body whose head came before
+        // the refusal ends.
         store.seq += 1;
         let seq = store.seq;
         let entry = Entry {
@@ -682,10 +682,11 @@ where
         self.inner.served.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Keeps `response` for `key`, unless it is over the per-entry cap: then the key's older
-    /// entry goes too (it no longer stands for what the dependency answers).
-    pub(crate) fn store(&self, key: K, response: Res, bytes: usize) {
-        self.keep(key, response, bytes, self.current(), false);
+    /// Keeps the response `copy` makes for `key`, unless the response (`bytes` long) is over
+    /// the per-entry cap: then no copy is made, and the key's older entry goes too (it no
+    /// longer stands for what the dependency answers).
+    pub(crate) fn store(&self, key: K, copy: impl FnOnce() -> Res, bytes: usize) {
+        self.keep(key, copy, bytes, self.current(), false);
     }
 
     /// When and in what order a response's head arrived, for [`store_at`](Self::store_at),
@@ -702,16 +703,25 @@ where
     /// refusal whose head came after it.
     #[cfg(feature = "http")]
     pub(crate) fn store_at(&self, key: K, response: Res, bytes: usize, current: Current) {
-        self.keep(key, response, bytes, current, true);
+        self.keep(key, || response, bytes, current, true);
     }
 
-    fn keep(&self, key: K, response: Res, bytes: usize, current: Current, remember: bool) {
+    fn keep(
+        &self,
+        key: K,
+        response: impl FnOnce() -> Res,
+        bytes: usize,
+        current: Current,
+        remember: bool,
+    ) {
         if bytes > self.inner.limits.max_entry_bytes {
+            // Refused before the response is copied: a response too large to keep costs no
+            // copy of its size.
             self.inner.too_large.fetch_add(1, Ordering::Relaxed);
             self.inner.refuse(key, current, remember);
             return;
         }
-        if self.inner.insert(key, response, bytes, current) {
+        if self.inner.insert(key, response(), bytes, current) {
             self.inner.stored.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -784,7 +794,7 @@ where
     fn succeeded(&self, kept: Option<K>, response: &mut Res) {
         let Some(key) = kept else { return };
         let bytes = (self.inner.size)(response);
-        self.store(key, response.clone(), bytes);
+        self.store(key, || response.clone(), bytes);
     }
 
     fn cached_entries(&self) -> Option<usize> {
@@ -816,5 +826,22 @@ mod tests {
         let store = cache.inner.lock();
         assert_eq!(store.refusals.len(), MAX_REFUSALS);
         assert!(store.refusal_order.len() <= 2 * MAX_REFUSALS + 64);
+    }
+
+    /// A refusal outlives a later response stored for its key: once that response is evicted,
+    /// a body whose head came before the refusal is still kept out.
+    #[tokio::test(start_paused = true)]
+    async fn a_refusal_keeps_an_older_body_out_after_a_later_response_is_evicted() {
+        let cache = StaleCache::builder(|k: &u32| Some(*k))
+            .max_entries(1)
+            .build()
+            .unwrap();
+        let older = cache.current(); // a body for key 0, still being read
+        cache.forget(0, cache.current()); // a later response for key 0 that may not be kept
+        cache.store_at(0, "stock: 7", 8, cache.current()); // a later one still, kept
+        cache.store_at(1, "price: 3", 8, cache.current()); // evicts key 0's
+        assert!(cache.lookup(&0).is_none());
+        cache.store_at(0, "stock: 12", 9, older);
+        assert!(cache.lookup(&0).is_none(), "the refused-over body was kept");
     }
 }

@@ -323,20 +323,19 @@ impl<Res> Failure<Res> {
 
     /// The error's message followed by its sources' (`: ` between them, sixteen at most), for
     /// listeners; `None` for a failure response, or if an error's `Display` panics (and the
-    /// panic unwinds).
+    /// panic unwinds). A URL written as reqwest writes one (`for url (...)`) is cut down to its
+    /// scheme, host and port: its credentials, path and query are request data.
     pub(crate) fn message(&self) -> Option<String> {
         let Failure::Error(e) = self else {
             return None;
         };
         catch_unwind(AssertUnwindSafe(|| {
-            let mut message = String::new();
-            let _ = write!(message, "{e}");
+            let mut message = say(e.as_ref());
             let mut source = e.source();
             // A chain that loops back on itself (a bug, but not the caller's to pay for) ends.
             for _ in 0..16 {
                 let Some(cause) = source else { break };
-                let mut said = String::new();
-                let _ = write!(said, "{cause}");
+                let said = say(cause);
                 // An error that repeats its source's message in its own is not said twice.
                 if !said.is_empty() && !repeats(&message, &said) {
                     if !message.is_empty() {
@@ -346,7 +345,7 @@ impl<Res> Failure<Res> {
                 }
                 source = cause.source();
             }
-            message
+            cut_urls(message)
         }))
         .ok()
     }
@@ -368,6 +367,54 @@ impl<Res> Failure<Res> {
             Failure::Response(r) => Ok(r),
         }
     }
+}
+
+/// `error`'s own message.
+fn say(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut said = String::new();
+    let _ = write!(said, "{error}");
+    said
+}
+
+/// `message` with each URL written as reqwest writes one in its errors (`for url (...)`) cut
+/// down to its scheme, host and port: its credentials, path, query and fragment are request
+/// data. Done on the text, so that it holds however the error was wrapped (in an `io::Error`,
+/// a `#[error(transparent)]` enum, a message quoting it), and with or without the `reqwest`
+/// feature. A written URL has no whitespace: all of it after the authority, up to the next
+/// whitespace, goes.
+fn cut_urls(message: String) -> String {
+    const MARK: &str = "for url (";
+    if !message.contains(MARK) {
+        return message;
+    }
+    let mut cut = String::with_capacity(message.len());
+    let mut rest = message.as_str();
+    while let Some(at) = rest.find(MARK) {
+        let (before, after) = rest.split_at(at + MARK.len());
+        cut.push_str(before);
+        let end = after.find(char::is_whitespace).unwrap_or(after.len());
+        let (url, tail) = after.split_at(end);
+        match url.split_once("://") {
+            Some((scheme, past)) => {
+                let authority = &past[..past.find(['/', '?', '#', ')']).unwrap_or(past.len())];
+                let host = authority
+                    .rsplit_once('@')
+                    .map_or(authority, |(_, host)| host);
+                cut.push_str(scheme);
+                cut.push_str("://");
+                cut.push_str(host);
+                // reqwest's closing `)`, and the `:` before a source's message if one follows.
+                cut.push_str("/...)");
+                if url.ends_with(':') {
+                    cut.push(':');
+                }
+            }
+            None => cut.push_str(url),
+        }
+        rest = tail;
+    }
+    cut.push_str(rest);
+    cut
 }
 
 /// Whether `message` already says `said`: it is all of it, or its last `: `-separated part, as
@@ -741,5 +788,41 @@ where
 
     fn recover(&self, kept: T, failure: Failure<Res>) -> Result<Res, Failure<Res>> {
         (self.recover)(kept, failure)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cut_urls;
+
+    #[test]
+    fn urls_written_as_reqwest_writes_them_keep_only_scheme_host_and_port() {
+        let cases = [
+            (
+                "error sending request for url (http://alice:pw@127.0.0.1:8080/a/42?token=s#f): \
+                 client error (Connect)",
+                "error sending request for url (http://127.0.0.1:8080/...): client error (Connect)",
+            ),
+            (
+                "error decoding response body for url (https://[::1]:443/x?(a)=(b))",
+                "error decoding response body for url (https://[::1]:443/...)",
+            ),
+            (
+                "fetch failed: for url (https://h/p?q=1) and for url (https://h/?sig=X)",
+                "fetch failed: for url (https://h/...) and for url (https://h/...)",
+            ),
+            (
+                "for url (no scheme here) stays",
+                "for url (no scheme here) stays",
+            ),
+            ("connection refused", "connection refused"),
+            (
+                "ends with the mark for url (",
+                "ends with the mark for url (",
+            ),
+        ];
+        for (message, cut) in cases {
+            assert_eq!(cut_urls(message.to_owned()), cut, "{message}");
+        }
     }
 }

@@ -62,6 +62,14 @@
 //! values (a `palisade_circuit_state` of 1 for a breaker dropped open), which the recorder
 //! keeps exporting; rebuilt under the same name, it takes them over.
 //!
+//! **Do not let the exporter expire idle series** (`metrics-exporter-prometheus`'s
+//! `idle_timeout`, for one). Because palisade keeps each handle, a series the exporter drops
+//! while it is idle is never exported again, even once it moves: a `palisade_circuit_state` or
+//! `palisade_rejections_total{reason="open"}` idle while the breaker stayed closed would be
+//! missing through the next incident, and the calls counters after a quiet night. This is how
+//! handles and idle expiry interact in the `metrics` crate (metrics-rs/metrics#314); palisade
+//! cannot tell an expired handle from a live one.
+//!
 //! | metric | type | labels | what moves it |
 //! | --- | --- | --- | --- |
 //! | `palisade_calls_total` | counter | `name`, `outcome` | a call the breaker admitted ended: `outcome` is `success`, `failure` or `ignored` (a full bulkhead inside the breaker is `ignored`) |

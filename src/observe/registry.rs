@@ -273,6 +273,7 @@ impl Registry {
 
     /// Registers, under `name`, any cache that can report [`CacheStats`] (one of your own):
     /// the snapshot calls `stats` each time it is taken. A name registered before is replaced.
+    /// A `stats` that panics leaves its cache out of that snapshot (and the panic is caught).
     ///
     /// ```
     /// use palisade::fallback::CacheStats;
@@ -281,6 +282,10 @@ impl Registry {
     /// let registry = Registry::new();
     /// registry.register_cache_stats("sessions", CacheStats::default);
     /// assert_eq!(registry.snapshot().stale_caches[0].name, "sessions");
+    ///
+    /// registry.register_cache_stats("broken", || panic!("stats of a cache being torn down"));
+    /// let report = registry.snapshot(); // does not panic
+    /// assert_eq!(report.stale_caches.len(), 1); // "sessions" only
     /// ```
     pub fn register_cache_stats(
         &self,
@@ -470,18 +475,24 @@ impl Registry {
         RegistrySnapshot {
             circuit_breakers: breakers.iter().map(BreakerReport::of).collect(),
             bulkheads: bulkheads.iter().map(BulkheadReport::of).collect(),
+            // A cache's stats are user code for `register_cache_stats`: one that panics is
+            // left out of the report, rather than failing every report.
             stale_caches: caches
                 .into_iter()
-                .map(|(name, stats)| CacheReport {
-                    name,
-                    stats: stats(),
+                .filter_map(|(name, stats)| {
+                    let stats = crate::error::catch_callback("cache stats", || stats()).ok()?;
+                    Some(CacheReport { name, stats })
                 })
                 .collect(),
         }
     }
 }
 
-/// Everything a [`Registry`] holds, read at one time. With feature `serde` it serializes to
+/// Everything a [`Registry`] holds, each part read in turn (a breaker's or bulkhead's numbers
+/// are read one after another while calls go on, so two of them may be a call apart: a
+/// bulkhead's `available` and `queued` may both show a waiting call for a moment, and a
+/// policy registered again during a snapshot may show its new breaker beside its old
+/// bulkhead). With feature `serde` it serializes to
 /// JSON as:
 ///
 /// ```json

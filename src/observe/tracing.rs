@@ -19,8 +19,10 @@
 //! Targets and levels are listed in [the module above](super#tracing): a transition to open is
 //! a warning, each rejection, timeout or fallback is `DEBUG`, per-call bookkeeping is `TRACE`.
 //! Filter with the targets (`RUST_LOG=palisade::circuit_breaker=info`). A fallback served
-//! carries the message of the error it recovered from as `error` (whatever that error says,
-//! a URL included).
+//! carries the message of the error it recovered from as `error`: what that error says, except
+//! that a URL written as reqwest writes one (`for url (...)`) is cut down to its scheme, host
+//! and port. Other clients' messages are passed as they are: if yours names a request's URL or
+//! headers, filter `palisade::fallback` to `INFO` or above.
 
 use ::tracing::{Level, event};
 

@@ -390,6 +390,29 @@ pub(crate) fn frame(message: &impl prost::Message) -> Bytes {
     buf.freeze()
 }
 
+/// The start of a gRPC frame (uncompressed) carrying an `EchoReply` of `n` bytes of filler:
+/// the frame's flag and length, then the message's key and length. The `n` bytes of the
+/// message's text are left out, for the caller to send after it as they are made, so that a
+/// reply of any size is never held in memory. A message past 4 GiB has no length a frame can
+/// carry: the frame says `u32::MAX`.
+pub(crate) fn filler_frame_head(n: usize) -> Bytes {
+    let mut buf = BytesMut::with_capacity(16);
+    buf.put_u8(0);
+    if n == 0 {
+        // proto3 leaves an empty string out: the message is empty.
+        buf.put_u32(0);
+        return buf.freeze();
+    }
+    let text_len = prost::length_delimiter_len(n);
+    let len = (1 + text_len as u64).saturating_add(n as u64);
+    buf.put_u32(u32::try_from(len).unwrap_or(u32::MAX));
+    // Field 1 (`message`), length-delimited.
+    buf.put_u8(0x0A);
+    // The buffer grows as needed: encoding the length cannot fail.
+    let _ = prost::encode_length_delimiter(n, &mut buf);
+    buf.freeze()
+}
+
 /// Why a request body is not one `EchoRequest`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum BadRequest {
@@ -447,6 +470,23 @@ mod tests {
             Err(BadRequest::Compressed)
         );
         assert_eq!(decode_request(&[0, 0, 0, 0, 9]), Err(BadRequest::Malformed));
+    }
+
+    #[test]
+    fn a_filler_frame_head_and_its_filler_make_the_frame_of_that_reply() {
+        for n in [0, 1, 5, 127, 128, 300, 16_383, 16_384, 70_000] {
+            let mut whole = filler_frame_head(n).to_vec();
+            whole.resize(whole.len() + n, b'x');
+            let reply = EchoReply {
+                message: "x".repeat(n),
+            };
+            assert_eq!(whole, frame(&reply), "{n} bytes of filler");
+        }
+        // Past what a frame can carry, its length says the most it can.
+        assert_eq!(
+            filler_frame_head(usize::MAX)[..6],
+            [0, 0xFF, 0xFF, 0xFF, 0xFF, 0x0A]
+        );
     }
 
     #[test]

@@ -442,6 +442,12 @@ impl FaultInjectionBuilder {
 /// sequence, so a given seed and order of calls always gives the same faults. The inner
 /// service is cloned.
 ///
+/// # Panics
+///
+/// A call with a latency makes its tokio timer in [`call`](Service::call), which panics
+/// outside a tokio runtime or in one without the time driver, as `tokio::time::sleep` does.
+/// A call with no latency needs no runtime.
+///
 /// # Cancellation
 ///
 /// Dropping the response future during the latency drops the request, and the inner service
@@ -482,6 +488,10 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
+    /// # Panics
+    ///
+    /// With a latency, outside a tokio runtime with the time driver: the latency's timer is
+    /// made here.
     fn call(&mut self, req: Req) -> Self::Future {
         let draw = self.rng.next_pair();
         let latency = rng::between(draw.first, self.latency.0, self.latency.1);

@@ -31,8 +31,9 @@
 //!   seeded random sequence, for tests that need no socket (and can run on paused time).
 //! * [`grpc`]: the server's gRPC service and a client for it over a real tonic transport.
 //!
-//! Everything binds `127.0.0.1` only. The servers and the proxy run in tokio tasks that end
-//! when they are dropped. Do not combine them with paused time: real sockets and a paused
+//! Everything binds `127.0.0.1` only. The server and the proxy run in tokio tasks, which stop
+//! in the background when they are dropped; their `shutdown().await` returns once their port
+//! and sockets are closed. Do not combine them with paused time: real sockets and a paused
 //! clock make timeouts fire before the network has had a chance.
 
 pub mod grpc;

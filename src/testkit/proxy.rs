@@ -19,7 +19,9 @@ use super::{stopped, time_for};
 
 /// What a [`FaultProxy`] does with a connection. A mode applies to connections accepted
 /// after it is [`set`](FaultProxy::set); connections already open keep the one they were
-/// accepted under.
+/// accepted under. A connection is counted open (in [`stats`](FaultProxy::stats), and so by
+/// [`wait_for`](FaultProxy::wait_for)) only once its mode is fixed: a `set` after seeing it
+/// counted leaves it under the mode before.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -69,7 +71,9 @@ pub enum ProxyMode {
         /// Bytes from the upstream forwarded before the reset.
         bytes: u64,
     },
-    /// Pass through at `bytes_per_sec`, in each direction (in about twenty chunks a second).
+    /// Pass through at `bytes_per_sec`, in each direction, in chunks of a twentieth of the rate
+    /// (about twenty a second) of 1 byte to 16 KiB: below 20 bytes a second there are fewer
+    /// chunks a second, above 320 KiB a second more.
     /// Zero forwards nothing: the proxy connects upstream, then reads, counts and drops what
     /// the client sends, and closes both connections when the client closes its own. Time a
     /// direction sits idle earns at most a chunk of credit: what comes after a pause still
@@ -228,8 +232,16 @@ impl Drop for Open {
 ///
 /// # Shutdown
 ///
-/// Dropping the proxy stops accepting and closes every connection at once. It needs a tokio
-/// runtime (with the time driver) and must not outlive it.
+/// [`shutdown`](Self::shutdown) stops accepting, closes every connection (both sides), and
+/// returns once the port and every socket are closed.
+///
+/// Dropping the proxy only sends the signal to stop, and returns at once: its task stops
+/// accepting and ends the connections when it next runs, and the port stays bound until then.
+/// The connections then end with a close or a reset, whichever comes first: to them, the
+/// handle going away is also a [`reset_open_connections`](Self::reset_open_connections). A
+/// test that needs the port closed, the connections gone or a known ending calls
+/// `shutdown().await` instead. The proxy needs a tokio runtime (with the time driver) and
+/// must not outlive it.
 pub struct FaultProxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -510,7 +522,9 @@ impl FaultProxy {
         wait_for(&self.shared.changed, || self.shared.stats(), timeout, until).await
     }
 
-    /// Shuts down as dropping does, and waits until every connection is closed.
+    /// Stops accepting and closes every connection (both sides), and returns once the port and
+    /// every socket are closed: the way to stop the proxy at a known point, where dropping it
+    /// only sends the signal.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -534,6 +548,8 @@ impl FaultProxy {
 }
 
 impl Drop for FaultProxy {
+    /// Sends the signal to stop, and no more: the task stops when it next runs (see
+    /// [`FaultProxy::shutdown`]).
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
@@ -552,13 +568,14 @@ async fn accept_loop(
             () = stopped(&mut stop) => break,
             accepted = listener.accept() => match accepted {
                 Ok((client, _)) => {
-                    // The generation is read before the connection is counted open: a reset
-                    // asked for by someone who has seen it counted (`wait_for`) applies to it,
+                    // The mode and the generation are read before the connection is counted
+                    // open: someone who has seen it counted (`wait_for`) and then sets another
+                    // mode leaves it under this one, and a reset they ask for applies to it,
                     // even if it comes before the connection's task first runs.
+                    let mode = shared.mode();
                     let generation = *severed.borrow();
                     shared.accepted.fetch_add(1, Ordering::SeqCst);
                     let open = Open::new(&shared);
-                    let mode = shared.mode();
                     connections.spawn(serve(client, mode, open, generation, severed.clone()));
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,

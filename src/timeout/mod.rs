@@ -39,7 +39,9 @@
 //!   the response future), so whatever it holds (a connection, a permit of a layer inside this
 //!   one) is released, and the call fails with [`Elapsed`](crate::error::Elapsed) (boxed), carrying the
 //!   timeout that fired. Inner errors are converted into [`BoxError`](tower::BoxError)
-//!   unchanged; [`error_kind`](crate::error::error_kind) tells the two apart.
+//!   unchanged; [`error_kind`](crate::error::error_kind) tells the two apart. An inner error
+//!   found at or after the deadline counts as the timeout (a client below enforcing the same
+//!   deadline fails at the same instant), also one found at a first poll made late.
 //! * The inner future is polled before the timer: a response that is ready when the deadline
 //!   is reached is returned, not discarded.
 //! * `Duration::MAX` means no timeout: no clock read, no timer. A zero timeout is a

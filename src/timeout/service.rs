@@ -116,7 +116,11 @@ impl<Req> RequestTimeout<Req> for NoPerRequest {
 ///
 /// Fails with [`Elapsed`] (boxed), carrying the timeout that fired (the per-request one if it
 /// applied), once the deadline passes; inner errors are converted into [`BoxError`]
-/// unchanged. Use [`error_kind`](crate::error::error_kind) to tell them apart.
+/// unchanged. Use [`error_kind`](crate::error::error_kind) to tell them apart. An inner error
+/// found at or after the deadline is reported as [`Elapsed`] (a client below enforcing the
+/// same deadline, tonic's with the `grpc-timeout` sent, fails at the instant this timeout
+/// fires), also one found at a first poll made after the deadline: a response future held
+/// unpolled past its deadline that then fails at once reports the timeout.
 ///
 /// # Readiness
 ///

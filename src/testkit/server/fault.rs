@@ -44,6 +44,12 @@ pub enum GrpcStatusIn {
 /// Each reply is defined for HTTP and for gRPC requests (content type `application/grpc...`);
 /// the differences are listed per variant.
 ///
+/// A `HEAD` request gets the head of its reply and no body over HTTP/1.1, where hyper leaves
+/// the body out: [`ResetAfter`](Self::ResetAfter) and [`SlowBody`](Self::SlowBody) (at any
+/// rate, zero included) answer it at once (after the fault's latency) and cleanly, with no
+/// reset. Over HTTP/2 hyper sends the body all the same, whatever the reply, and a client
+/// takes it for a protocol error (hyper's client resets the stream).
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -73,9 +79,12 @@ pub enum Reply {
     /// This HTTP status with a short `text/plain` body. gRPC requests get the same status
     /// with no body and no `grpc-status`, as a proxy in front of a gRPC server may answer;
     /// clients map it to a gRPC code (`503`, `429`, `502`, `504` to `UNAVAILABLE`). A code
-    /// outside `100..=999` is sent as `500`.
+    /// that is no status (outside `100..=999`) or only an informational one (`1xx`, which
+    /// cannot end a response: hyper would send a bare `101`, or over HTTP/2 an interim head)
+    /// is sent as `500`.
     Status(u16),
-    /// This HTTP status (typically `503` or `429`) with a `Retry-After` header of this value,
+    /// This HTTP status (typically `503` or `429`; a code that cannot end a response is sent
+    /// as `500`, as for [`Status`](Self::Status)) with a `Retry-After` header of this value,
     /// sent as given so that tests can send hostile values; bytes a header cannot hold
     /// (control characters) are left out.
     RetryAfter {
@@ -91,13 +100,20 @@ pub enum Reply {
     /// message), then abort the connection with a TCP reset so the client sees an error, not
     /// a clean end. Every request on that connection (HTTP/2 multiplexes several) fails.
     ResetAfter {
-        /// Bytes of body sent before the reset.
+        /// Bytes of body sent before the reset (any number: they are made as they are sent).
         bytes: usize,
     },
     /// A `200` whose body of `bytes` bytes (HTTP: `content-length` set; gRPC: one reply
     /// message of about that size, then `grpc-status: 0`) is sent at `bytes_per_sec`, in
-    /// about twenty chunks per second. The body ends no sooner than `bytes / bytes_per_sec`
-    /// seconds after its first byte is due. A rate of zero sends the head and never the body.
+    /// chunks of a twentieth of the rate (about twenty a second) of 1 byte to 64 KiB: below 20
+    /// bytes a second there are fewer chunks a second, above 1.25 MiB a second more. The body
+    /// ends no sooner than `bytes / bytes_per_sec` seconds after its first byte is due. A rate
+    /// of zero sends the head and never the body.
+    ///
+    /// The body is made as it is sent, so any size works: `usize::MAX` is a body that does not
+    /// end. Past `i64::MAX` bytes, more than clients can read as a length,
+    /// there is no `content-length` (HTTP/1.1 sends the body chunked); past 4 GiB, more than a
+    /// gRPC message can hold, the message's length says the most it can.
     SlowBody {
         /// Size of the body.
         bytes: usize,

@@ -38,8 +38,14 @@ fn lenient_header(value: &str) -> HeaderValue {
     HeaderValue::from_bytes(&bytes).unwrap_or(HeaderValue::from_static(""))
 }
 
+/// The status of an injected error: `code`, or `500` for a code that is no status or only an
+/// informational one (`1xx`), which cannot end a response: hyper would send a `101` bare
+/// over HTTP/1.1 and any other `1xx` as `500`, and over HTTP/2 an interim head.
 fn status_code(code: u16) -> StatusCode {
-    StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    StatusCode::from_u16(code)
+        .ok()
+        .filter(|status| !status.is_informational())
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
 }
 
 fn response(
@@ -51,11 +57,6 @@ fn response(
     *response.status_mut() = status;
     response.headers_mut().insert(CONTENT_TYPE, content_type);
     response
-}
-
-/// `n` bytes of filler.
-fn filler(n: usize) -> Bytes {
-    Bytes::from(vec![b'x'; n])
 }
 
 /// The headers carrying a gRPC status.
@@ -85,11 +86,13 @@ fn grpc_trailers_only(
     response
 }
 
-/// A gRPC response: `200`, one message, then the status in the trailers (or no trailers at
-/// all). Over HTTP/1.1 the trailers are named in a `Trailer` header, without which hyper sends
-/// none (HTTP/2 needs no such header, and gRPC servers send none).
+/// A gRPC response: `200`, one message (its frame `data`, then `filler` bytes of filler when
+/// the message is filler), then the status in the trailers (or no trailers at all). Over
+/// HTTP/1.1 the trailers are named in a `Trailer` header, without which hyper sends none
+/// (HTTP/2 needs no such header, and gRPC servers send none).
 fn grpc_reply(
-    message: &EchoReply,
+    data: Bytes,
+    filler: usize,
     trailers: Option<HeaderMap>,
     version: Version,
     guard: InFlight,
@@ -105,7 +108,7 @@ fn grpc_reply(
         Some(trailers) => End::Trailers(Some(trailers)),
         None => End::Clean,
     };
-    let body = ResponseBody::new(grpc::frame(message), end, guard);
+    let body = ResponseBody::with_filler(data, filler, end, guard);
     let mut response = response(StatusCode::OK, GRPC, body);
     if let Some(declared) = declared {
         response.headers_mut().insert(TRAILER, declared);
@@ -140,8 +143,10 @@ pub(crate) async fn handle(
     request: Request<Incoming>,
 ) -> Result<Response<ResponseBody>, Infallible> {
     let grpc = is_grpc(request.headers());
-    let guard = InFlight::enter(&shared, grpc);
+    // The fault is fixed before the request is counted: whoever has seen it counted
+    // (`wait_for`) and then sets another fault still has it answered under this one.
     let (fault, draw) = shared.begin();
+    let guard = InFlight::enter(&shared, grpc);
 
     let (parts, body) = request.into_parts();
     let version = parts.version;
@@ -158,10 +163,12 @@ pub(crate) async fn handle(
     }
 
     let path = parts.uri.path();
-    let echo = || EchoReply {
-        message: grpc::decode_request(&body)
-            .map(|r| r.message)
-            .unwrap_or_default(),
+    let echo = || {
+        grpc::frame(&EchoReply {
+            message: grpc::decode_request(&body)
+                .map(|r| r.message)
+                .unwrap_or_default(),
+        })
     };
     let content_type = if grpc { GRPC } else { TEXT };
     let response = match fault.pick(draw.second) {
@@ -174,7 +181,7 @@ pub(crate) async fn handle(
                         let reply = EchoReply {
                             message: req.message,
                         };
-                        grpc_reply(&reply, Some(ok_trailers()), version, guard)
+                        grpc_reply(grpc::frame(&reply), 0, Some(ok_trailers()), version, guard)
                     }
                     Err(BadRequest::Compressed) => grpc_trailers_only(
                         tonic::Code::Unimplemented,
@@ -211,17 +218,19 @@ pub(crate) async fn handle(
             ctl.kill();
             return std::future::pending().await;
         }
+        // The filler of these bodies is made as it is sent, whatever their size.
         Reply::ResetAfter { bytes } => {
+            // For gRPC, the first `bytes` of a message of `bytes` bytes of filler.
             let data = if grpc {
-                let mut frame = grpc::frame(&EchoReply {
-                    message: String::from_utf8_lossy(&filler(*bytes)).into_owned(),
-                });
-                frame.truncate(*bytes);
-                frame
+                let mut head = grpc::filler_frame_head(*bytes);
+                head.truncate(*bytes);
+                head
             } else {
-                filler(*bytes)
+                Bytes::new()
             };
-            let body = ResponseBody::new(data, End::Abort(Arc::clone(&ctl)), guard);
+            let filler = bytes.saturating_sub(data.len());
+            let end = End::Abort(Arc::clone(&ctl));
+            let body = ResponseBody::with_filler(data, filler, end, guard);
             response(StatusCode::OK, content_type, body)
         }
         Reply::SlowBody {
@@ -229,12 +238,10 @@ pub(crate) async fn handle(
             bytes_per_sec,
         } => {
             let unpaced = if grpc {
-                let reply = EchoReply {
-                    message: String::from_utf8_lossy(&filler(*bytes)).into_owned(),
-                };
-                grpc_reply(&reply, Some(ok_trailers()), version, guard)
+                let head = grpc::filler_frame_head(*bytes);
+                grpc_reply(head, *bytes, Some(ok_trailers()), version, guard)
             } else {
-                let body = ResponseBody::new(filler(*bytes), End::Clean, guard);
+                let body = ResponseBody::with_filler(Bytes::new(), *bytes, End::Clean, guard);
                 response(StatusCode::OK, TEXT, body)
             };
             unpaced.map(|body| body.paced(*bytes_per_sec))
@@ -252,9 +259,9 @@ pub(crate) async fn handle(
             pushback_ms,
         } => {
             let trailers = grpc_status_headers(*code, message, pushback_ms.as_deref());
-            grpc_reply(&echo(), Some(trailers), version, guard)
+            grpc_reply(echo(), 0, Some(trailers), version, guard)
         }
-        Reply::GrpcNoStatus => grpc_reply(&echo(), None, version, guard),
+        Reply::GrpcNoStatus => grpc_reply(echo(), 0, None, version, guard),
     };
     Ok(response)
 }

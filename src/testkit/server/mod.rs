@@ -225,9 +225,11 @@ impl Drop for InFlight {
 /// # Faults
 ///
 /// [`set`](Self::set) changes the fault for requests that arrive after it; requests already
-/// being answered finish under the fault they started with. Random choices are seeded
-/// ([`Fault::seed`]), so a sequence of requests made one after another sees the same replies
-/// on every run.
+/// being answered finish under the fault they started with. A request is counted (in
+/// [`stats`](Self::stats), and so by [`wait_for`](Self::wait_for)) only once its fault is
+/// fixed: a `set` after seeing it counted leaves it under the fault before. Random choices
+/// are seeded ([`Fault::seed`]), so a sequence of requests made one after another sees the
+/// same replies on every run.
 ///
 /// # Counters
 ///
@@ -237,10 +239,18 @@ impl Drop for InFlight {
 ///
 /// # Shutdown
 ///
-/// Dropping the server (or [`shutdown`](Self::shutdown)) stops accepting at once, asks open
-/// connections to finish (HTTP/2 `GOAWAY`, HTTP/1.1 closes after the current response) and
-/// resets hanging requests; whatever is still open a second later is reset. No task outlives
-/// that. The server needs a tokio runtime (with the time driver) and must not outlive it.
+/// [`shutdown`](Self::shutdown) stops accepting, asks open connections to finish (HTTP/2
+/// `GOAWAY`, HTTP/1.1 closes after the current response) and resets hanging requests;
+/// whatever is still open a second later is reset. It returns once the port and every
+/// connection's socket are closed. One thing may outlast it: hyper answers each HTTP/2 stream
+/// in a task of its own, which may still be queued when `shutdown` returns. It holds no
+/// socket, ends when it next runs, its connection gone, and until then
+/// [`in_flight`](ServerStats::in_flight) counts its request.
+///
+/// Dropping the server only sends the signal to stop, and returns at once: its task does all
+/// of the above when it next runs, in the background, and the port stays bound until then. A
+/// test that needs the port closed or the connections gone calls `shutdown().await` instead.
+/// The server needs a tokio runtime (with the time driver) and must not outlive it.
 pub struct FlakyServer {
     addr: SocketAddr,
     shared: Arc<Shared>,
@@ -584,7 +594,9 @@ impl FlakyServer {
         wait_for(&self.shared.changed, || self.shared.stats(), timeout, until).await
     }
 
-    /// Shuts down as dropping does, and waits until every connection is closed.
+    /// Stops the server as the type's docs say under Shutdown, and returns once the port and
+    /// every connection's socket are closed: the way to stop it at a known point, where
+    /// dropping it only sends the signal.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
@@ -608,6 +620,8 @@ impl FlakyServer {
 }
 
 impl Drop for FlakyServer {
+    /// Sends the signal to stop, and no more: the task stops when it next runs (see
+    /// [`FlakyServer::shutdown`]).
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
