@@ -105,7 +105,8 @@ use crate::timeout::{Timeout, TimeoutConfig, TimeoutLayer};
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct PolicyConfig {
-    /// Name given to every part, for events and metrics. Default `"default"`.
+    /// Name given to every part, for events and metrics. Default `"default"`. It replaces a
+    /// `name` set in a section (`[circuit_breaker] name = ..`): one policy, one name.
     pub name: String,
     /// The timeout, if any.
     pub timeout: Option<TimeoutConfig>,
@@ -798,7 +799,7 @@ impl<R, C, A, H> PolicyBuilder<R, C, A, H> {
     ///     .circuit_breaker(CircuitBreakerConfig::default())
     ///     .build()?;
     /// let breaker = policy.circuit_breaker().unwrap();
-    /// let client = policy.layer(reqwest::Client::new());
+    /// let client = policy.layer(reqwest::Client::builder().no_proxy().build()?);
     /// let req = reqwest::Request::new(
     ///     reqwest::Method::GET,
     ///     format!("{}/items", server.url()).parse()?,
@@ -1041,7 +1042,7 @@ impl<R, C> PolicyBuilder<R, C, crate::http::reqwest::ReqwestAdapter, crate::http
     ///     .reqwest()
     ///     .response_deadline(Duration::from_millis(300))
     ///     .build()?;
-    /// let client = policy.layer(reqwest::Client::new());
+    /// let client = policy.layer(reqwest::Client::builder().no_proxy().build()?);
     /// let req = reqwest::Request::new(reqwest::Method::GET, server.url().parse()?);
     /// let res = client.oneshot(req).await?;
     /// assert!(res.bytes().await.is_err()); // an error, never a truncated success

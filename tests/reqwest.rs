@@ -32,6 +32,11 @@ fn bulkhead(max: usize) -> BulkheadConfig {
     config
 }
 
+/// A client for the servers on loopback: with no proxy, whatever `HTTP_PROXY` says.
+fn loopback() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
 fn get(server: &FlakyServer, path: &str) -> reqwest::Request {
     let url = format!("{}{path}", server.url()).parse().unwrap();
     reqwest::Request::new(reqwest::Method::GET, url)
@@ -54,7 +59,7 @@ async fn error_burst_opens_the_breaker_the_server_sees_only_probes_and_healing_c
         .build()
         .unwrap();
     let cb = policy.circuit_breaker().unwrap();
-    let mut svc = policy.layer(reqwest::Client::new());
+    let mut svc = policy.layer(loopback());
 
     server.set(Fault::status(503));
     for _ in 0..5 {
@@ -110,7 +115,7 @@ async fn hanging_server_times_out_within_the_deadline_and_sees_the_call_abandone
         .circuit_breaker(breaker())
         .build()
         .unwrap();
-    let mut svc = policy.layer(reqwest::Client::new());
+    let mut svc = policy.layer(loopback());
     let started = Instant::now();
     let err = send(&mut svc, get(&server, "/hang")).await.unwrap_err();
     let took = started.elapsed();
@@ -140,7 +145,7 @@ async fn reset_mid_body_is_a_typed_error_and_a_failure() {
         .build()
         .unwrap();
     let cb = policy.circuit_breaker().unwrap();
-    let mut svc = policy.layer(reqwest::Client::new());
+    let mut svc = policy.layer(loopback());
     let res = send(&mut svc, get(&server, "/reset")).await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(cb.snapshot().calls, 0, "not settled before the body ends");
@@ -160,7 +165,7 @@ async fn slow_body_past_the_response_deadline_is_an_error_never_a_truncated_succ
         .build()
         .unwrap();
     let cb = policy.circuit_breaker().unwrap();
-    let mut svc = policy.layer(reqwest::Client::new());
+    let mut svc = policy.layer(loopback());
     let res = send(&mut svc, get(&server, "/slow")).await.unwrap();
     let err = res.bytes().await.unwrap_err();
     // reqwest wraps the body's error: palisade's Elapsed is in its source chain.
@@ -185,7 +190,7 @@ async fn bulkhead_holds_permits_until_each_body_ends() {
         .build()
         .unwrap();
     let permits = policy.bulkhead().unwrap();
-    let svc = policy.layer(reqwest::Client::new());
+    let svc = policy.layer(loopback());
     let mut tasks = Vec::new();
     for _ in 0..4 * max {
         let mut svc = svc.clone();
@@ -219,7 +224,7 @@ async fn retry_after_keeps_the_breaker_open_and_a_huge_value_is_capped() {
         .build()
         .unwrap();
     let cb = policy.circuit_breaker().unwrap();
-    let mut svc = policy.layer(reqwest::Client::new());
+    let mut svc = policy.layer(loopback());
 
     server.set(Fault::retry_after(503, "2"));
     send(&mut svc, get(&server, "/")).await.unwrap();
@@ -249,7 +254,7 @@ async fn stale_cache_serves_a_cached_get_with_its_age_but_not_to_another_tenant(
         .fallback(cache.clone())
         .build()
         .unwrap();
-    let mut svc = policy.layer(reqwest::Client::new());
+    let mut svc = policy.layer(loopback());
     let request = |tenant: &str| {
         let mut req = get(&server, "/orders/1");
         req.headers_mut()
@@ -301,7 +306,7 @@ async fn a_fallback_response_keeps_the_requests_url() {
         .build()
         .unwrap();
     policy.circuit_breaker().unwrap().force_open();
-    let mut client = policy.layer(reqwest::Client::new());
+    let mut client = policy.layer(loopback());
     let req = get(&server, "/orders?page=2");
     let url = req.url().clone();
     let res = send(&mut client, req).await.unwrap();
@@ -382,7 +387,7 @@ async fn a_recovered_reqwest_errors_message_leaves_out_the_urls_request_data() {
         })
         .build()
         .unwrap();
-    let mut client = policy.layer(reqwest::Client::new());
+    let mut client = policy.layer(loopback());
     let req = reqwest::Request::new(reqwest::Method::GET, secret_url(port).parse().unwrap());
     let res = send(&mut client, req).await.unwrap();
     assert_eq!(res.text().await.unwrap(), "n/a");
@@ -434,7 +439,7 @@ async fn a_wrapped_reqwest_errors_url_is_cut_too() {
                 .build()
                 .unwrap()
                 .layer(tower::service_fn(move |url: String| async move {
-                    let err = reqwest::get(url).await.unwrap_err();
+                    let err = loopback().get(url).send().await.unwrap_err();
                     Err::<&'static str, _>(wrap(err))
                 }));
         assert_eq!(svc.oneshot(secret_url(port)).await.unwrap(), "n/a");

@@ -21,7 +21,7 @@
 //!     .bulkhead(BulkheadConfig::default())         // 25 in flight, then rejected at once
 //!     .circuit_breaker(CircuitBreakerConfig::default())
 //!     .build()?;                                   // a ConfigError names any wrong field
-//! let mut client = policy.layer(reqwest::Client::new());
+//! let mut client = policy.layer(reqwest::Client::builder().no_proxy().build()?);
 //! let req = reqwest::Request::new(reqwest::Method::GET, format!("{inventory}/items/7").parse()?);
 //! let res: reqwest::Response = client.ready().await?.call(req).await?;
 //! assert_eq!(res.url().path(), "/items/7");
@@ -70,7 +70,7 @@ where
 /// // By hand, what `Policy::builder().reqwest()` does around its stack.
 /// let server = FlakyServer::start().await?;
 /// let adapter = ReqwestAdapter::default().finish(&PolicyConfig::default())?;
-/// let mut client = adapter.outer(adapter.layer(reqwest::Client::new()));
+/// let mut client = adapter.outer(adapter.layer(reqwest::Client::builder().no_proxy().build()?));
 /// let req = reqwest::Request::new(
 ///     reqwest::Method::GET,
 ///     format!("{}/ping", server.url()).parse()?,
@@ -155,7 +155,7 @@ impl<S> Layer<S> for ReqwestAdapter {
 /// use tower::{Layer, ServiceExt};
 ///
 /// let server = FlakyServer::start().await?;
-/// let track = ReqwestAdapter::default().layer(reqwest::Client::new()); // a ReqwestTrack
+/// let track = ReqwestAdapter::default().layer(reqwest::Client::builder().no_proxy().build()?); // a ReqwestTrack
 /// let req = reqwest::Request::new(
 ///     reqwest::Method::GET,
 ///     format!("{}/items", server.url()).parse()?,
@@ -213,7 +213,7 @@ pin_project! {
     ///
     /// let server = FlakyServer::start().await?;
     /// server.set(Fault::healthy().latency(Duration::from_millis(20)));
-    /// let mut track = ReqwestAdapter::default().layer(reqwest::Client::new());
+    /// let mut track = ReqwestAdapter::default().layer(reqwest::Client::builder().no_proxy().build()?);
     /// let url = format!("{}/slowish", server.url()).parse()?;
     /// let req = reqwest::Request::new(reqwest::Method::GET, url);
     /// let future = track.ready().await?.call(req); // a TrackFuture: resolves with the head
@@ -285,7 +285,7 @@ impl ResponseUrl {
 /// let client = Policy::builder()
 ///     .reqwest()
 ///     .build()?
-///     .layer(reqwest::Client::new());
+///     .layer(reqwest::Client::builder().no_proxy().build()?);
 /// let url: reqwest::Url = format!("{}/items/7?view=full", server.url()).parse()?;
 /// let res: reqwest::Response = client
 ///     .oneshot(reqwest::Request::new(reqwest::Method::GET, url.clone()))
@@ -339,7 +339,7 @@ pin_project! {
     /// use tower::{Layer, Service, ServiceExt};
     ///
     /// let server = FlakyServer::start().await?;
-    /// let mut client = Policy::builder().reqwest().build()?.layer(reqwest::Client::new());
+    /// let mut client = Policy::builder().reqwest().build()?.layer(reqwest::Client::builder().no_proxy().build()?);
     /// let url = format!("{}/orders", server.url()).parse()?;
     /// let req = reqwest::Request::new(reqwest::Method::GET, url);
     /// let future = client.ready().await?.call(req); // an IntoReqwestFuture
