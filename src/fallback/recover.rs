@@ -381,7 +381,8 @@ fn say(error: &(dyn std::error::Error + 'static)) -> String {
 /// data. Done on the text, so that it holds however the error was wrapped (in an `io::Error`,
 /// a `#[error(transparent)]` enum, a message quoting it), and with or without the `reqwest`
 /// feature. A written URL has no whitespace: all of it after the authority, up to the next
-/// whitespace, goes.
+/// whitespace, goes. Not covered: an error written with `{:?}` into another's message
+/// (reqwest's `Debug` shows the URL as `url: "..."`).
 fn cut_urls(message: String) -> String {
     const MARK: &str = "for url (";
     if !message.contains(MARK) {
@@ -396,10 +397,13 @@ fn cut_urls(message: String) -> String {
         let (url, tail) = after.split_at(end);
         match url.split_once("://") {
             Some((scheme, past)) => {
-                let authority = &past[..past.find(['/', '?', '#', ')']).unwrap_or(past.len())];
+                // The credentials end at the authority's last `@` (one inside them is
+                // encoded), but may hold a `)`, which the host cannot.
+                let authority = &past[..past.find(['/', '?', '#']).unwrap_or(past.len())];
                 let host = authority
                     .rsplit_once('@')
                     .map_or(authority, |(_, host)| host);
+                let host = &host[..host.find(')').unwrap_or(host.len())];
                 cut.push_str(scheme);
                 cut.push_str("://");
                 cut.push_str(host);
@@ -810,6 +814,14 @@ mod tests {
             (
                 "fetch failed: for url (https://h/p?q=1) and for url (https://h/?sig=X)",
                 "fetch failed: for url (https://h/...) and for url (https://h/...)",
+            ),
+            (
+                "for url (http://alice:pa)ss@127.0.0.1:8080/x?token=s): refused",
+                "for url (http://127.0.0.1:8080/...): refused",
+            ),
+            (
+                "for url (http://h) (h being down)",
+                "for url (http://h/...) (h being down)",
             ),
             (
                 "for url (no scheme here) stays",
