@@ -1,4 +1,5 @@
-//! Synchronization primitives, swapped for `loom`'s under `--cfg palisade_loom`.
+//! Synchronization primitives, swapped for `loom`'s under `--cfg palisade_loom` (with the
+//! internal feature `__loom`, which brings the `loom` dependency).
 
 #[cfg(palisade_loom)]
 pub(crate) use loom::sync::Mutex;

@@ -1,5 +1,6 @@
 //! `loom` models of the breaker's lock-free admission core. Run with
-//! `RUSTFLAGS="--cfg palisade_loom" cargo test --release --test loom` (`.ci/run` does).
+//! `RUSTFLAGS="--cfg palisade_loom" cargo test --release --features __loom --test loom`
+//! (`.ci/run` does).
 #![cfg(palisade_loom)]
 
 use std::time::Duration;

@@ -1,6 +1,6 @@
 //! `loom` models of the bulkhead's lock-free permit counter and its hand-over to waiters. Run
 //! with `RUSTFLAGS="--cfg palisade_loom" CARGO_TARGET_DIR=target/loom cargo test --release
-//! --test loom_bulkhead`.
+//! --features __loom --test loom_bulkhead`.
 #![cfg(palisade_loom)]
 
 use loom::sync::Arc;
