@@ -149,8 +149,8 @@ pub enum Event<'a> {
     CallRecorded {
         /// The name of the breaker (or policy).
         name: &'a str,
-        /// The classified outcome (its [`duration`](Outcome::duration) is the one below, or
-        /// zero).
+        /// The classified outcome (its [`duration`](Outcome::duration) is the one below; for a
+        /// call that completed on its first poll, zero, or the duration the classifier set).
         outcome: &'a Outcome,
         /// How long the call took, timed from its first suspension (for a future guarded by
         /// [`Handle::call`](crate::circuit_breaker::Handle::call) too). `None` for a call that
