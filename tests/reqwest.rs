@@ -338,21 +338,31 @@ fn secret_url(port: u16) -> String {
 /// The messages told to a listener.
 type Told = std::sync::Arc<std::sync::Mutex<Vec<Option<String>>>>;
 
+/// A listener that keeps the message of each error a fallback recovered from.
+fn teller() -> (
+    impl Fn(&palisade::events::Event<'_>) + Send + Sync + 'static,
+    Told,
+) {
+    let told = Told::default();
+    let seen = told.clone();
+    let listener = move |event: &palisade::events::Event<'_>| {
+        if let palisade::events::Event::FallbackServed { error, .. } = event {
+            seen.lock().unwrap().push(error.map(str::to_owned));
+        }
+    };
+    (listener, told)
+}
+
 /// A Policy whose fallback answers every failure, and the messages of the errors it recovered
 /// from, as told to its listeners.
 fn telling_policy() -> (
     palisade::policy::PolicyBuilder<palisade::fallback::Value<&'static str>>,
     Told,
 ) {
-    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = told.clone();
+    let (listener, told) = teller();
     let builder = Policy::builder()
         .fallback(palisade::fallback::value("n/a"))
-        .listener(move |event: &palisade::events::Event<'_>| {
-            if let palisade::events::Event::FallbackServed { error, .. } = event {
-                seen.lock().unwrap().push(error.map(str::to_owned));
-            }
-        });
+        .listener(listener);
     (builder, told)
 }
 
@@ -375,16 +385,11 @@ fn assert_cut(told: &[Option<String>], port: u16) {
 #[tokio::test]
 async fn a_recovered_reqwest_errors_message_leaves_out_the_urls_request_data() {
     let port = closing_port().await;
-    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = told.clone();
+    let (listener, told) = teller();
     let policy = Policy::builder()
         .reqwest()
         .fallback(palisade::fallback::from_fn(answer_n_a))
-        .listener(move |event: &palisade::events::Event<'_>| {
-            if let palisade::events::Event::FallbackServed { error, .. } = event {
-                seen.lock().unwrap().push(error.map(str::to_owned));
-            }
-        })
+        .listener(listener)
         .build()
         .unwrap();
     let mut client = policy.layer(loopback());
