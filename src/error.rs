@@ -674,6 +674,12 @@ impl ErrorKind<'_> {
 /// let kind = error_kind(err.as_ref());
 /// assert!(matches!(kind, ErrorKind::TimedOut(e) if e.after() == Duration::from_millis(200)));
 ///
+/// // One error shared by several callers (a `Clone` result, as `futures`' `Shared` needs).
+/// let shared: std::sync::Arc<dyn std::error::Error + Send + Sync> =
+///     std::sync::Arc::new(Elapsed::new(Duration::from_millis(200)));
+/// let err: tower::BoxError = Box::new(shared);
+/// assert!(matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(_)));
+///
 /// let other = std::io::Error::other("connection refused");
 /// assert!(matches!(error_kind(&other), ErrorKind::Inner(_)));
 /// ```
@@ -696,17 +702,24 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
             return ErrorKind::CallbackPanicked(panicked);
         }
         // A transparent wrapper: look at what it holds. `std::io::Error`'s `source` skips the
-        // error it wraps (it gives that error's source), so look inside it too.
+        // error it wraps (it gives that error's source), and so does a shared error's
+        // (`Arc<dyn Error + Send + Sync>`, as one result shared by several callers carries
+        // it), so look inside them too.
         cur = match e.downcast_ref::<BreakerError>() {
             Some(BreakerError::Open(open)) => return ErrorKind::CircuitOpen(open),
             Some(BreakerError::Inner(inner)) => Some(inner.as_ref()),
-            None => match e
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-            {
-                Some(wrapped) => Some(wrapped as &(dyn Error + 'static)),
-                None => e.source(),
-            },
+            None => {
+                if let Some(wrapped) = e
+                    .downcast_ref::<std::io::Error>()
+                    .and_then(|io| io.get_ref())
+                {
+                    Some(wrapped as &(dyn Error + 'static))
+                } else if let Some(shared) = e.downcast_ref::<SharedError>() {
+                    Some(&**shared as &(dyn Error + 'static))
+                } else {
+                    e.source()
+                }
+            }
         };
     }
     ErrorKind::Inner(err)
@@ -714,6 +727,9 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
 
 /// How many errors of a source chain [`error_kind`] looks at.
 const MAX_SOURCES: usize = 32;
+
+/// An error shared by several holders: its `source` is the shared error's own source.
+type SharedError = std::sync::Arc<dyn Error + Send + Sync>;
 
 /// A configuration value broke a rule. Returned by every `build()`; names the field.
 ///

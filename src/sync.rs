@@ -11,6 +11,17 @@ pub(crate) use std::sync::Mutex;
 #[cfg(not(palisade_loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+/// Between a sequentially consistent write and a sequentially consistent read of another
+/// atomic, where two threads each write one and read the other and one of them must see the
+/// other's write (a store buffer). Sequentially consistent accesses alone guarantee it, so
+/// this is nothing in a build; `loom` models them as acquire-release, so under it this is the
+/// fence that gives the same guarantee.
+#[inline(always)]
+pub(crate) fn store_buffer_fence() {
+    #[cfg(palisade_loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}
+
 /// Keeps a value on its own cache line(s), so that a counter written by every call does not
 /// slow down readers of its neighbours (false sharing).
 #[derive(Debug, Default)]

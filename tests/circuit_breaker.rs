@@ -911,7 +911,8 @@ fn a_success_that_makes_up_the_minimum_or_follows_an_expiry_is_judged() {
     config.minimum_calls = 10;
     config.failure_rate = 0.5;
     let sm = StateMachine::new(&config).unwrap();
-    let t = Duration::ZERO;
+    // Not at the breaker's origin: the trip's time is the success's.
+    let t = Duration::from_secs(100);
     for _ in 0..9 {
         let p = sm.admit(t).unwrap();
         sm.record(p, Outcome::failure(), t);
@@ -923,7 +924,13 @@ fn a_success_that_makes_up_the_minimum_or_follows_an_expiry_is_judged() {
     );
     let p = sm.admit(t).unwrap();
     sm.record(p, Outcome::success(), t);
-    assert_eq!(sm.snapshot(t).state, State::Open);
+    let snapshot = sm.snapshot(t);
+    assert_eq!(snapshot.state, State::Open);
+    assert_eq!(snapshot.retry_after, Some(config.open_duration));
+    assert!(
+        sm.admit(t + Duration::from_secs(1)).is_err(),
+        "open from the trip"
+    );
 
     // 20 s window of 1 s buckets: 10 successes, then 4 failures 10 s later (4 of 14: below
     // 50 %); 15 s on, the successes have expired and the next success finds 4 of 5 failed.

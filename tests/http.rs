@@ -380,6 +380,58 @@ async fn half_open_probe_slot_is_held_until_the_body_ends() {
     assert_eq!(cb.state(), State::Closed);
 }
 
+/// The breaker reads a `grpc-status` as the caller's client (tonic) does: `00`, ` 0`, `016`
+/// and the like are `UNKNOWN` for tonic, so they must not be a success (or another code) for
+/// the breaker. Every short value over digits, spaces and signs is judged as the code tonic
+/// reads in it, written plainly.
+#[test]
+fn grpc_status_is_read_as_tonic_reads_it() {
+    let alphabet: &[u8] = b"0123456789 +-\t";
+    let mut values: Vec<Vec<u8>> = Vec::new();
+    for &a in alphabet {
+        values.push(vec![a]);
+        for &b in alphabet {
+            values.push(vec![a, b]);
+            for &c in b"016 " {
+                values.push(vec![a, b, c]);
+            }
+        }
+    }
+    let classifier = GrpcClassifier::default();
+    let judged = |value: HeaderValue| {
+        let mut head = HeaderMap::new();
+        head.insert("grpc-status", value);
+        let code = tonic::Status::from_header_map(&head).map(|status| status.code());
+        let outcome = classifier.classify_head(StatusCode::OK, &head).unwrap();
+        (code, outcome)
+    };
+    let mut checked = 0;
+    for value in values {
+        let Ok(value) = HeaderValue::from_bytes(&value) else {
+            continue;
+        };
+        let (code, outcome) = judged(value.clone());
+        let code = code.expect("tonic reads a status");
+        let plain = HeaderValue::from_str(&(code as i32).to_string()).unwrap();
+        let (_, expected) = judged(plain);
+        assert_eq!(
+            (outcome.is_success(), outcome.is_failure()),
+            (expected.is_success(), expected.is_failure()),
+            "grpc-status {value:?}: tonic reads {code:?}"
+        );
+        checked += 1;
+    }
+    assert!(checked > 900, "{checked}");
+    let mut head = HeaderMap::new();
+    head.insert("grpc-status", HeaderValue::from_static("00"));
+    assert!(
+        classifier
+            .classify_head(StatusCode::OK, &head)
+            .unwrap()
+            .is_failure()
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn grpc_status_in_trailers_is_counted_and_a_head_only_check_would_miss_it() {
     let script = Script::default();
@@ -1858,4 +1910,121 @@ async fn stale_cache_refusals_count_from_their_heads_too() {
     script.answer(503, &[]);
     let res = call(&mut svc).await.unwrap();
     assert_eq!(read_all(res.into_body()).await.unwrap(), "stock: 11");
+}
+
+/// A body with nothing to send, whose end comes once `ended` is set.
+struct EndsLater(Arc<std::sync::atomic::AtomicBool>);
+
+impl Body for EndsLater {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(None)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The gRPC classifier, which lets the body end right after it has classified the head (as a
+/// connection on another thread can end it then).
+#[derive(Clone)]
+struct EndsAfterClassifying(GrpcClassifier, Arc<std::sync::atomic::AtomicBool>);
+
+impl Classify<Response<Tracked<EndsLater>>> for EndsAfterClassifying {
+    fn classify(&self, result: Result<&Response<Tracked<EndsLater>>, &BoxError>) -> Outcome {
+        let outcome = self.0.classify(result);
+        self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        outcome
+    }
+
+    fn end_of_body<'a>(
+        &self,
+        response: &'a mut Response<Tracked<EndsLater>>,
+        head: &Outcome,
+    ) -> Option<&'a mut palisade::classify::Hooks> {
+        self.0.end_of_body(response, head)
+    }
+}
+
+/// A client whose reply (a 200 with no `grpc-status`, no trailers) has its body end once
+/// `ended` is set.
+fn ending_while_classified(
+    ended: &Arc<std::sync::atomic::AtomicBool>,
+) -> impl Service<Request<()>, Response = Response<EndsLater>, Error = Infallible, Future: Send> + Clone
+{
+    let ended = ended.clone();
+    tower::service_fn(move |_: Request<()>| {
+        ended.store(false, std::sync::atomic::Ordering::SeqCst);
+        let body = EndsLater(ended.clone());
+        async move { Ok::<_, Infallible>(Response::new(body)) }
+    })
+}
+
+/// A gRPC reply (a 200 with no `grpc-status` in its head) whose body ends, with no trailers,
+/// between the classifier's reading of the head and the breaker's asking whether the body
+/// decides: a failure, as for a body that had ended before, never the head's provisional
+/// success.
+#[tokio::test(start_paused = true)]
+async fn a_grpc_reply_ending_without_trailers_while_classified_is_a_failure() {
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let policy = Policy::builder()
+        .grpc()
+        .circuit_breaker(breaker(100))
+        .classifier(EndsAfterClassifying(
+            GrpcClassifier::default(),
+            ended.clone(),
+        ))
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let res = policy
+        .layer(ending_while_classified(&ended))
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    let _ = res.into_body().collect().await;
+    let snap = cb.snapshot();
+    assert_eq!(
+        (snap.calls, snap.failures),
+        (1, 1),
+        "no trailers: a failure"
+    );
+}
+
+/// The same reply with no breaker, only a stale cache: the cache's copy waits for the body's
+/// end too, and keeps nothing (a reply with no status is no good reply to serve later).
+#[tokio::test(start_paused = true)]
+async fn a_grpc_reply_ending_without_trailers_while_classified_is_not_kept() {
+    use palisade::http::HttpStaleCache;
+    use palisade::policy::PolicyConfig;
+    let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let cache = HttpStaleCache::builder()
+        .methods([http::Method::GET])
+        .build()
+        .unwrap();
+    let mut config = PolicyConfig::default();
+    config.circuit_breaker = None;
+    let policy = Policy::builder()
+        .config(config)
+        .grpc()
+        .fallback(cache.clone())
+        .classifier(EndsAfterClassifying(
+            GrpcClassifier::default(),
+            ended.clone(),
+        ))
+        .build()
+        .unwrap();
+    let res = policy
+        .layer(ending_while_classified(&ended))
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    let _ = res.into_body().collect().await;
+    assert_eq!(cache.stats().entries, 0, "a reply with no status kept");
 }

@@ -215,6 +215,47 @@ fn a_stale_success_racing_the_call_that_makes_up_the_minimum_does_not_keep_it_cl
     });
 }
 
+/// A breaker with a window of 2 calls, judged from 2, opening at `rate`: `first` and
+/// `second` are recorded at once, each from its own thread; whatever the interleaving, it
+/// opens.
+fn race_to_the_minimum(rate: f64, first: Outcome, second: Outcome) {
+    model(move || {
+        let mut config = CircuitBreakerConfig::default();
+        config.window = SlidingWindow::Count(2);
+        config.minimum_calls = 2;
+        config.failure_rate = rate;
+        let sm = Arc::new(StateMachine::new(&config).unwrap());
+        let (a, b) = (
+            sm.admit(Duration::ZERO).unwrap(),
+            sm.admit(Duration::ZERO).unwrap(),
+        );
+        let racer = {
+            let sm = sm.clone();
+            thread::spawn(move || sm.record(a, first, Duration::ZERO))
+        };
+        sm.record(b, second, Duration::ZERO);
+        racer.join().unwrap();
+        assert_eq!(sm.snapshot(Duration::ZERO).state, State::Open);
+    });
+}
+
+/// Two failures racing to make up `minimum_calls` (opening at 100 %): whichever finishes its
+/// record last sees both. (Each used to judge the window at its own place in it: the first
+/// place saw one call, short of the minimum, and the second one failure of two, short of
+/// the rate.)
+#[test]
+fn failures_racing_to_make_up_the_minimum_open_the_breaker() {
+    race_to_the_minimum(1.0, Outcome::failure(), Outcome::failure());
+}
+
+/// A failure and a success racing to make up `minimum_calls` (opening at 50 %): the failure
+/// either sees the success's record, or the success sees the failure's mark that the minimum
+/// is awaited.
+#[test]
+fn a_failure_and_a_success_racing_to_make_up_the_minimum_open_the_breaker() {
+    race_to_the_minimum(0.5, Outcome::failure(), Outcome::success());
+}
+
 /// Two probes in flight together for 35 s of a 60 s `max_half_open_wait` both succeed at once:
 /// however their records interleave, the spell is counted once (35 s, not 70), and the
 /// breaker closes.

@@ -79,18 +79,13 @@ mod grpc_status {
         ]
     }
 
-    /// The code a `grpc-status` value stands for, as the gRPC spec reads it: a number (codes
-    /// above 16, and numbers too large for any integer, are `UNKNOWN`); anything else is
-    /// `UNKNOWN` too.
+    /// The code a `grpc-status` value stands for, as tonic reads it (what the caller gets):
+    /// one of `0` to `16` written exactly, with no sign, space or leading zero; anything else
+    /// is `UNKNOWN`.
     fn code_of(value: &[u8]) -> u32 {
-        let digits = value.trim_ascii();
-        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
-            return 2;
-        }
-        match std::str::from_utf8(digits).unwrap().parse::<u64>() {
-            Ok(code) if code <= 16 => code as u32,
-            _ => 2,
-        }
+        (0..=16u32)
+            .find(|code| code.to_string().as_bytes() == value)
+            .unwrap_or(2)
     }
 
     /// The spec's mapping of an HTTP status to a gRPC code.

@@ -14,11 +14,11 @@ use crate::classify::{Outcome, OutcomeKind};
 use crate::error::ConfigError;
 use crate::sync::{
     AtomicU32, AtomicU64, Mutex, Ordering, Padded, StripedCounter, coarse_ticks, coarse_ticks_in,
-    lock,
+    lock, store_buffer_fence,
 };
 
 use super::config::{CircuitBreakerConfig, SlidingWindow};
-use super::window::{BUCKETS, CountWindow, TimeWindow, WindowCounts};
+use super::window::{BUCKETS, CountWindow, Recorded, TimeWindow, WindowCounts};
 
 /// The state of a circuit breaker.
 ///
@@ -685,7 +685,10 @@ pub struct StateMachine {
     open_until: AtomicU64,
     /// 1 while the window holds failures or slow calls but fewer than `minimum_calls` (its
     /// rates could not be judged): a success that makes up the minimum can find them at their
-    /// threshold, so successes are judged too until then.
+    /// threshold, so successes are judged too until then. Set (sequentially consistent) by a
+    /// record that finds the window short, which then reads the window again; read by a
+    /// success after its own record: of a failure and a success racing to the minimum, one
+    /// sees the other (the failure the success's record, or the success the flag).
     rate_pending: AtomicU32,
     /// `generation << 2 | UNARMED / ARMED / FIRED`: whether a timer of the shell's will report
     /// the end of the open state of that generation (see `arm_open_timer`).
@@ -1126,22 +1129,29 @@ impl StateMachine {
         // failure waiting for `minimum_calls`. It raises no rate: only the window sees it (a
         // count window needs no clock), unless it is a time window's first record of a new
         // bucket (older buckets may have expired, raising the rates: judged then).
-        if let (false, OutcomeKind::Success, None, None, 0) = (
+        if let (false, OutcomeKind::Success, None, None) = (
             permit.is_probe(),
             outcome.kind(),
             self.settings.slow_nanos,
             self.settings.consecutive_failures,
-            self.rate_pending.load(Ordering::Relaxed),
         ) {
             let generation = permit.generation();
             match &self.window {
                 Window::Count(window) => {
-                    let _ = window.record(generation, false, false);
+                    // Only a success into a window still filling can make up the minimum;
+                    // the flag is read after the record (see `rate_pending`).
+                    if window.record(generation, false, false) == Recorded::Filling
+                        && self.awaits_minimum()
+                    {
+                        self.judge_pending(generation, nanos(now.now()));
+                    }
                 }
                 Window::Time(window) => {
                     let t = nanos(now.now());
                     if let Some(counts) = window.record(generation, t, false, false) {
                         self.judge_success(generation, counts, t);
+                    } else if self.awaits_minimum() {
+                        self.judge_pending(generation, t);
                     }
                 }
             }
@@ -1150,23 +1160,68 @@ impl StateMachine {
         self.record_slow(permit, outcome, now);
     }
 
+    /// Whether failures wait for `minimum_calls`, read after this thread's record (see
+    /// `rate_pending`).
+    #[inline]
+    fn awaits_minimum(&self) -> bool {
+        store_buffer_fence();
+        self.rate_pending.load(Ordering::SeqCst) != 0
+    }
+
     /// A success found counts to judge (a time window's new bucket): trips if a rate is at
     /// its threshold.
     #[cold]
     #[inline(never)]
     fn judge_success(&self, generation: u32, counts: WindowCounts, t: u64) {
-        if let Some(cause) = self.rate_cause(counts) {
+        let (cause, counts) = self.rate_cause(counts, generation, || t);
+        if let Some(cause) = cause {
             self.trip_if_current(generation, t, cause, counts);
         }
     }
 
-    /// Whether `c`'s rates open the breaker, and which; keeps `rate_pending` (see there).
-    fn rate_cause(&self, c: WindowCounts) -> Option<Cause> {
+    /// A success recorded while failures wait for `minimum_calls`: judges the window as it
+    /// is now (it may have made up the minimum with their rate at its threshold). Not for an
+    /// outcome from an older state: it would judge, and clear the flag of, a window it did
+    /// not count in, and could not trip the breaker it finds.
+    #[cold]
+    #[inline(never)]
+    fn judge_pending(&self, generation: u32, t: u64) {
+        if gen_of(self.word.load(Ordering::Acquire)) == generation {
+            self.judge_success(generation, self.window.counts(t), t);
+        }
+    }
+
+    /// Whether `c`'s rates open the breaker, and which, with the counts judged; keeps
+    /// `rate_pending` (see there), for `generation` only. `t` gives the time to read a time
+    /// window at.
+    fn rate_cause(
+        &self,
+        mut c: WindowCounts,
+        generation: u32,
+        t: impl FnOnce() -> u64,
+    ) -> (Option<Cause>, WindowCounts) {
         if c.calls < self.settings.minimum_calls {
-            if c.failures > 0 || c.slow_calls > 0 {
-                self.rate_pending.store(1, Ordering::Relaxed);
+            if c.failures == 0 && c.slow_calls == 0 {
+                return (None, c);
             }
-            return None;
+            if self.rate_pending.load(Ordering::SeqCst) == 0 {
+                self.rate_pending.store(1, Ordering::SeqCst);
+            }
+            store_buffer_fence();
+            // A success that made up the minimum after `c` was read, and read the flag
+            // before it was set, judged nothing: look again now that it is set. (Either this
+            // read finds that success's record, or that success finds the flag.)
+            c = match &self.window {
+                Window::Count(w) => w.counts(),
+                Window::Time(w) => w.counts(t()),
+            };
+            if c.calls < self.settings.minimum_calls {
+                return (None, c);
+            }
+        }
+        // A window of a later state is not this outcome's to judge, nor its flag to clear.
+        if gen_of(self.word.load(Ordering::Acquire)) != generation {
+            return (None, c);
         }
         if self.rate_pending.load(Ordering::Relaxed) != 0 {
             self.rate_pending.store(0, Ordering::Relaxed);
@@ -1174,7 +1229,7 @@ impl StateMachine {
         // Either rate can open the breaker, whichever kind of outcome brought it to its
         // threshold's level: a fast failure after slow successes can find the slow-call rate
         // there.
-        if c.failure_rate() >= self.settings.failure_rate {
+        let cause = if c.failure_rate() >= self.settings.failure_rate {
             Some(Cause::FailureRate)
         } else if self.settings.slow_nanos.is_some()
             && c.slow_call_rate() >= self.settings.slow_call_rate
@@ -1182,7 +1237,8 @@ impl StateMachine {
             Some(Cause::SlowCallRate)
         } else {
             None
-        }
+        };
+        (cause, c)
     }
 
     /// Whether `c`'s rates are at a threshold (as [`rate_cause`](Self::rate_cause) judges,
@@ -1247,7 +1303,10 @@ impl StateMachine {
             None => false,
         };
         let counts = match &self.window {
-            Window::Count(w) => w.record(generation, failed, slow),
+            Window::Count(w) => match w.record(generation, failed, slow) {
+                Recorded::Counts(counts) => Some(counts),
+                Recorded::Filling | Recorded::Nothing => None,
+            },
             Window::Time(w) => w.record(generation, clock.get(), failed, slow),
         };
         // Counts come with a failure or a slow call, and with the first record of a time
@@ -1256,15 +1315,22 @@ impl StateMachine {
         // with their rate still at its threshold.
         // (Not for an outcome from an older state: it would judge, and clear the flag of, a
         // window it did not count in, and could not trip the breaker it finds.)
+        store_buffer_fence();
         let counts = match counts {
-            None if self.rate_pending.load(Ordering::Relaxed) != 0
+            None if self.rate_pending.load(Ordering::SeqCst) != 0
                 && gen_of(self.word.load(Ordering::Acquire)) == generation =>
             {
                 Some(self.window.counts(clock.get()))
             }
             other => other,
         };
-        let cause = counts.and_then(|c| self.rate_cause(c));
+        let (cause, counts) = match counts {
+            Some(c) => {
+                let (cause, c) = self.rate_cause(c, generation, || clock.get());
+                (cause, Some(c))
+            }
+            None => (None, None),
+        };
         let cause = cause.or(consecutive_trip.then_some(Cause::ConsecutiveFailures));
         if let Some(cause) = cause {
             let counts = counts.unwrap_or_else(|| self.window.counts(clock.get()));
@@ -1643,10 +1709,21 @@ impl StateMachine {
     /// assert!(!sm.arm_open_timer(0)); // not the state the breaker is in
     /// assert!(sm.arm_open_timer(1)); // a shell promises to report the end of this open state
     /// assert!(!sm.arm_open_timer(1)); // once
-    ///
     /// # sm.open_timer_fired(1);
+    ///
+    /// let other = StateMachine::new(&config).unwrap();
+    /// let permit = other.admit(Duration::ZERO).unwrap();
+    /// other.record(permit, Outcome::failure(), Duration::ZERO); // opens: generation 1
+    /// other.reset(Duration::ZERO); // closed again
+    /// assert!(!other.arm_open_timer(1)); // that open state is over
     /// ```
     pub fn arm_open_timer(&self, generation: u32) -> bool {
+        let w = self.word.load(Ordering::Acquire);
+        if gen_of(w) != generation || state_of(w) != State::Open {
+            return false;
+        }
+        // (A state left between this check and the arming is harmless: no later state
+        // reads this generation's timer word.)
         self.open_timer
             .compare_exchange(
                 timer_word(generation, UNARMED),

@@ -106,6 +106,17 @@ pub(crate) struct CountWindow {
     slow_calls: AtomicU32,
 }
 
+/// What a count window's record found (see [`CountWindow::record`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Recorded {
+    /// Nothing to judge: a success in a full window, or a stale epoch.
+    Nothing,
+    /// A success in a window not yet full.
+    Filling,
+    /// The counts after a failure or a slow call.
+    Counts(WindowCounts),
+}
+
 impl CountWindow {
     pub(crate) fn new(size: u32, track_slow: bool, epoch: u32) -> Self {
         let words = (size as usize).div_ceil(64);
@@ -120,10 +131,21 @@ impl CountWindow {
         }
     }
 
-    /// Records one outcome of `epoch`. Returns the counts after it when the outcome could have
-    /// raised a rate (a failure or a slow call), `None` otherwise or when the epoch is stale.
+    /// Records one outcome of `epoch`: [`Recorded::Counts`] after a failure or a slow call
+    /// (the outcomes that can raise a rate), the window's counts read after this record's
+    /// own; [`Recorded::Filling`] after a success that went into a window not yet full (it
+    /// may have made up `minimum_calls`); [`Recorded::Nothing`] otherwise or when the epoch is
+    /// stale.
+    ///
+    /// The counts are read after the record, from the cursor as it is then, not from this
+    /// record's own place in it: a record that took an earlier place may finish after one
+    /// that took a later place, and the last of them to count its failure must see them all
+    /// (all in one epoch's window, judged at its full size). Sequentially consistent, with
+    /// [`counts`](Self::counts): a record that makes up the minimum while a failure reads the
+    /// cursor just short of it either is seen by that failure or sees its flag (see
+    /// `StateMachine::rate_pending`).
     #[inline]
-    pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Option<WindowCounts> {
+    pub(crate) fn record(&self, epoch: u32, failed: bool, slow: bool) -> Recorded {
         let size = u64::from(self.size);
         let mut cur = self.cursor.load(Ordering::Relaxed);
         if !failed
@@ -134,11 +156,11 @@ impl CountWindow {
         {
             // A full window of fast successes: one more changes nothing (every slot it could
             // evict holds the same), so the healthy path writes no shared memory at all.
-            return None;
+            return Recorded::Nothing;
         }
         let seq = loop {
             if (cur >> SEQ_BITS) as u32 != epoch {
-                return None;
+                return Recorded::Nothing;
             }
             let seq = cur & SEQ_MASK;
             // Keep the sequence in [0, 2 * size): same slot, and "full" stays full.
@@ -146,7 +168,7 @@ impl CountWindow {
             match self.cursor.compare_exchange_weak(
                 cur,
                 (cur & !SEQ_MASK) | next,
-                Ordering::AcqRel,
+                Ordering::SeqCst,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break seq,
@@ -159,15 +181,27 @@ impl CountWindow {
             set_bit(&self.slow, slot, slow, &self.slow_calls);
         }
         if failed || slow {
-            Some(self.bounded((seq + 1).min(size) as u32))
+            match self.counts_in(epoch) {
+                Some(counts) => Recorded::Counts(counts),
+                None => Recorded::Nothing,
+            }
+        } else if seq < size {
+            Recorded::Filling
         } else {
-            None
+            Recorded::Nothing
         }
     }
 
     pub(crate) fn counts(&self) -> WindowCounts {
-        let seq = self.cursor.load(Ordering::Acquire) & SEQ_MASK;
+        let seq = self.cursor.load(Ordering::SeqCst) & SEQ_MASK;
         self.bounded(seq.min(u64::from(self.size)) as u32)
+    }
+
+    /// The counts while the window is still in `epoch`.
+    fn counts_in(&self, epoch: u32) -> Option<WindowCounts> {
+        let cur = self.cursor.load(Ordering::SeqCst);
+        ((cur >> SEQ_BITS) as u32 == epoch)
+            .then(|| self.bounded((cur & SEQ_MASK).min(u64::from(self.size)) as u32))
     }
 
     /// The counts, each at most `calls`: a record racing a reset can leave a count one
@@ -175,8 +209,8 @@ impl CountWindow {
     fn bounded(&self, calls: u32) -> WindowCounts {
         WindowCounts {
             calls,
-            failures: self.failures.load(Ordering::Relaxed).min(calls),
-            slow_calls: self.slow_calls.load(Ordering::Relaxed).min(calls),
+            failures: self.failures.load(Ordering::SeqCst).min(calls),
+            slow_calls: self.slow_calls.load(Ordering::SeqCst).min(calls),
         }
     }
 
@@ -209,12 +243,12 @@ fn set_bit(bits: &[AtomicU64], slot: usize, value: bool, count: &AtomicU32) {
     };
     match (old & mask != 0, value) {
         (false, true) => {
-            count.fetch_add(1, Ordering::Relaxed);
+            count.fetch_add(1, Ordering::SeqCst);
         }
         // Never below zero: a reset racing the record that set this mark may have zeroed the
         // count after the mark was counted, and a wrapped count would be a 100 % rate.
         (true, false) => {
-            let _ = count.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |c| c.checked_sub(1));
+            let _ = count.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |c| c.checked_sub(1));
         }
         _ => {}
     }
@@ -427,7 +461,7 @@ impl TimeWindow {
             } else {
                 break; // a record that arrived after the window moved on
             };
-            match b.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            match b.compare_exchange_weak(cur, next, Ordering::SeqCst, Ordering::Acquire) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -444,7 +478,7 @@ impl TimeWindow {
     fn counts_at(&self, tick: u64) -> WindowCounts {
         let mut sums = Sums::default();
         for (i, b) in self.buckets.iter().enumerate() {
-            let v = b.load(Ordering::Relaxed);
+            let v = b.load(Ordering::SeqCst);
             let age = tick.wrapping_sub(v >> TAG_SHIFT) & TAG;
             // Its tick is in the window and belongs in this slot (a bucket not cleared yet by
             // a racing `advance`, whose tag names a tick 2^12 ticks back, does not).
@@ -463,13 +497,13 @@ impl TimeWindow {
         let tick = self.tick(now);
         // Buckets of ticks the clock has passed without records are stale: if nothing was
         // recorded for a whole window, the window is empty.
-        let latest = self.latest.load(Ordering::Acquire);
+        let latest = self.latest.load(Ordering::SeqCst);
         if tick.saturating_sub(latest) >= BUCKETS {
             return WindowCounts::default();
         }
         let mut sums = Sums::default();
         for (i, b) in self.buckets.iter().enumerate() {
-            let v = b.load(Ordering::Relaxed);
+            let v = b.load(Ordering::SeqCst);
             // Full tick of this bucket: the latest tick congruent to i, at most `latest`.
             let age_from_latest = (latest.wrapping_sub(v >> TAG_SHIFT)) & TAG;
             let bucket_tick = latest.saturating_sub(age_from_latest);
@@ -511,11 +545,19 @@ mod tests {
     #[test]
     fn count_window_slides_over_the_last_n_outcomes() {
         let w = CountWindow::new(3, true, 7);
-        assert_eq!(w.record(7, true, false).map(|c| c.failures), Some(1));
-        assert_eq!(w.record(7, false, false), None);
-        assert_eq!(w.record(7, false, true).map(|c| c.calls), Some(3));
-        // The 4th outcome evicts the first failure.
-        assert_eq!(w.record(7, false, false), None);
+        let counts = |r| match r {
+            Recorded::Counts(c) => Some(c),
+            _ => None,
+        };
+        assert_eq!(
+            counts(w.record(7, true, false)).map(|c| c.failures),
+            Some(1)
+        );
+        // A success while the window fills may make up the minimum.
+        assert_eq!(w.record(7, false, false), Recorded::Filling);
+        assert_eq!(counts(w.record(7, false, true)).map(|c| c.calls), Some(3));
+        // The 4th outcome evicts the first failure; the window is full.
+        assert_eq!(w.record(7, false, false), Recorded::Nothing);
         assert_eq!(
             w.counts(),
             WindowCounts {
@@ -525,7 +567,7 @@ mod tests {
             }
         );
         // A stale epoch changes nothing.
-        assert_eq!(w.record(6, true, true), None);
+        assert_eq!(w.record(6, true, true), Recorded::Nothing);
         assert_eq!(w.counts().failures, 0);
         w.reset(8);
         assert_eq!(w.counts(), WindowCounts::default());

@@ -210,6 +210,18 @@ impl Hooks {
         self.rule
     }
 
+    /// Whether the rule set last (by the layer that classified the response last) waits
+    /// for a gRPC reply's trailers.
+    #[cfg(feature = "http")]
+    pub(crate) fn awaits_trailers(&self) -> bool {
+        let last = self
+            .more
+            .as_ref()
+            .and_then(|more| more.next_rule)
+            .unwrap_or(self.rule);
+        matches!(last, EndRule::Grpc { .. })
+    }
+
     /// The rule set last (by the layer that classified the response last), taken: a rule
     /// kept for the next outcome deferred is not left for another layer's.
     #[cfg(feature = "http")]

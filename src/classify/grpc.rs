@@ -9,7 +9,8 @@
 //! By default `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`, `INTERNAL`, `UNKNOWN`
 //! and `DATA_LOSS` are failures, `CANCELLED` is ignored, and every other code is a success (the
 //! dependency answered; the caller's request was at fault). `grpc-retry-pushback-ms` asks the
-//! breaker to stay open at least that long. A `grpc-status` in the head decides whatever the
+//! breaker to stay open at least that long (so does a proxy's `Retry-After` on a 429 or 503 head
+//! with no `grpc-status`). A `grpc-status` in the head decides whatever the
 //! HTTP status; a head with an HTTP status other than 200 and no `grpc-status` is read as the
 //! gRPC spec maps it (429, 502, 503, 504: `UNAVAILABLE`; others mostly `UNKNOWN`).
 //!
@@ -226,6 +227,13 @@ impl GrpcClassifier {
     ///         .unwrap()
     ///         .is_failure()
     /// );
+    /// // A proxy's 429 or 503 with a `Retry-After` pushes back as an HTTP one does.
+    /// let mut busy = HeaderMap::new();
+    /// busy.insert("retry-after", "120".parse().unwrap());
+    /// let outcome = classifier
+    ///     .classify_head(StatusCode::SERVICE_UNAVAILABLE, &busy)
+    ///     .unwrap();
+    /// assert_eq!(outcome.pushback(), Some(std::time::Duration::from_secs(120)));
     /// assert!(
     ///     classifier
     ///         .classify_head(StatusCode::NOT_FOUND, &none)
@@ -255,8 +263,23 @@ impl GrpcClassifier {
         if headers.contains_key("grpc-status") {
             return Some(outcome_of_trailers(Some(headers), self.rule()));
         }
-        (status != StatusCode::OK)
-            .then(|| outcome_of_code(http_status_to_grpc(status), self.failures, self.ignored))
+        if status == StatusCode::OK {
+            return None;
+        }
+        let outcome = outcome_of_code(http_status_to_grpc(status), self.failures, self.ignored);
+        // A proxy's 429 or 503 (no gRPC reply behind it) asks for time as HTTP does.
+        Some(
+            if outcome.is_failure()
+                && matches!(
+                    status,
+                    StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
+                )
+            {
+                super::http::with_retry_after(outcome, headers, self.max_pushback)
+            } else {
+                outcome
+            },
+        )
     }
 }
 
@@ -301,7 +324,7 @@ pub(crate) fn outcome_of_trailers(trailers: Option<&HeaderMap>, rule: EndRule) -
     let Some(status) = trailers.get("grpc-status") else {
         return Outcome::failure();
     };
-    let code = parse_grpc_status(status.as_bytes()).unwrap_or(Code::UNKNOWN.0);
+    let code = parse_grpc_status(status.as_bytes());
     let outcome = outcome_of_code(code, failures, ignored);
     match trailers
         .get("grpc-retry-pushback-ms")
@@ -338,7 +361,11 @@ impl<B: Body> Classify<Response<Tracked<B>>> for GrpcClassifier {
         {
             return None;
         }
-        let hooks = response.body_mut().hooks_if_streaming()?;
+        // Whatever is left to read now: `classify` found something left, and said success
+        // until the trailers tell. A body whose end came in between (a connection on another
+        // thread can end it) is judged at that end, with no trailers: a failure, never the
+        // head's provisional success.
+        let hooks = response.body_mut().hooks_until_end();
         hooks.set_rule(self.rule());
         Some(hooks)
     }
@@ -442,7 +469,8 @@ impl Builder {
         self.mark("ignore", code, false, true)
     }
 
-    /// The cap on `grpc-retry-pushback-ms` (default 5 minutes); zero ignores pushback.
+    /// The cap on `grpc-retry-pushback-ms`, and on the `Retry-After` of a proxy's 429 or 503
+    /// head with no `grpc-status` (default 5 minutes); zero ignores pushback.
     ///
     /// Kept in whole milliseconds, the header's unit, rounded up (only zero ignores pushback),
     /// and at most 2^32 - 1 ms (49 days).

@@ -181,17 +181,23 @@ impl HttpClassifier {
         if status != StatusCode::TOO_MANY_REQUESTS && status != StatusCode::SERVICE_UNAVAILABLE {
             return outcome;
         }
-        if self.max_pushback.is_zero() {
-            return outcome; // pushback ignored
-        }
-        let pushback = headers.get(RETRY_AFTER).and_then(|value| {
-            let date = headers.get(DATE).map(|d| d.as_bytes());
-            parse_retry_after(value.as_bytes(), date, self.max_pushback)
-        });
-        match pushback {
-            Some(pushback) => outcome.with_pushback(pushback),
-            None => outcome,
-        }
+        with_retry_after(outcome, headers, self.max_pushback)
+    }
+}
+
+/// `outcome` (a failure: a 429 or a 503) with the head's `Retry-After` as its pushback, capped
+/// at `cap`; zero ignores pushback.
+pub(crate) fn with_retry_after(outcome: Outcome, headers: &HeaderMap, cap: Duration) -> Outcome {
+    if cap.is_zero() {
+        return outcome; // pushback ignored
+    }
+    let pushback = headers.get(RETRY_AFTER).and_then(|value| {
+        let date = headers.get(DATE).map(|d| d.as_bytes());
+        parse_retry_after(value.as_bytes(), date, cap)
+    });
+    match pushback {
+        Some(pushback) => outcome.with_pushback(pushback),
+        None => outcome,
     }
 }
 

@@ -77,9 +77,11 @@ impl Deadline {
     /// Polls a response head against `deadline`: the head with what is left of the deadline
     /// (for its body), or [`Elapsed`] once it has passed. An error the head gives is passed on
     /// as it is, even at or after the deadline (the timeout layer reports one at its own
-    /// deadline as `Elapsed`).
+    /// deadline as `Elapsed`). At the deadline the client's future is dropped there and then
+    /// (the request at the dependency with it), not when the caller drops this one: a
+    /// bulkhead outside has given its permit back by then.
     pub(crate) fn poll_head<F, T, E>(
-        fut: Pin<&mut F>,
+        mut fut: Pin<&mut Option<F>>,
         deadline: &mut Option<Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(T, Option<Self>), BoxError>>
@@ -87,11 +89,21 @@ impl Deadline {
         F: std::future::Future<Output = Result<T, E>>,
         E: Into<BoxError>,
     {
-        match fut.poll(cx) {
+        let Some(head) = fut.as_mut().as_pin_mut() else {
+            // Polled again after the deadline ended it: the same error.
+            return Poll::Ready(Err(match deadline {
+                Some(deadline) => Box::new(deadline.elapsed()),
+                None => "response future polled after it completed".into(),
+            }));
+        };
+        match head.poll(cx) {
             Poll::Ready(Ok(head)) => Poll::Ready(Ok((head, deadline.take()))),
             Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
             Poll::Pending => match Self::expired(deadline, cx) {
-                Some(elapsed) => Poll::Ready(Err(Box::new(elapsed))),
+                Some(elapsed) => {
+                    fut.set(None);
+                    Poll::Ready(Err(Box::new(elapsed)))
+                }
                 None => Poll::Pending,
             },
         }
@@ -282,6 +294,19 @@ impl<B> Tracked<B> {
                 Source::Live { body } => body.is_end_stream(),
                 Source::Replay { rest } => rest.is_none(),
             }
+    }
+
+    /// The hooks, whether or not anything is left to read: for a rule that the body's end
+    /// decides even when it has come already (a gRPC reply's missing trailers).
+    #[cfg(feature = "grpc")]
+    pub(crate) fn hooks_until_end(&mut self) -> &mut Hooks {
+        &mut self.hooks
+    }
+
+    /// Whether the last classifier over this response left its outcome to a gRPC reply's
+    /// trailers.
+    pub(crate) fn awaits_trailers(&self) -> bool {
+        self.hooks.awaits_trailers()
     }
 
     /// Copies the body, as it streams by, for the stale cache (beside the copies of caches

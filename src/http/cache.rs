@@ -435,7 +435,9 @@ impl HttpStaleCache {
                 .get::<super::reqwest::ResponseUrl>()
                 .cloned(),
         };
-        if response.body().is_drained() {
+        // (A gRPC reply's end decides, even one that has come: with no trailers, nothing
+        // is kept.)
+        if response.body().is_drained() && !response.body().awaits_trailers() {
             let size = cached.size();
             self.store.store_at(key, cached, size, current);
             stored(self.store.stats().entries);

@@ -117,15 +117,18 @@ pub fn format_grpc_timeout(timeout: Duration) -> String {
     format!("{MAX}H")
 }
 
-/// Parses a `grpc-status` value: the code, with codes above 16 read as `UNKNOWN` (2), as the
-/// gRPC spec says. Not a number: `None`.
+/// Parses a `grpc-status` value as tonic does, so that the breaker and the caller agree on
+/// what a reply said: a code written exactly as the spec writes it (`0` to `16`: no sign,
+/// no space, no leading zero) is that code; anything else is `UNKNOWN` (2), a failure by
+/// default (`00`, ` 0` or `016` would otherwise be a success, or another code, for the
+/// breaker while the caller gets `UNKNOWN`).
 #[cfg(feature = "grpc")]
-pub(crate) fn parse_grpc_status(value: &[u8]) -> Option<u32> {
-    let code = parse_digits(value.trim_ascii())?;
-    Some(match code {
-        Some(code) if code <= 16 => code as u32,
+pub(crate) fn parse_grpc_status(value: &[u8]) -> u32 {
+    match *value {
+        [d @ b'0'..=b'9'] => u32::from(d - b'0'),
+        [b'1', d @ b'0'..=b'6'] => 10 + u32::from(d - b'0'),
         _ => 2,
-    })
+    }
 }
 
 /// `Some(Some(n))` for ASCII digits (at least one), `Some(None)` when they overflow a `u64`,

@@ -194,7 +194,7 @@ where
             .deadline
             .and_then(|d| Deadline::new(Instant::now(), d, &self.listeners));
         TrackFuture {
-            fut: self.inner.call(req),
+            fut: Some(self.inner.call(req)),
             deadline,
         }
     }
@@ -223,8 +223,9 @@ pin_project! {
     /// ```
     #[derive(Debug)]
     pub struct TrackFuture<F> {
+        // `None` once the deadline ended the call.
         #[pin]
-        fut: F,
+        fut: Option<F>,
         deadline: Option<Deadline>,
     }
 }

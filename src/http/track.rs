@@ -367,7 +367,7 @@ where
             .deadline
             .and_then(|after| Deadline::new(Instant::now(), after, &self.layer.listeners));
         ResponseFuture {
-            fut: self.inner.call(req),
+            fut: Some(self.inner.call(req)),
             deadline,
         }
     }
@@ -419,8 +419,9 @@ pin_project! {
     /// ```
     #[derive(Debug)]
     pub struct ResponseFuture<F> {
+        // `None` once the deadline ended the call.
         #[pin]
-        fut: F,
+        fut: Option<F>,
         deadline: Option<Deadline>,
     }
 }
