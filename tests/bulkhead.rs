@@ -593,24 +593,42 @@ async fn four_times_max_concurrent_callers_on_two_threads_never_exceed_the_limit
         let bulkhead = layer.handle();
         let dep = Dependency::new();
         let svc = layer.layer(dep.clone());
+        // Each call yields once at the dependency, so calls of several tasks are in flight
+        // at once on each thread: without the limit, up to 8.
         let tasks: Vec<_> = (0..8)
             .map(|_| {
                 let mut svc = svc.clone();
                 tokio::spawn(async move {
+                    let (mut served, mut refused) = (0, 0);
                     for _ in 0..2_000 {
-                        let _ = call(&mut svc, Reply::Ok).await;
-                        tokio::task::yield_now().await;
+                        match call(&mut svc, Reply::Yield).await {
+                            Ok(_) => served += 1,
+                            Err(e) => {
+                                assert!(is_full(&e), "{e}");
+                                refused += 1;
+                            }
+                        }
                     }
+                    (served, refused)
                 })
             })
             .collect();
+        let (mut served, mut refused) = (0, 0);
         for t in tasks {
-            t.await.unwrap();
+            let (s, r) = t.await.unwrap();
+            served += s;
+            refused += r;
         }
-        assert!(
-            dep.seen.max_in_flight() <= 2,
-            "{}",
-            dep.seen.max_in_flight()
+        assert_eq!(served + refused, 16_000);
+        assert_eq!(
+            dep.seen.calls(),
+            served,
+            "every call served reached the dependency"
+        );
+        assert_eq!(
+            dep.seen.max_in_flight(),
+            2,
+            "the limit was reached and never exceeded"
         );
         assert_at_rest(&bulkhead);
     }

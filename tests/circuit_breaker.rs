@@ -361,37 +361,42 @@ async fn a_probe_succeeding_after_max_half_open_wait_reopens() {
     assert_eq!(breaker.snapshot().probe_successes, 1);
 }
 
+/// Calls admitted while the breaker was closed that fail late, one while it is open and one
+/// after it has closed again, change nothing: no longer open, no failure in the new window.
 #[tokio::test(start_paused = true)]
 async fn a_call_admitted_closed_that_fails_after_the_trip_does_not_extend_open() {
     let layer = layer();
     let breaker = layer.handle();
     let mut svc = layer.layer(Dependency::new());
-    let mut slow = svc.clone();
-    let late = tokio::spawn(async move {
-        call(&mut slow, Reply::Delay(Duration::from_secs(3)))
-            .await
-            .unwrap();
-    });
-    tokio::task::yield_now().await;
+    let late = |after: Duration| {
+        let mut slow = svc.clone();
+        tokio::spawn(async move { call(&mut slow, Reply::FailAfter(after)).await })
+    };
+    let while_open = late(Duration::from_secs(3));
+    let once_closed = late(Duration::from_secs(15));
+    tokio::task::yield_now().await; // both admitted, closed
     trip(&mut svc, &breaker).await;
     let generation = breaker.snapshot().generation;
     advance(Duration::from_secs(3)).await;
-    late.await.unwrap();
-    // The old call's outcome changed nothing: same state, same generation, same deadline.
+    while_open.await.unwrap().unwrap_err();
+    // The old call's failure changed nothing: same state, same generation, same deadline.
     let snap = breaker.snapshot();
     assert_eq!((snap.state, snap.generation), (State::Open, generation));
     assert_eq!(snap.retry_after, Some(OPEN - Duration::from_secs(3)));
 
-    // Same for a late failure recorded after the breaker closed again.
-    let mut slow = svc.clone();
+    // Closed again by two probes; then the other old call fails.
     advance(Duration::from_secs(7)).await;
     call(&mut svc, Reply::Ok).await.unwrap();
-    let late =
-        tokio::spawn(async move { call(&mut slow, Reply::Delay(Duration::from_secs(1))).await });
-    tokio::task::yield_now().await; // admitted as the second probe
-    call(&mut svc, Reply::Ok).await.unwrap_err(); // both slots taken
-    late.await.unwrap().unwrap();
-    assert_eq!(breaker.state(), State::Closed);
+    call(&mut svc, Reply::Ok).await.unwrap();
+    let closed = breaker.snapshot();
+    assert_eq!(closed.state, State::Closed);
+    advance(Duration::from_secs(5)).await;
+    once_closed.await.unwrap().unwrap_err();
+    let snap = breaker.snapshot();
+    assert_eq!(
+        (snap.state, snap.generation, snap.calls, snap.failures),
+        (State::Closed, closed.generation, 0, 0)
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
 //! The breaker's state machine against a sequential reference model (`tests/support/model.rs`):
-//! random sequences of admissions, outcomes, drops, time, operator actions and clones must give
+//! random sequences of admissions, outcomes, drops, time and operator actions, made through
+//! several handles to the one shared machine (as a layer's service clones share it), must give
 //! the same decisions, states and counts.
 
 mod support;
@@ -31,7 +32,7 @@ enum Op {
     Disable,
     MetricsOnly,
     Reset,
-    /// Switch to another clone of the shared breaker.
+    /// Go on through another handle to the shared machine.
     Clone,
 }
 
@@ -124,12 +125,7 @@ fn snapshot_of(sm: &StateMachine, t: Duration) -> ModelSnapshot {
 }
 
 fn run(config: CircuitBreakerConfig, ops: Vec<Op>) -> Result<(), TestCaseError> {
-    let clones = [
-        Arc::new(StateMachine::new(&config).unwrap()),
-        Arc::new(StateMachine::new(&config).unwrap()),
-    ];
-    let _ = &clones[1]; // a second, unrelated breaker must never be touched
-    let shared = clones[0].clone();
+    let shared = Arc::new(StateMachine::new(&config).unwrap());
     let mut handles = vec![shared.clone(), shared];
     let mut current = 0;
     let mut model = Model::new(&config);
@@ -217,8 +213,6 @@ fn run(config: CircuitBreakerConfig, ops: Vec<Op>) -> Result<(), TestCaseError> 
         let now = Duration::from_nanos(t);
         prop_assert_eq!(snapshot_of(&handles[current], now), model.snapshot(t));
     }
-    // The unrelated breaker saw nothing.
-    prop_assert_eq!(clones[1].snapshot(Duration::ZERO).calls, 0);
     Ok(())
 }
 

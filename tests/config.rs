@@ -263,46 +263,67 @@ fn every_bad_value_is_a_config_error_naming_its_field() {
     }
 }
 
-#[test]
-fn extreme_but_meaningful_values_run_without_panicking() {
-    let layer = CircuitBreakerLayer::builder()
-        .open_duration(Duration::MAX)
-        .max_pushback(Duration::MAX)
-        .backoff(Backoff {
-            multiplier: 1e300,
-            max: Duration::MAX,
-            jitter: 0.99,
-        })
-        .window(SlidingWindow::Count(1))
-        .minimum_calls(1)
-        .build()
-        .unwrap();
-    let sm = palisade::circuit_breaker::StateMachine::new(&{
-        let mut c = CircuitBreakerConfig::default();
-        c.open_duration = Duration::MAX;
-        c.max_pushback = Duration::MAX;
-        c.window = SlidingWindow::Count(1);
-        c.minimum_calls = 1;
-        c.backoff = Some(Backoff {
-            multiplier: 1e300,
-            max: Duration::MAX,
-            jitter: 0.99,
-        });
-        c
-    })
-    .unwrap();
-    let far = Duration::MAX;
-    for _ in 0..3 {
-        if let Ok(p) = sm.admit(far) {
-            sm.record(
-                p,
-                palisade::classify::Outcome::failure().with_pushback(Duration::MAX),
-                far,
+/// The largest durations, pushback and backoff a configuration accepts: a breaker trips,
+/// rejects, and reports an open time that saturates (or none: open until reset), never one
+/// wrapped round to something short; the layer does the same on a runtime.
+#[tokio::test(start_paused = true)]
+async fn extreme_but_meaningful_values_run_without_panicking() {
+    use tower::{Layer, Service, ServiceExt};
+    let mut config = CircuitBreakerConfig::default();
+    config.open_duration = Duration::MAX;
+    config.max_pushback = Duration::MAX;
+    config.window = SlidingWindow::Count(1);
+    config.minimum_calls = 1;
+    config.backoff = Some(Backoff {
+        multiplier: 1e300,
+        max: Duration::MAX,
+        jitter: 0.99,
+    });
+    // Open for as long as the clock can say (its nanoseconds saturate some 584 years on), or
+    // for ever: never a wrapped, short time.
+    const CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+    let saturated = |left: Option<Duration>| left.is_none_or(|d| d >= CENTURY);
+
+    let sm = palisade::circuit_breaker::StateMachine::new(&config).unwrap();
+    let now = Duration::from_secs(3600);
+    let p = sm.admit(now).unwrap();
+    sm.record(
+        p,
+        palisade::classify::Outcome::failure().with_pushback(Duration::MAX),
+        now,
+    );
+    let snap = sm.snapshot(now);
+    assert_eq!(snap.state, palisade::circuit_breaker::State::Open);
+    assert!(saturated(snap.retry_after), "{:?}", snap.retry_after);
+    assert!(sm.admit(now + CENTURY).is_err());
+    // A clock at its own end does not panic either.
+    let _ = sm.admit(Duration::MAX);
+    let _ = sm.snapshot(Duration::MAX);
+
+    let layer = CircuitBreakerLayer::new(&config).unwrap();
+    let breaker = layer.handle();
+    let mut svc = layer.layer(tower::service_fn(|_: ()| async {
+        Err::<(), _>(std::io::Error::other("down"))
+    }));
+    svc.ready().await.unwrap().call(()).await.unwrap_err();
+    assert_eq!(breaker.state(), palisade::circuit_breaker::State::Open);
+    let rejected = match svc.ready().await {
+        Ok(svc) => svc.call(()).await.unwrap_err(),
+        Err(e) => e,
+    };
+    match palisade::error::error_kind(rejected.as_ref()) {
+        palisade::error::ErrorKind::CircuitOpen(open) => {
+            // A service's rejection carries its probe time in one word, saturated at about
+            // 30 years.
+            let decade = CENTURY / 10;
+            assert!(
+                open.retry_after().is_none_or(|d| d >= decade),
+                "{:?}",
+                open.retry_after()
             );
         }
+        other => panic!("expected CircuitOpen, got {other:?}"),
     }
-    let _ = sm.snapshot(far);
-    drop(layer);
 }
 
 use support::any_duration;

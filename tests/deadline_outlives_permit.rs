@@ -87,7 +87,8 @@ async fn a_body_past_its_deadline_is_dropped_before_its_permit_is_given_back() {
     assert!(err.is::<palisade::error::Elapsed>(), "{err:?}");
     // The call is over for palisade: its permit is back...
     assert_eq!(permits.available(), 1);
-    // ...but the dependency still has it: the client's body is alive inside `body`.
+    // ...and the dependency no longer has it: the client's body was dropped with it, though
+    // `body` is still held here.
     assert_eq!(
         live.load(Ordering::SeqCst),
         0,

@@ -348,15 +348,32 @@ mod http_builders {
                     Ok::<_, Infallible>(res)
                 }
             }));
-            runtime().block_on(async {
+            let statuses = runtime().block_on(async {
+                let mut statuses = Vec::new();
                 for _ in 0..2 {
                     let res: Response<Tracked<Full<Bytes>>> =
                         svc.ready().await.unwrap().call(Request::new(())).await.unwrap();
+                    statuses.push(res.status().as_u16());
                     res.into_body().collect().await.unwrap();
                 }
+                statuses
             });
             let stats = cache.stats();
             prop_assert!(stats.entries <= 1 && stats.bytes <= bytes);
+            prop_assert_eq!(statuses[0], 200);
+            // The requests are GETs: kept, and served in place of the 503 (at the same
+            // instant: fresh), when GET is cached and the bounds leave room for a small
+            // response; never when GET is not cached.
+            let gets = methods.contains(&Method::GET);
+            if gets && entry >= 4096 && bytes >= 4096 {
+                prop_assert_eq!((statuses[1], stats.entries), (200, 1), "not served stale");
+            }
+            if !gets {
+                prop_assert_eq!((statuses[1], stats.entries), (503, 0), "served uncached");
+            }
+            if statuses[1] == 200 {
+                prop_assert_eq!(stats.entries, 1);
+            }
         }
 
         #[test]

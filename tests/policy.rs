@@ -626,28 +626,57 @@ mod never_panics {
     }
 }
 
+/// Each of `ServiceBuilderExt`'s layers is there, in order: the breaker records, the bulkhead
+/// holds its permit, the inner timeout (10 ms, not the outer 1 s) cuts a hang, and the
+/// fallback recovers it.
 #[tokio::test(start_paused = true)]
 async fn the_service_builder_extension_stacks_each_layer() {
     use palisade::policy::ServiceBuilderExt;
     use palisade::{bulkhead::BulkheadLayer, circuit_breaker::CircuitBreakerLayer};
     use palisade::{fallback::FallbackLayer, timeout::TimeoutLayer};
-    let timeout = || {
+    let timeout = |ms| {
         TimeoutLayer::builder()
-            .timeout(Duration::from_millis(10))
+            .timeout(Duration::from_millis(ms))
             .build()
             .unwrap()
     };
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    let cb = breaker.handle();
+    let bulkhead = BulkheadLayer::builder().max_concurrent(1).build().unwrap();
+    let permits = bulkhead.handle();
     // tower's `timeout` feature (on in these tests) shadows `.timeout(..)`: call it by path.
-    let builder = <_ as ServiceBuilderExt<_>>::timeout(tower::ServiceBuilder::new(), timeout());
+    let builder =
+        <_ as ServiceBuilderExt<_>>::timeout(tower::ServiceBuilder::new(), timeout(1_000));
     let mut svc = builder
         .fallback(FallbackLayer::new(fallback::value("fallback")))
-        .circuit_breaker(CircuitBreakerLayer::builder().build().unwrap())
-        .bulkhead(BulkheadLayer::builder().build().unwrap())
-        .call_timeout(timeout())
+        .circuit_breaker(breaker)
+        .bulkhead(bulkhead)
+        .call_timeout(timeout(10))
         .service(Dependency::new());
     assert_eq!(call(&mut svc, Reply::Ok).await.unwrap(), "ok");
-    // The hang is cut by the (inner) timeout and recovered by the fallback.
+    assert_eq!(cb.snapshot().calls, 1, "the breaker saw the call");
+    let mut other = svc.clone();
+    let in_flight = call(&mut other, Reply::Delay(Duration::from_millis(5)));
+    let looked = async {
+        tokio::task::yield_now().await;
+        permits.available()
+    };
+    let (answer, available) = tokio::join!(in_flight, looked);
+    assert_eq!(available, 0, "a call in flight holds the permit");
+    assert_eq!(answer.unwrap(), "ok");
+    assert_eq!(permits.available(), 1);
+    let start = tokio::time::Instant::now();
     assert_eq!(call(&mut svc, Reply::Hang).await.unwrap(), "fallback");
+    assert_eq!(
+        start.elapsed(),
+        Duration::from_millis(10),
+        "cut by the inner timeout"
+    );
+    assert_eq!(
+        cb.snapshot().failures,
+        1,
+        "the timeout is the breaker's failure"
+    );
 }
 
 /// `.config(..)` replaces the whole configuration: after settings made by hand it would lose

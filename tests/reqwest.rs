@@ -87,13 +87,16 @@ async fn error_burst_opens_the_breaker_the_server_sees_only_probes_and_healing_c
     assert!(rejected >= 19);
 
     server.set(Fault::healthy());
-    // The breaker says when it admits a probe; that is the rule, so the test waits exactly that.
+    // The breaker says when it admits a probe; that is the rule, so exactly that much time
+    // passes (on tokio's clock, at once).
     let retry_after = cb
         .snapshot()
         .retry_after
         .expect("open, with a time to retry");
     assert!(retry_after <= Duration::from_millis(300));
-    tokio::time::sleep(retry_after).await;
+    tokio::time::pause();
+    tokio::time::advance(retry_after).await;
+    tokio::time::resume();
     let res = send(&mut svc, get(&server, "/a")).await.unwrap();
     assert_eq!(
         res.url().path(),

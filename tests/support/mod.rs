@@ -19,8 +19,13 @@ pub enum Reply {
     Err,
     /// Answer Ok after this long.
     Delay(Duration),
+    /// Fail after this long.
+    FailAfter(Duration),
     /// Never answer.
     Hang,
+    /// Answer Ok after yielding once: in flight across a scheduling point, as a call that
+    /// waits on the network is.
+    Yield,
     /// Answer Ok with this body (a test's classifier may call it a failure response).
     Answer(&'static str),
 }
@@ -118,7 +123,15 @@ impl Service<Reply> for Dependency {
                     tokio::time::sleep(d).await;
                     Ok("ok")
                 }
+                Reply::FailAfter(d) => {
+                    tokio::time::sleep(d).await;
+                    Err(Failed)
+                }
                 Reply::Hang => std::future::pending().await,
+                Reply::Yield => {
+                    tokio::task::yield_now().await;
+                    Ok("ok")
+                }
                 Reply::Answer(body) => Ok(body),
             };
             guard.done = true;
