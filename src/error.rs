@@ -725,6 +725,19 @@ pub fn error_kind<'a>(err: &'a (dyn Error + 'static)) -> ErrorKind<'a> {
     ErrorKind::Inner(err)
 }
 
+/// Whether `e` is an error palisade made (a rejection, a deadline's `Elapsed`, a caught
+/// panic), which a deadline further out passes on as it is: each says more than a timeout
+/// would, and a deadline's has told the listeners already.
+#[cold]
+pub(crate) fn palisades_own(e: &tower::BoxError) -> bool {
+    let kind = error_kind(e.as_ref());
+    kind.is_rejection()
+        || matches!(
+            kind,
+            ErrorKind::TimedOut(_) | ErrorKind::CallbackPanicked(_)
+        )
+}
+
 /// How many errors of a source chain [`error_kind`] looks at.
 const MAX_SOURCES: usize = 32;
 

@@ -2025,3 +2025,39 @@ async fn a_grpc_reply_ending_without_trailers_while_classified_is_not_kept() {
     let _ = res.into_body().collect().await;
     assert_eq!(cache.stats().entries, 0, "a reply with no status kept");
 }
+
+/// A gRPC policy with a whole-response deadline and no shorter timeout sends the deadline as
+/// `grpc-timeout`, and a client that enforces it (tonic's channel does) fails the call on the
+/// deadline's own tick, before the response's head: that is the deadline's `Elapsed`, told to
+/// the listeners once, not the client's error.
+#[tokio::test(start_paused = true)]
+async fn a_client_enforcing_the_deadline_it_was_sent_ends_the_call_as_the_deadlines_timeout() {
+    let deadline = Duration::from_millis(100);
+    let timeouts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = timeouts.clone();
+    let policy = Policy::builder()
+        .grpc()
+        .response_deadline(deadline)
+        .listener(move |event: &palisade::events::Event| {
+            if matches!(event, palisade::events::Event::TimedOut { .. }) {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        })
+        .build()
+        .unwrap();
+    let svc = policy.layer(tower::service_fn(|req: Request<()>| async move {
+        let sent = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+            .expect("the deadline is sent");
+        tokio::time::sleep(sent).await;
+        Err::<Response<Pipe>, _>(std::io::Error::other("timeout expired"))
+    }));
+    let err = svc.oneshot(Request::new(())).await.unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(e) if e.after() == deadline),
+        "{err:?}"
+    );
+    assert_eq!(timeouts.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

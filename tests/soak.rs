@@ -26,6 +26,8 @@
 //! RELIABILITY.md). Run alone: `cargo test --all-features --test soak -- --nocapture`.
 #![cfg(all(feature = "http", feature = "testkit"))]
 
+mod support;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::Write;
@@ -53,6 +55,8 @@ use palisade::fallback::{FailureKind, Stale};
 use palisade::http::{HttpStaleCache, Tracked};
 use palisade::policy::Policy;
 use palisade::testkit::{Fault, FaultProxy, FlakyServer, ProxyMode, Reply};
+#[cfg(target_os = "linux")]
+use support::rss_kib;
 use tokio::time::Instant;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
@@ -477,16 +481,6 @@ fn inject(kind: Kind, server: &FlakyServer, proxy: &FaultProxy, seed: u64) {
 #[cfg(target_os = "linux")]
 fn open_files() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
-}
-
-#[cfg(target_os = "linux")]
-fn rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap()
 }
 
 /// Writes to stderr even under the test harness's capture (which takes only `print!`s).

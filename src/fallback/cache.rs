@@ -421,9 +421,8 @@ where
 
     /// A response for `key` may not be kept: the key's response goes, unless its head came
     /// later (an older response's refusal does not undo a newer one). With `remember`, the
-    /// refusal is kept too, so that a response whose head came before and whose body ends
-    /// later is not kept either (for responses stored as their bodies end; one stored at once
-    /// has no such rival).
+    /// refusal is kept too, so that a response whose head came before and which is stored
+    /// later (its body read, or its copy made, meanwhile) is not kept either.
     fn refuse(&self, key: K, current: Current, remember: bool) {
         let mut guard = self.lock();
         let store = &mut *guard;
@@ -686,7 +685,9 @@ where
     /// the per-entry cap: then no copy is made, and the key's older entry goes too (it no
     /// longer stands for what the dependency answers).
     pub(crate) fn store(&self, key: K, copy: impl FnOnce() -> Res, bytes: usize) {
-        self.keep(key, copy, bytes, self.current(), false);
+        // A refusal is remembered here too: another call's response, whose head came first,
+        // may still be being copied, outside the store's lock.
+        self.keep(key, copy, bytes, self.current(), true);
     }
 
     /// When and in what order a response's head arrived, for [`store_at`](Self::store_at),
@@ -826,6 +827,25 @@ mod tests {
         let store = cache.inner.lock();
         assert_eq!(store.refusals.len(), MAX_REFUSALS);
         assert!(store.refusal_order.len() <= 2 * MAX_REFUSALS + 64);
+    }
+
+    /// A response whose copy is still being made (its head came first) while a newer one for
+    /// its key is refused as too large is not kept: the cache never serves a response older
+    /// than one it refused.
+    #[tokio::test(start_paused = true)]
+    async fn a_response_copied_while_a_newer_one_is_refused_is_not_kept() {
+        let cache = StaleCache::builder(|k: &u32| Some(*k))
+            .size(|r: &&str| r.len())
+            .max_entry_bytes(8)
+            .build()
+            .unwrap();
+        let copying = cache.current(); // its number taken, its copy not made yet
+        cache.store(0, || "far too large", 13); // newer, refused
+        cache.keep(0, || "small", 5, copying, false); // the older copy lands
+        assert!(
+            cache.lookup(&0).is_none(),
+            "an older response than a refused one kept"
+        );
     }
 
     /// A refusal outlives a later response stored for its key: once that response is evicted,

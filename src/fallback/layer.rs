@@ -77,7 +77,10 @@ impl<R> FallbackLayer<R> {
 }
 
 impl<R, C> FallbackLayer<R, C> {
-    /// Only these kinds of failure are recovered; the others reach the caller unchanged.
+    /// Only these kinds of failure are recovered; the others reach the caller as they came
+    /// (a typed breaker's [`BreakerError`](crate::error::BreakerError) inside, as every error
+    /// through the fallback, comes out as the `BoxError` it holds: the fallback's error type is
+    /// `BoxError`).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]

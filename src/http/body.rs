@@ -75,11 +75,12 @@ impl Deadline {
     }
 
     /// Polls a response head against `deadline`: the head with what is left of the deadline
-    /// (for its body), or [`Elapsed`] once it has passed. An error the head gives is passed on
-    /// as it is, even at or after the deadline (the timeout layer reports one at its own
-    /// deadline as `Elapsed`). At the deadline the client's future is dropped there and then
-    /// (the request at the dependency with it), not when the caller drops this one: a
-    /// bulkhead outside has given its permit back by then.
+    /// (for its body), or [`Elapsed`] once it has passed. An error the head gives at or after
+    /// the deadline is the deadline's `Elapsed` too (tonic's channel, enforcing the
+    /// `grpc-timeout` the deadline sent, fails the call on the same tick), unless it is
+    /// palisade's own; before it, it is passed on as it is. At the deadline the client's
+    /// future is dropped there and then (the request at the dependency with it), not when the
+    /// caller drops this one: a bulkhead outside has given its permit back by then.
     pub(crate) fn poll_head<F, T, E>(
         mut fut: Pin<&mut Option<F>>,
         deadline: &mut Option<Self>,
@@ -98,7 +99,16 @@ impl Deadline {
         };
         match head.poll(cx) {
             Poll::Ready(Ok(head)) => Poll::Ready(Ok((head, deadline.take()))),
-            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Ready(Err(err)) => {
+                let err = err.into();
+                match deadline {
+                    Some(d) if Instant::now() >= d.0.at && !crate::error::palisades_own(&err) => {
+                        fut.set(None);
+                        Poll::Ready(Err(Box::new(d.elapsed())))
+                    }
+                    _ => Poll::Ready(Err(err)),
+                }
+            }
             Poll::Pending => match Self::expired(deadline, cx) {
                 Some(elapsed) => {
                     fut.set(None);

@@ -7,7 +7,7 @@ use pin_project_lite::pin_project;
 use tokio::time::{Instant, Sleep, sleep_until};
 use tower::BoxError;
 
-use crate::error::{CallbackPanicked, Elapsed, ErrorKind, error_kind};
+use crate::error::{CallbackPanicked, Elapsed};
 use crate::events::{Event, Listeners};
 
 pin_project! {
@@ -157,7 +157,7 @@ where
                     // caught panic, each of which says more than a timeout would.
                     if let Err(e) = &result
                         && this.timer.is_past(*this.after)
-                        && !palisades_own(e)
+                        && !crate::error::palisades_own(e)
                     {
                         this.inner.set(Inner::Expired);
                         return Poll::Ready(Err(timed_out(*this.after, this.listeners)));
@@ -209,18 +209,6 @@ impl Timer {
             Timer::Sleeping { sleep } => sleep.deadline() <= Instant::now(),
         }
     }
-}
-
-/// Whether `e` is an error palisade made below this timeout, which the timeout passes on as
-/// it is.
-#[cold]
-fn palisades_own(e: &BoxError) -> bool {
-    let kind = error_kind(e.as_ref());
-    kind.is_rejection()
-        || matches!(
-            kind,
-            ErrorKind::TimedOut(_) | ErrorKind::CallbackPanicked(_)
-        )
 }
 
 /// The error for a call that ran out of time, told to the listeners.

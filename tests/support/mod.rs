@@ -234,3 +234,25 @@ pub fn policy_handles<R, C, A, H>(
             .expect("the policy has a circuit breaker"),
     )
 }
+
+/// This process's resident memory, in KiB (Linux).
+#[cfg(target_os = "linux")]
+pub fn rss_kib() -> u64 {
+    status_kib("VmRSS:")
+}
+
+/// The most resident memory this process has had, in KiB (Linux).
+#[cfg(target_os = "linux")]
+pub fn peak_rss_kib() -> u64 {
+    status_kib("VmHWM:")
+}
+
+#[cfg(target_os = "linux")]
+fn status_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}

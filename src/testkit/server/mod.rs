@@ -184,6 +184,10 @@ impl Drop for InFlight {
 /// answered as gRPC (the `palisade.testkit.Echo/Say` method of [`grpc`](crate::testkit::grpc)),
 /// so a tonic `Channel` and a hyper client can share it. Any path works for HTTP.
 ///
+/// A request's body is read to its end before the fault's latency and answer, and dropped as
+/// it comes (a gRPC request's first 4 MiB are kept, for its echo): an upload of any size costs
+/// the server no memory.
+///
 /// # Example
 ///
 /// ```
