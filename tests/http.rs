@@ -2033,6 +2033,31 @@ async fn a_grpc_reply_ending_without_trailers_while_classified_is_not_kept() {
 #[tokio::test(start_paused = true)]
 async fn a_client_enforcing_the_deadline_it_was_sent_ends_the_call_as_the_deadlines_timeout() {
     let deadline = Duration::from_millis(100);
+    let (timeouts, policy) = deadline_policy(deadline);
+    let svc = policy.layer(tower::service_fn(|req: Request<()>| async move {
+        let sent = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
+            .expect("the deadline is sent");
+        tokio::time::sleep(sent).await;
+        Err::<Response<Pipe>, _>(std::io::Error::other("timeout expired"))
+    }));
+    let err = svc.oneshot(Request::new(())).await.unwrap_err();
+    assert!(
+        matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(e) if e.after() == deadline),
+        "{err:?}"
+    );
+    assert_eq!(timeouts.load(std::sync::atomic::Ordering::SeqCst), 1);
+}
+
+/// A gRPC policy with a whole-response deadline, and how many `TimedOut` events it told.
+fn deadline_policy(
+    deadline: Duration,
+) -> (
+    Arc<std::sync::atomic::AtomicUsize>,
+    PolicyLayer<NoFallback, GrpcClassifier, palisade::http::TrackLayer, UntilBodyEnd>,
+) {
     let timeouts = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = timeouts.clone();
     let policy = Policy::builder()
@@ -2045,16 +2070,25 @@ async fn a_client_enforcing_the_deadline_it_was_sent_ends_the_call_as_the_deadli
         })
         .build()
         .unwrap();
-    let svc = policy.layer(tower::service_fn(|req: Request<()>| async move {
-        let sent = req
-            .headers()
-            .get("grpc-timeout")
-            .and_then(|v| parse_grpc_timeout(v.as_bytes()))
-            .expect("the deadline is sent");
-        tokio::time::sleep(sent).await;
-        Err::<Response<Pipe>, _>(std::io::Error::other("timeout expired"))
-    }));
-    let err = svc.oneshot(Request::new(())).await.unwrap_err();
+    (timeouts, policy)
+}
+
+/// The same in the body: the stream reset at the deadline (a client or a server enforcing
+/// the `grpc-timeout` it was sent) is the deadline's `Elapsed`, told once.
+#[tokio::test(start_paused = true)]
+async fn a_body_broken_at_its_deadline_ends_as_the_deadlines_timeout() {
+    let deadline = Duration::from_millis(100);
+    let (timeouts, policy) = deadline_policy(deadline);
+    let script = Script::default();
+    let mut svc = policy.layer(script.service());
+    script.answer(200, &[("content-type", "application/grpc")]);
+    let res = call(&mut svc).await.unwrap();
+    tokio::time::advance(deadline).await;
+    script
+        .feed(0)
+        .send(Err("stream reset: CANCEL".into()))
+        .unwrap();
+    let err = read_all(res.into_body()).await.unwrap_err();
     assert!(
         matches!(error_kind(err.as_ref()), ErrorKind::TimedOut(e) if e.after() == deadline),
         "{err:?}"

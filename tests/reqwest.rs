@@ -1,5 +1,6 @@
 //! A `reqwest::Client` behind the Policy, against the testkit's flaky server over loopback:
-//! real sockets, real time (no paused clock), bounded waits.
+//! real sockets, real time, bounded waits; a breaker's open time is let pass on tokio's clock
+//! (paused, advanced, resumed) rather than waited out.
 #![cfg(all(feature = "reqwest", feature = "testkit"))]
 
 use std::time::Duration;

@@ -147,7 +147,8 @@ const MAX_REFUSALS: usize = 1024;
 ///
 /// Cheap to clone: clones are handles on one cache. Bounded in entries and in bytes (the oldest entries go first); a response larger than
 /// `max_entry_bytes` is passed through uncached (and the older entry for its key is dropped,
-/// so the cache never serves a response older than one it refused). Only responses that
+/// so the cache never serves a response older than one it refused; the last 1 024 refused keys
+/// are remembered for that, outside `max_bytes`). Only responses that
 /// reached [`Recover::succeeded`], that is, classified as successes, are stored.
 ///
 /// **The key must include everything that makes responses differ per caller** (tenant,

@@ -74,6 +74,14 @@ impl Deadline {
         (Instant::now() >= deadline.0.at).then(|| deadline.elapsed())
     }
 
+    /// [`passed`](Self::passed), for a call that failed with `err`: its `Elapsed` unless `err`
+    /// is palisade's own (which says more, and has told the listeners already). Reads the clock
+    /// only when there is a deadline.
+    pub(crate) fn passed_for(deadline: &Option<Self>, err: &BoxError) -> Option<Elapsed> {
+        let d = deadline.as_ref()?;
+        (Instant::now() >= d.0.at && !crate::error::palisades_own(err)).then(|| d.elapsed())
+    }
+
     /// Polls a response head against `deadline`: the head with what is left of the deadline
     /// (for its body), or [`Elapsed`] once it has passed. An error the head gives at or after
     /// the deadline is the deadline's `Elapsed` too (tonic's channel, enforcing the
@@ -101,12 +109,12 @@ impl Deadline {
             Poll::Ready(Ok(head)) => Poll::Ready(Ok((head, deadline.take()))),
             Poll::Ready(Err(err)) => {
                 let err = err.into();
-                match deadline {
-                    Some(d) if Instant::now() >= d.0.at && !crate::error::palisades_own(&err) => {
+                match Self::passed_for(deadline, &err) {
+                    Some(elapsed) => {
                         fut.set(None);
-                        Poll::Ready(Err(Box::new(d.elapsed())))
+                        Poll::Ready(Err(Box::new(elapsed)))
                     }
-                    _ => Poll::Ready(Err(err)),
+                    None => Poll::Ready(Err(err)),
                 }
             }
             Poll::Pending => match Self::expired(deadline, cx) {
@@ -573,8 +581,19 @@ where
             }
             Some(Err(err)) => {
                 *this.ended = true;
+                let err = err.into();
+                // An error at or after the deadline is the deadline's (a client or a server
+                // enforcing the `grpc-timeout` it sent resets the stream on its tick), unless
+                // it is palisade's own: as at the head.
+                let err = match Deadline::passed_for(this.deadline, &err) {
+                    Some(elapsed) => {
+                        this.inner.set(Source::Replay { rest: None });
+                        Box::new(elapsed)
+                    }
+                    None => err,
+                };
                 end_with(this.hooks, this.tee, End::Failed, None);
-                Poll::Ready(Some(Err(err.into())))
+                Poll::Ready(Some(Err(err)))
             }
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {

@@ -136,10 +136,11 @@ fn ok_trailers() -> HeaderMap {
     grpc_status_headers(tonic::Code::Ok, "", None)
 }
 
-/// The most of a gRPC request's body kept (tonic's default limit on a message it decodes);
-/// the rest is read and dropped, as an HTTP request's whole body is: a request of any size,
-/// or one that never ends, costs the server no memory for its body.
-const MAX_GRPC_REQUEST: usize = 4 << 20;
+/// The most of a gRPC request's body kept: its frame's 5-byte prefix and a message up to
+/// tonic's default limit on a message it decodes (4 MiB). The rest is read and dropped, as an
+/// HTTP request's whole body is: a request of any size, or one that never ends, costs the
+/// server at most this for its body (a larger message is answered as malformed).
+const MAX_GRPC_REQUEST: usize = 5 + (4 << 20);
 
 /// Reads a request's body to its end: a gRPC request's first `MAX_GRPC_REQUEST` bytes (its
 /// message, for the echo), nothing of any other. A body that fails to arrive means the client

@@ -185,8 +185,8 @@ impl Drop for InFlight {
 /// so a tonic `Channel` and a hyper client can share it. Any path works for HTTP.
 ///
 /// A request's body is read to its end before the fault's latency and answer, and dropped as
-/// it comes (a gRPC request's first 4 MiB are kept, for its echo): an upload of any size costs
-/// the server no memory.
+/// it comes: an HTTP upload of any size costs the server no memory, a gRPC request at most its
+/// message up to 4 MiB (kept for its echo; a larger one is answered `INTERNAL`, malformed).
 ///
 /// # Example
 ///
