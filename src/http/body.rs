@@ -151,7 +151,9 @@ pin_project! {
     /// * at its clean end, records the call's outcome with the circuit breaker: for HTTP the
     ///   head's outcome; for gRPC the `grpc-status` of the trailers (an end without one is a
     ///   failure);
-    /// * on a body error (a reset connection, a broken stream), records a failure;
+    /// * on a body error (a reset connection, a broken stream), records a failure; an error at
+    ///   or after the whole-response deadline, if one is set, comes out as its [`Elapsed`]
+    ///   (unless it is palisade's own);
     /// * at the whole-response deadline, if one is set, ends with an [`Elapsed`] error (never a
     ///   truncated success) and records a failure, whether it is waiting for the next frame or
     ///   its data or trailers frames are ready and read late. The deadline acts as the body is
