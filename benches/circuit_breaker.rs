@@ -43,6 +43,11 @@ fn main() {
         "failsafe_open",
         "recloser_closed",
         "recloser_open",
+        "bare_flaky",
+        "palisade_closed_flaky",
+        "tower_resilience_closed_flaky",
+        "failsafe_closed_flaky",
+        "recloser_closed_flaky",
         "pending_bare",
         "pending_tower_timeout",
         "pending_palisade_closed_count",
@@ -238,6 +243,55 @@ fn main() {
             (),
         );
 
+        // Closed, over a dependency that fails one call in 50: each breaker's window holds
+        // failures, as a real one does (the cases above keep nothing but successes, which
+        // lets palisade's window skip its write).
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "bare_flaky",
+            support::flaky(),
+            (),
+        );
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "palisade_closed_flaky",
+            closed.layer(support::flaky()),
+            (),
+        );
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "tower_resilience_closed_flaky",
+            tr.layer(support::flaky()),
+            (),
+        );
+        let fs_flaky = failsafe::Config::new().build();
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "failsafe_closed_flaky",
+            service_fn(move |()| {
+                use failsafe::futures::CircuitBreaker;
+                fs_flaky.call(std::future::ready(support::flaky_result()))
+            }),
+            (),
+        );
+        let rc_flaky = recloser::AsyncRecloser::from(recloser::Recloser::custom().build());
+        support::case(
+            &mut c,
+            (ONE, TWO),
+            &mut allocs,
+            "recloser_closed_flaky",
+            service_fn(move |()| rc_flaky.call(std::future::ready(support::flaky_result()))),
+            (),
+        );
+
         // The targets again, each case in turn with tower's Timeout, so that the VM's drift
         // over a run (criterion measures one case after another) cannot decide them.
         let rt = support::runtime1();
@@ -259,6 +313,34 @@ fn main() {
             ],
             41,
             50_000,
+        );
+        // And against tower-resilience's breaker, over both dependencies.
+        support::interleaved(
+            support::runner(&rt, "tower_resilience_closed", tr.layer(bare), ()),
+            vec![support::runner(
+                &rt,
+                "palisade_closed_count",
+                closed.layer(bare),
+                (),
+            )],
+            41,
+            10_000,
+        );
+        support::interleaved(
+            support::runner(
+                &rt,
+                "tower_resilience_closed_flaky",
+                tr.layer(support::flaky()),
+                (),
+            ),
+            vec![support::runner(
+                &rt,
+                "palisade_closed_flaky",
+                closed.layer(support::flaky()),
+                (),
+            )],
+            41,
+            10_000,
         );
     }
     // The same with an inner future that is pending once (as any real network call is): the

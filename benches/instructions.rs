@@ -12,6 +12,8 @@
 //! `cargo bench --bench instructions` alone runs every case once, quickly (a smoke test). The
 //! `breaker_metrics` case needs `--features metrics`.
 
+mod support;
+
 use std::convert::Infallible;
 use std::hint::black_box;
 use std::time::Duration;
@@ -230,6 +232,15 @@ fn run(case: &str, calls: u64) -> bool {
                 )
                 .await
             }
+            "bare_flaky" => drive(support::flaky(), calls).await,
+            "breaker_closed_flaky" => {
+                let layer = CircuitBreakerLayer::builder().build().unwrap();
+                drive(layer.layer(support::flaky()), calls).await
+            }
+            "tower_resilience_breaker_flaky" => {
+                let layer = TrCircuitBreakerLayer::builder().build().unwrap();
+                drive(layer.layer(support::flaky()), calls).await
+            }
             "recloser_breaker" => {
                 let rc = recloser::AsyncRecloser::from(recloser::Recloser::custom().build());
                 let svc = service_fn(move |()| rc.call(async { Ok::<_, Infallible>(()) }));
@@ -278,6 +289,9 @@ fn main() {
         "tower_resilience_stack",
         "failsafe_breaker",
         "recloser_breaker",
+        "bare_flaky",
+        "breaker_closed_flaky",
+        "tower_resilience_breaker_flaky",
         #[cfg(feature = "metrics")]
         "breaker_metrics",
     ];

@@ -195,7 +195,7 @@ fn main() {
         groups,
         &mut allocs,
         "tower_resilience_stack",
-        tr_stack,
+        tr_stack.clone(),
         (),
     );
 
@@ -248,5 +248,17 @@ fn main() {
         )],
         41,
         50_000,
+    );
+    // The 1/10 target, in turn with tower-resilience's stack.
+    support::interleaved(
+        support::runner(&rt, "tower_resilience_stack", tr_stack, ()),
+        vec![support::runner(
+            &rt,
+            "palisade_policy",
+            policy.layer(bare),
+            (),
+        )],
+        41,
+        10_000,
     );
 }

@@ -12,6 +12,8 @@ use criterion::Criterion;
 use tower::{Service, ServiceExt};
 
 mod counting;
+// (The `instructions` bench keeps the system allocator: its counts are of palisade's code.)
+#[allow(unused_imports)]
 pub use counting::{Counting, allocs};
 
 pub fn runtime1() -> tokio::runtime::Runtime {
@@ -19,6 +21,39 @@ pub fn runtime1() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .unwrap()
+}
+
+/// The outcome of a dependency that fails one call in 50 on each thread (a reset
+/// connection, an error that allocates nothing): a healthy dependency's occasional error. A
+/// breaker's window then holds failures (2 %, far below any threshold), so its closed path is
+/// not the one a window of nothing but successes takes.
+pub fn flaky_result() -> Result<(), std::io::Error> {
+    thread_local! {
+        static CALLS: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    }
+    let n = CALLS.with(|c| {
+        let n = c.get().wrapping_add(1);
+        c.set(n);
+        n
+    });
+    if n.is_multiple_of(50) {
+        Err(std::io::ErrorKind::ConnectionReset.into())
+    } else {
+        Ok(())
+    }
+}
+
+/// A no-op service that answers [`flaky_result`].
+pub fn flaky() -> impl Service<
+    (),
+    Response = (),
+    Error = std::io::Error,
+    Future = std::future::Ready<Result<(), std::io::Error>>,
+> + Clone
++ Send
++ Sync
++ 'static {
+    tower::service_fn(|()| std::future::ready(flaky_result()))
 }
 
 /// Drives `iters` calls through `svc`, awaiting each.
