@@ -70,12 +70,17 @@ where
     }
 }
 
+/// Allocations per call of one case: with one task, and with two tasks on two threads sharing
+/// one instance (each thread counts its own).
+pub type Allocs = (String, f64, f64);
+
 /// Measures one case: one task, and two tasks on two worker threads sharing one instance
-/// (reported per call per task, so 1.0x is perfect scaling). Also counts allocations per call.
+/// (reported per call per task, so 1.0x is perfect scaling). Also counts allocations per call,
+/// both ways.
 pub fn case<S, Req>(
     c: &mut Criterion,
     groups: (&str, &str),
-    allocs_out: &mut Vec<(String, f64)>,
+    allocs_out: &mut Vec<Allocs>,
     name: &str,
     svc: S,
     req: Req,
@@ -88,14 +93,35 @@ pub fn case<S, Req>(
     // Allocations per call, after a warm-up.
     {
         let mut s = svc.clone();
-        let req = req.clone();
+        let one_req = req.clone();
         let per_call = rt1.block_on(async move {
-            drive(&mut s, &req, 1_000).await;
+            drive(&mut s, &one_req, 1_000).await;
             let before = allocs();
-            drive(&mut s, &req, 10_000).await;
+            drive(&mut s, &one_req, 10_000).await;
             (allocs() - before) as f64 / 10_000.0
         });
-        allocs_out.push((name.to_owned(), per_call));
+        // Two threads at once, each counting its own calls' allocations.
+        let barrier = Barrier::new(2);
+        let counted: u64 = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let mut s = svc.clone();
+                    let req = req.clone();
+                    let barrier = &barrier;
+                    scope.spawn(move || {
+                        runtime1().block_on(async move {
+                            drive(&mut s, &req, 1_000).await;
+                            barrier.wait();
+                            let before = allocs();
+                            drive(&mut s, &req, 10_000).await;
+                            allocs() - before
+                        })
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        allocs_out.push((name.to_owned(), per_call, counted as f64 / 20_000.0));
     }
     let mut one = c.benchmark_group(groups.0);
     one.bench_function(name, |b| {
@@ -167,7 +193,7 @@ fn median_ns(group: &str, id: &str) -> Option<f64> {
 }
 
 /// Prints medians, ratios to `baselines` and the contention ratio for every case.
-pub fn report(one: &str, two: &str, names: &[&str], baselines: &[&str], allocs: &[(String, f64)]) {
+pub fn report(one: &str, two: &str, names: &[&str], baselines: &[&str], allocs: &[Allocs]) {
     let mut head = format!(
         "\n{:<44} {:>9} {:>9} {:>8}",
         "case", "1 task ns", "2 task ns", "2/1"
@@ -175,7 +201,7 @@ pub fn report(one: &str, two: &str, names: &[&str], baselines: &[&str], allocs: 
     for b in baselines {
         head.push_str(&format!(" {:>14}", format!("/ {b}")));
     }
-    head.push_str(&format!(" {:>8}", "allocs"));
+    head.push_str(&format!(" {:>8} {:>8}", "allocs", "allocs 2"));
     println!("{head}");
     for name in names {
         let (Some(m1), m2) = (median_ns(one, name), median_ns(two, name)) else {
@@ -192,11 +218,13 @@ pub fn report(one: &str, two: &str, names: &[&str], baselines: &[&str], allocs: 
             let r = median_ns(one, b).map_or("-".into(), |base| format!("{:.2}x", m1 / base));
             line.push_str(&format!(" {r:>14}"));
         }
-        let a = allocs
+        let (a, a2) = allocs
             .iter()
-            .find(|(n, _)| n == name)
-            .map_or("-".into(), |(_, a)| format!("{a:.1}"));
-        line.push_str(&format!(" {a:>8}"));
+            .find(|(n, _, _)| n == name)
+            .map_or(("-".into(), "-".into()), |(_, a, a2)| {
+                (format!("{a:.2}"), format!("{a2:.2}"))
+            });
+        line.push_str(&format!(" {a:>8} {a2:>8}"));
         println!("{line}");
     }
 }
