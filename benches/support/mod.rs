@@ -101,26 +101,17 @@ pub fn case<S, Req>(
             (allocs() - before) as f64 / 10_000.0
         });
         // Two threads at once, each counting its own calls' allocations.
-        let barrier = Barrier::new(2);
-        let counted: u64 = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..2)
-                .map(|_| {
-                    let mut s = svc.clone();
-                    let req = req.clone();
-                    let barrier = &barrier;
-                    scope.spawn(move || {
-                        runtime1().block_on(async move {
-                            drive(&mut s, &req, 1_000).await;
-                            barrier.wait();
-                            let before = allocs();
-                            drive(&mut s, &req, 10_000).await;
-                            allocs() - before
-                        })
-                    })
-                })
-                .collect();
-            handles.into_iter().map(|h| h.join().unwrap()).sum()
-        });
+        let counted: u64 = on_two_threads(&svc, &req, |mut s, req, barrier| {
+            runtime1().block_on(async move {
+                drive(&mut s, &req, 1_000).await;
+                barrier.wait();
+                let before = allocs();
+                drive(&mut s, &req, 10_000).await;
+                allocs() - before
+            })
+        })
+        .into_iter()
+        .sum();
         allocs_out.push((name.to_owned(), per_call, counted as f64 / 20_000.0));
     }
     let mut one = c.benchmark_group(groups.0);
@@ -139,34 +130,44 @@ pub fn case<S, Req>(
     let mut two = c.benchmark_group(groups.1);
     two.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            // Two OS threads, each driving its own clone on its own runtime, started together.
-            let barrier = Barrier::new(2);
-            std::thread::scope(|scope| {
-                let handles: Vec<_> = (0..2)
-                    .map(|_| {
-                        let mut s = svc.clone();
-                        let req = req.clone();
-                        let barrier = &barrier;
-                        scope.spawn(move || {
-                            let rt = runtime1();
-                            rt.block_on(async move {
-                                barrier.wait();
-                                let start = Instant::now();
-                                drive(&mut s, &req, iters).await;
-                                start.elapsed()
-                            })
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().unwrap())
-                    .max()
-                    .unwrap_or(Duration::ZERO)
+            on_two_threads(&svc, &req, |mut s, req, barrier| {
+                runtime1().block_on(async move {
+                    barrier.wait();
+                    let start = Instant::now();
+                    drive(&mut s, &req, iters).await;
+                    start.elapsed()
+                })
             })
+            .into_iter()
+            .max()
+            .unwrap_or(Duration::ZERO)
         })
     });
     two.finish();
+}
+
+/// Runs `run` on two OS threads at once, each with its own clone of `svc` and of `req`, and a
+/// barrier to start the measured part together; gives both results.
+fn on_two_threads<S, Req, T>(
+    svc: &S,
+    req: &Req,
+    run: impl Fn(S, Req, &Barrier) -> T + Sync,
+) -> Vec<T>
+where
+    S: Clone + Send,
+    Req: Clone + Send,
+    T: Send,
+{
+    let barrier = Barrier::new(2);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| {
+                let (s, req, barrier, run) = (svc.clone(), req.clone(), &barrier, &run);
+                scope.spawn(move || run(s, req, barrier))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
 }
 
 pub fn configure() -> Criterion {

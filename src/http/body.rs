@@ -78,8 +78,11 @@ impl Deadline {
     /// is palisade's own (which says more, and has told the listeners already). Reads the clock
     /// only when there is a deadline.
     pub(crate) fn passed_for(deadline: &Option<Self>, err: &BoxError) -> Option<Elapsed> {
-        let d = deadline.as_ref()?;
-        (Instant::now() >= d.0.at && !crate::error::palisades_own(err)).then(|| d.elapsed())
+        deadline.as_ref()?;
+        if crate::error::palisades_own(err) {
+            return None;
+        }
+        Self::passed(deadline)
     }
 
     /// Polls a response head against `deadline`: the head with what is left of the deadline
