@@ -44,6 +44,14 @@ async fn drive<S: Service<()>>(mut svc: S, calls: u64) {
     }
 }
 
+/// Each call through a clone of `svc` made for it, as handlers that clone a client per request
+/// do.
+async fn drive_cloned<S: Service<()> + Clone>(svc: S, calls: u64) {
+    for _ in 0..calls {
+        let _ = black_box(svc.clone().oneshot(()).await.is_ok());
+    }
+}
+
 /// Calls that fail (an open breaker's rejections).
 async fn drive_rejected<S: Service<()>>(mut svc: S, calls: u64) {
     for _ in 0..calls {
@@ -177,6 +185,7 @@ fn run(case: &str, calls: u64) -> bool {
                 });
                 drive(four_layers(second).layer(inner), calls).await
             }
+            "policy_cloned_per_call" => drive_cloned(four_layers(second).layer(bare), calls).await,
             "stack_by_hand" => {
                 // The Policy's four layers stacked with `ServiceBuilder`: what the Policy's
                 // glue (a part that may be left out) costs on top of its parts.
@@ -208,7 +217,7 @@ fn run(case: &str, calls: u64) -> bool {
                 svc.force_open().await;
                 drive_rejected(svc, calls).await
             }
-            "tower_resilience_stack" => {
+            "tower_resilience_stack" | "tower_resilience_stack_cloned_per_call" => {
                 let stack = ServiceBuilder::new()
                     .layer(TrFallbackLayer::<(), (), TrStackError>::value(()))
                     .layer(TrCircuitBreakerLayer::builder().build().unwrap())
@@ -221,7 +230,11 @@ fn run(case: &str, calls: u64) -> bool {
                     )
                     .layer(TimeLimiterLayer::builder().timeout_duration(second).build())
                     .service(bare);
-                drive(stack, calls).await
+                if case.ends_with("_cloned_per_call") {
+                    drive_cloned(stack, calls).await
+                } else {
+                    drive(stack, calls).await
+                }
             }
             "failsafe_breaker" => {
                 use failsafe::futures::CircuitBreaker;
@@ -282,11 +295,13 @@ fn main() {
         "policy",
         "policy_with_fallback",
         "policy_after_a_wait",
+        "policy_cloned_per_call",
         "stack_by_hand",
         "fallback",
         "tower_resilience_breaker",
         "tower_resilience_open",
         "tower_resilience_stack",
+        "tower_resilience_stack_cloned_per_call",
         "failsafe_breaker",
         "recloser_breaker",
         "bare_flaky",

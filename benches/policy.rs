@@ -49,10 +49,12 @@ fn main() {
         "palisade_fallback",
         "palisade_fallback_fn",
         "palisade_policy",
+        "palisade_policy_cloned",
         "tower_resilience_bulkhead",
         "tower_resilience_time_limiter",
         "tower_resilience_fallback",
         "tower_resilience_stack",
+        "tower_resilience_stack_cloned",
     ];
     let groups = (ONE, TWO);
 
@@ -138,6 +140,15 @@ fn main() {
         policy.layer(bare),
         (),
     );
+    // Cloned for each call, as a handler that clones its client per request calls it.
+    support::case(
+        &mut c,
+        groups,
+        &mut allocs,
+        "palisade_policy_cloned",
+        support::ClonePerCall(policy.layer(bare)),
+        (),
+    );
 
     // tower-resilience, each part alone.
     let tr_bulkhead = TrBulkheadLayer::builder()
@@ -196,6 +207,14 @@ fn main() {
         &mut allocs,
         "tower_resilience_stack",
         tr_stack.clone(),
+        (),
+    );
+    support::case(
+        &mut c,
+        groups,
+        &mut allocs,
+        "tower_resilience_stack_cloned",
+        support::ClonePerCall(tr_stack.clone()),
         (),
     );
 

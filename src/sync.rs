@@ -100,17 +100,158 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> loom::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-/// One service clone's reference to the state all clones share. Each clone has its own (cloning
-/// a service allocates a new one), so the reference count that every response future bumps is
-/// not one cache line written by every task.
-#[derive(Debug)]
-pub(crate) struct CloneRef<T>(pub(crate) std::sync::Arc<T>);
+/// A reference to the state every clone of a service shares, one per stripe (see
+/// [`SharedRefs`]): what a response future holds. Padded, so that two stripes' reference
+/// counts (at the start of each allocation, at least 136 bytes apart) are never on one cache
+/// line written by two threads.
+pub(crate) struct StripeRef<T> {
+    shared: std::sync::Arc<T>,
+    _pad: [u8; 112],
+}
+
+impl<T> StripeRef<T> {
+    fn new(shared: std::sync::Arc<T>) -> Self {
+        Self {
+            shared,
+            _pad: [0; 112],
+        }
+    }
+}
+
+impl<T> std::ops::Deref for StripeRef<T> {
+    type Target = T;
+
+    #[inline]
+    fn deref(&self) -> &T {
+        &self.shared
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for StripeRef<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+/// The state every clone of a service shares, made once per layer, with a reference to it per
+/// stripe for response futures to hold (see [`CloneRef`]). Its own reference count, which
+/// every clone and drop of a service writes, is kept off the cache lines that calls read.
+#[repr(align(128))]
+pub(crate) struct SharedRefs<T> {
+    shared: std::sync::Arc<T>,
+    stripes: [std::sync::Arc<StripeRef<T>>; STRIPES],
+}
+
+impl<T> SharedRefs<T> {
+    pub(crate) fn new(shared: std::sync::Arc<T>) -> std::sync::Arc<Self> {
+        let stripes = std::array::from_fn(|_| {
+            std::sync::Arc::new(StripeRef::new(std::sync::Arc::clone(&shared)))
+        });
+        std::sync::Arc::new(Self { shared, stripes })
+    }
+
+    /// The shared state itself (for handles).
+    pub(crate) fn shared(&self) -> &std::sync::Arc<T> {
+        &self.shared
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for SharedRefs<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.shared.fmt(f)
+    }
+}
+
+/// One service clone's way to the state all clones share: the layer's [`SharedRefs`], and,
+/// from its first call on, the stripe of the thread that call ran on, whose reference each of
+/// its calls gives its response future. A service is often cloned on one thread and called on
+/// another (cloned for a task, then moved into it), so the stripe is taken at the first call,
+/// not at the clone. Clones called on different threads bump different reference counts on
+/// every call, rather than one cache line written by every thread (up to the number of
+/// stripes; threads beyond it share them, round robin); and cloning allocates nothing.
+pub(crate) struct CloneRef<T> {
+    refs: std::sync::Arc<SharedRefs<T>>,
+    stripe: Option<std::sync::Arc<StripeRef<T>>>,
+}
+
+impl<T> CloneRef<T> {
+    pub(crate) fn new(refs: std::sync::Arc<SharedRefs<T>>) -> Self {
+        Self { refs, stripe: None }
+    }
+
+    /// A reference for a response future.
+    #[inline]
+    pub(crate) fn take(&mut self) -> std::sync::Arc<StripeRef<T>> {
+        match &self.stripe {
+            Some(stripe) => std::sync::Arc::clone(stripe),
+            None => self.first_take(),
+        }
+    }
+
+    /// The first call: this thread's stripe, kept for the calls after it. (Out of line, not
+    /// cold: a service cloned per call takes this way on every call.)
+    #[inline(never)]
+    fn first_take(&mut self) -> std::sync::Arc<StripeRef<T>> {
+        // (`%`: no bounds check; `stripe()` is below `STRIPES` already.)
+        let stripe = std::sync::Arc::clone(&self.refs.stripes[stripe() % STRIPES]);
+        self.stripe = Some(std::sync::Arc::clone(&stripe));
+        stripe
+    }
+
+    /// The shared state itself (for handles).
+    pub(crate) fn shared(&self) -> &std::sync::Arc<T> {
+        &self.refs.shared
+    }
+}
+
+impl<T> Clone for CloneRef<T> {
+    /// A clone takes its own stripe at its own first call.
+    fn clone(&self) -> Self {
+        Self::new(std::sync::Arc::clone(&self.refs))
+    }
+}
 
 impl<T> std::ops::Deref for CloneRef<T> {
     type Target = T;
 
+    #[inline]
     fn deref(&self) -> &T {
-        &self.0
+        &self.refs.shared
+    }
+}
+
+impl<T: std::fmt::Debug> std::fmt::Debug for CloneRef<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.refs.shared.fmt(f)
+    }
+}
+
+#[cfg(all(test, not(palisade_loom)))]
+mod clone_ref_tests {
+    use std::sync::Arc;
+
+    use super::*;
+
+    #[test]
+    fn a_clone_takes_the_stripe_of_the_thread_of_its_first_call() {
+        let refs = SharedRefs::new(Arc::new(7u32));
+        let mut here = CloneRef::new(Arc::clone(&refs));
+        let mine = here.take();
+        assert!(Arc::ptr_eq(&mine, &refs.stripes[stripe()]));
+        assert!(Arc::ptr_eq(&here.take(), &mine), "kept for later calls");
+        assert_eq!(*here, 7);
+
+        // Cloned here, first called on another thread: that thread's stripe.
+        let moved = here.clone();
+        assert!(moved.stripe.is_none());
+        let (taken, theirs) = std::thread::spawn(move || {
+            let mut moved = moved;
+            (moved.take(), stripe())
+        })
+        .join()
+        .unwrap();
+        assert!(Arc::ptr_eq(&taken, &refs.stripes[theirs]));
+        assert!(std::ptr::eq(&**taken, &**refs.shared()));
     }
 }
 

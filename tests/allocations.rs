@@ -1,6 +1,7 @@
 //! Allocations per call, counted by this test binary's global allocator: palisade's closed
 //! path allocates nothing, and neither does a rejection with typed errors. The default
-//! rejection allocates exactly once (the boxed `CircuitOpen` a `BoxError` needs).
+//! rejection allocates exactly once (the boxed `CircuitOpen` a `BoxError` needs). Cloning a
+//! service per call allocates nothing either.
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -21,6 +22,13 @@ static ALLOC: Counting = Counting;
 
 const CALLS: u64 = 100;
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Allocations per call over `CALLS` calls, after one warm-up call; `ok` says whether each
 /// call must succeed (or be rejected).
 fn per_call<S>(mut svc: S, ok: bool) -> u64
@@ -28,16 +36,33 @@ where
     S: Service<(), Response = ()>,
     S::Error: std::fmt::Debug,
 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let _ = svc.ready().await.unwrap().call(()).await;
         let before = allocs();
         for _ in 0..CALLS {
             let result = svc.ready().await.unwrap().call(()).await;
             assert_eq!(result.is_ok(), ok, "{result:?}");
+        }
+        let allocs = allocs() - before;
+        assert_eq!(allocs % CALLS, 0, "{allocs} allocations in {CALLS} calls");
+        allocs / CALLS
+    })
+}
+
+/// Allocations per call over `CALLS` successful calls, each through a clone of `svc` made
+/// for it and dropped after it (as handlers that clone a client per request do).
+fn per_cloned_call<S>(svc: S) -> u64
+where
+    S: Service<(), Response = ()> + Clone,
+    S::Error: std::fmt::Debug,
+{
+    let rt = runtime();
+    rt.block_on(async {
+        svc.clone().oneshot(()).await.unwrap();
+        let before = allocs();
+        for _ in 0..CALLS {
+            svc.clone().oneshot(()).await.unwrap();
         }
         let allocs = allocs() - before;
         assert_eq!(allocs % CALLS, 0, "{allocs} allocations in {CALLS} calls");
@@ -56,10 +81,7 @@ fn tripped() -> CircuitBreakerLayer {
         .build()
         .unwrap();
     let failing = service_fn(|()| async { Err::<(), _>(std::io::Error::other("down")) });
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let _ = rt.block_on(layer.layer(failing).oneshot(()));
     layer
 }
@@ -92,6 +114,22 @@ fn the_closed_path_allocates_nothing() {
         .build()
         .unwrap();
     assert_eq!(per_call(policy.layer(bare()), true), 0, "Policy");
+}
+
+#[test]
+fn a_service_cloned_per_call_allocates_nothing() {
+    let breaker = CircuitBreakerLayer::builder().build().unwrap();
+    assert_eq!(per_cloned_call(breaker.layer(bare())), 0, "breaker");
+    let bulkhead = BulkheadLayer::new(&BulkheadConfig::default()).unwrap();
+    assert_eq!(per_cloned_call(bulkhead.layer(bare())), 0, "bulkhead");
+    let policy = Policy::builder()
+        .timeout(Duration::from_secs(1))
+        .bulkhead(BulkheadConfig::default())
+        .circuit_breaker(CircuitBreakerConfig::default())
+        .fallback(palisade::fallback::value(()))
+        .build()
+        .unwrap();
+    assert_eq!(per_cloned_call(policy.layer(bare())), 0, "Policy");
 }
 
 #[test]

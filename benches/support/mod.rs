@@ -43,6 +43,28 @@ pub fn flaky_result() -> Result<(), std::io::Error> {
     }
 }
 
+/// `S` called through a clone made for each call and dropped after it (`svc.clone().oneshot`),
+/// as handlers that clone a client per request call it.
+#[derive(Clone)]
+pub struct ClonePerCall<S>(pub S);
+
+impl<S: Service<Req> + Clone, Req> Service<Req> for ClonePerCall<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = tower::util::Oneshot<S, Req>;
+
+    fn poll_ready(
+        &mut self,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        std::task::Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Req) -> Self::Future {
+        self.0.clone().oneshot(req)
+    }
+}
+
 /// A no-op service that answers [`flaky_result`].
 pub fn flaky() -> impl Service<
     (),

@@ -13,7 +13,7 @@ use crate::error::{BulkheadFull, catch_callback};
 
 use super::handle::Shared;
 use super::semaphore::Ticket;
-use crate::sync::CloneRef;
+use crate::sync::StripeRef;
 
 /// When a call's permit comes back: with the response (the default, [`UntilResponse`]), or, for
 /// a response whose body streams, when the body ends (`palisade::http::UntilBodyEnd`).
@@ -108,13 +108,13 @@ impl<Res> Hold<Res> for UntilResponse {
 
 /// A permit taken. Dropping it gives it back (to the first waiter, if any).
 pub(crate) struct Permit {
-    shared: Arc<CloneRef<Shared>>,
+    shared: Arc<StripeRef<Shared>>,
 }
 
 impl Permit {
     /// Wraps a permit the caller has just taken from `shared`'s semaphore.
     #[inline]
-    pub(crate) fn taken(shared: Arc<CloneRef<Shared>>) -> Self {
+    pub(crate) fn taken(shared: Arc<StripeRef<Shared>>) -> Self {
         shared.acquired();
         Self { shared }
     }
@@ -131,12 +131,12 @@ impl Drop for Permit {
 /// A place in the queue. Dropping it leaves the queue, giving back a permit handed to it
 /// meanwhile.
 pub(crate) struct Queued {
-    shared: Arc<CloneRef<Shared>>,
+    shared: Arc<StripeRef<Shared>>,
     ticket: Option<Ticket>,
 }
 
 impl Queued {
-    pub(crate) fn new(shared: Arc<CloneRef<Shared>>, ticket: Ticket) -> Self {
+    pub(crate) fn new(shared: Arc<StripeRef<Shared>>, ticket: Ticket) -> Self {
         Self {
             shared,
             ticket: Some(ticket),

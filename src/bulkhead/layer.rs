@@ -5,6 +5,7 @@ use tower::Layer;
 
 use crate::error::ConfigError;
 use crate::events::Listeners;
+use crate::sync::SharedRefs;
 
 use super::config::BulkheadConfig;
 use super::future::UntilResponse;
@@ -14,7 +15,9 @@ use super::service::Bulkhead;
 /// Wraps services in a [`Bulkhead`]; every service it makes (and their clones) shares the
 /// permits and the queue the layer was built with.
 ///
-/// Build a separate layer for each dependency that should have its own limit.
+/// Build a separate layer for each dependency that should have its own limit. A layer takes
+/// about 1.5 KiB (a reference to the bulkhead per thread stripe, so that clones called on
+/// different threads do not share one reference count).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -35,7 +38,7 @@ use super::service::Bulkhead;
 /// ```
 #[derive(Debug, Clone)]
 pub struct BulkheadLayer<H = UntilResponse> {
-    shared: Arc<Shared>,
+    shared: Arc<SharedRefs<Shared>>,
     hold: H,
 }
 
@@ -81,7 +84,7 @@ impl BulkheadLayer {
 
     fn with_listeners(config: &BulkheadConfig, listeners: Listeners) -> Result<Self, ConfigError> {
         Ok(Self {
-            shared: Arc::new(Shared::new(config, listeners)?),
+            shared: SharedRefs::new(Arc::new(Shared::new(config, listeners)?)),
             hold: UntilResponse,
         })
     }
@@ -143,7 +146,7 @@ impl<H> BulkheadLayer<H> {
     /// assert_eq!((handle.in_flight(), handle.available()), (0, 3));
     /// ```
     pub fn handle(&self) -> Handle {
-        Handle::new(self.shared.clone())
+        Handle::new(Arc::clone(self.shared.shared()))
     }
 }
 

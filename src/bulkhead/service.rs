@@ -6,7 +6,7 @@ use tower::{BoxError, Service};
 use super::future::{Hold, Permit, Queued, ResponseFuture, UntilResponse, Waiting};
 use super::handle::{Handle, Shared};
 use super::semaphore::Enqueued;
-use crate::sync::CloneRef;
+use crate::sync::{CloneRef, SharedRefs};
 
 /// A service that lets at most `max_concurrent` calls be in flight at once. Made by
 /// [`BulkheadLayer`].
@@ -43,9 +43,8 @@ use crate::sync::CloneRef;
 ///
 /// # Clone
 ///
-/// Clones share the permits and the queue (cloning allocates a small per-clone reference, so
-/// that tasks with their own clones do not contend on one reference count); each has its own
-/// copy of the inner service.
+/// Clones share the permits and the queue, and cloning allocates nothing (a service may be
+/// cloned per request); each has its own copy of the inner service.
 ///
 /// # Cancellation
 ///
@@ -84,25 +83,25 @@ use crate::sync::CloneRef;
 #[derive(Debug)]
 pub struct Bulkhead<S, H = UntilResponse> {
     inner: S,
-    shared: Arc<CloneRef<Shared>>,
+    shared: CloneRef<Shared>,
     hold: H,
 }
 
 impl<S: Clone, H: Clone> Clone for Bulkhead<S, H> {
     fn clone(&self) -> Self {
-        Self::new(
-            self.inner.clone(),
-            Arc::clone(&self.shared.0),
-            self.hold.clone(),
-        )
+        Self {
+            inner: self.inner.clone(),
+            shared: self.shared.clone(),
+            hold: self.hold.clone(),
+        }
     }
 }
 
 impl<S, H> Bulkhead<S, H> {
-    pub(crate) fn new(inner: S, shared: Arc<Shared>, hold: H) -> Self {
+    pub(crate) fn new(inner: S, shared: Arc<SharedRefs<Shared>>, hold: H) -> Self {
         Self {
             inner,
-            shared: Arc::new(CloneRef(shared)),
+            shared: CloneRef::new(shared),
             hold,
         }
     }
@@ -120,7 +119,7 @@ impl<S, H> Bulkhead<S, H> {
     /// assert_eq!(svc.handle().name(), "inventory"); // the same bulkhead as layer.handle()
     /// ```
     pub fn handle(&self) -> Handle {
-        Handle::new(Arc::clone(&self.shared.0))
+        Handle::new(Arc::clone(self.shared.shared()))
     }
 
     inner_accessors!();
@@ -134,7 +133,7 @@ impl<S: Clone, H: Clone> Bulkhead<S, H> {
         S: Service<Req>,
     {
         // The guard exists before the inner service runs: a panic in `call` releases it.
-        let permit = Permit::taken(Arc::clone(&self.shared));
+        let permit = Permit::taken(self.shared.take());
         ResponseFuture::called(
             self.inner.call(req),
             permit,
@@ -161,7 +160,7 @@ impl<S: Clone, H: Clone> Bulkhead<S, H> {
                 ResponseFuture::rejected(max, self.hold.clone())
             }
             Enqueued::Queued(ticket) => {
-                let queued = Queued::new(Arc::clone(&self.shared), ticket);
+                let queued = Queued::new(self.shared.take(), ticket);
                 // (tokio's `sleep` saturates a deadline too far to represent.)
                 let sleep = tokio::time::sleep(max_wait);
                 // The instance made ready goes with the request; a clone takes its place.

@@ -16,7 +16,7 @@ use crate::error::{
 use super::handle::Breaker;
 use super::handle::{give_back, record};
 use super::state::Permit;
-use crate::sync::CloneRef;
+use crate::sync::StripeRef;
 
 /// How a call is timed for the slow-call rule.
 #[derive(Debug, Clone, Copy)]
@@ -34,13 +34,13 @@ pub(crate) enum Timing {
 /// gives the permit back as ignored.
 #[derive(Debug)]
 pub(crate) struct Guard {
-    breaker: Arc<CloneRef<Breaker>>,
+    breaker: Arc<StripeRef<Breaker>>,
     permit: Option<Permit>,
     timing: Timing,
 }
 
 impl Guard {
-    pub(crate) fn new(breaker: Arc<CloneRef<Breaker>>, permit: Permit) -> Self {
+    pub(crate) fn new(breaker: Arc<StripeRef<Breaker>>, permit: Permit) -> Self {
         let timing = if breaker.times_calls() {
             Timing::Unsuspended
         } else {

@@ -7,6 +7,7 @@ use tower::Layer;
 use crate::classify::DefaultClassifier;
 use crate::error::{BoxedErrors, ConfigError, TypedErrors};
 use crate::events::Listeners;
+use crate::sync::SharedRefs;
 
 use super::config::{Backoff, CircuitBreakerConfig, SlidingWindow};
 use super::handle::{Breaker, Handle};
@@ -16,7 +17,9 @@ use super::service::CircuitBreaker;
 /// one breaker the layer was built with.
 ///
 /// Build a separate layer for each dependency that should have its own breaker (per host,
-/// per method).
+/// per method). A layer takes about 1.5 KiB beside its window (a reference to the breaker per
+/// thread stripe, so that clones called on different threads do not share one reference
+/// count).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -46,7 +49,7 @@ use super::service::CircuitBreaker;
 /// ```
 #[derive(Debug)]
 pub struct CircuitBreakerLayer<C = DefaultClassifier, M = BoxedErrors> {
-    breaker: Arc<Breaker>,
+    breaker: Arc<SharedRefs<Breaker>>,
     classifier: C,
     errors: PhantomData<fn() -> M>,
 }
@@ -109,7 +112,7 @@ impl CircuitBreakerLayer {
         listeners: Listeners,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
-            breaker: Breaker::new(config, listeners)?,
+            breaker: SharedRefs::new(Breaker::new(config, listeners)?),
             classifier: DefaultClassifier,
             errors: PhantomData,
         })
@@ -191,7 +194,7 @@ impl<C, M> CircuitBreakerLayer<C, M> {
     /// assert_eq!(layer.handle().state(), State::ForcedOpen);
     /// ```
     pub fn handle(&self) -> Handle {
-        Handle::new(self.breaker.clone())
+        Handle::new(Arc::clone(self.breaker.shared()))
     }
 }
 

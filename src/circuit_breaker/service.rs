@@ -10,13 +10,13 @@ use crate::error::{BoxedErrors, BreakerErrors, CircuitOpen};
 use super::future::{Guard, ResponseFuture};
 use super::handle::{Breaker, Handle};
 use super::state::{Permit, Refusal};
-use crate::sync::CloneRef;
+use crate::sync::{CloneRef, SharedRefs};
 
 /// The decision taken in `poll_ready`, kept for the next `call`. Gives an unused permit back
 /// when dropped.
 #[derive(Debug)]
 struct Slot {
-    breaker: Arc<CloneRef<Breaker>>,
+    breaker: CloneRef<Breaker>,
     permit: Option<Permit>,
     rejection: Option<Refusal>,
     /// The error of the last rejection, by the rejection it was made for: an open state
@@ -136,10 +136,10 @@ impl Drop for Slot {
 ///
 /// # Clone
 ///
-/// Clones share the breaker (cloning allocates a small per-clone reference, so that tasks
-/// with their own clones do not contend on one reference count); each has its own copy of the classifier (which is also cloned
-/// into every response future, so keep classifiers cheap to clone). A clone does not inherit an admission taken
-/// by `poll_ready` on the original; it must be made ready itself.
+/// Clones share the breaker, and cloning allocates nothing (a service may be cloned per
+/// request); each has its own copy of the classifier (which is also cloned into every
+/// response future, so keep classifiers cheap to clone). A clone does not inherit an admission
+/// taken by `poll_ready` on the original; it must be made ready itself.
 ///
 /// # Cancellation
 ///
@@ -186,21 +186,25 @@ pub struct CircuitBreaker<S, C = DefaultClassifier, M = BoxedErrors> {
 
 impl<S: Clone, C: Clone, M> Clone for CircuitBreaker<S, C, M> {
     fn clone(&self) -> Self {
-        Self::new(
+        Self::with(
             self.inner.clone(),
-            Arc::clone(&self.slot.breaker.0),
+            self.slot.breaker.clone(),
             self.classifier.clone(),
         )
     }
 }
 
 impl<S, C, M> CircuitBreaker<S, C, M> {
-    pub(crate) fn new(inner: S, breaker: Arc<Breaker>, classifier: C) -> Self {
+    pub(crate) fn new(inner: S, breaker: Arc<SharedRefs<Breaker>>, classifier: C) -> Self {
+        Self::with(inner, CloneRef::new(breaker), classifier)
+    }
+
+    fn with(inner: S, breaker: CloneRef<Breaker>, classifier: C) -> Self {
         Self {
             inner,
             classifier,
             slot: Slot {
-                breaker: Arc::new(CloneRef(breaker)),
+                breaker,
                 permit: None,
                 rejection: None,
                 told: None,
@@ -226,7 +230,7 @@ impl<S, C, M> CircuitBreaker<S, C, M> {
     /// assert_eq!(svc.handle().name(), "inventory"); // the same breaker as layer.handle()
     /// ```
     pub fn handle(&self) -> Handle {
-        Handle::new(Arc::clone(&self.slot.breaker.0))
+        Handle::new(Arc::clone(self.slot.breaker.shared()))
     }
 
     inner_accessors!();
@@ -268,7 +272,7 @@ where
             Some(permit) => {
                 // The guard exists before the inner service runs: a panic in its `call` gives
                 // the permit (a probe slot, when half-open) back as the guard unwinds.
-                let guard = Guard::new(self.slot.breaker.clone(), permit);
+                let guard = Guard::new(self.slot.breaker.take(), permit);
                 ResponseFuture::called(self.inner.call(req), guard, self.classifier.clone())
             }
             None => ResponseFuture::rejected(CircuitOpen::new(None)),
