@@ -1332,6 +1332,106 @@ async fn a_tracked_body_reports_its_end_only_once_the_outcome_is_recorded() {
     assert_eq!(permits.in_flight(), 0);
 }
 
+/// A body of known length whose END_STREAM comes on its own after the last data (hyper's
+/// HTTP/2 body with a `Content-Length`), and then its trailers, if any.
+struct KnownLength {
+    left: Vec<Bytes>,
+    trailers: Option<HeaderMap>,
+}
+
+impl Body for KnownLength {
+    type Data = Bytes;
+    type Error = BoxError;
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.left.pop() {
+            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
+            None => match self.trailers.take() {
+                Some(trailers) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+                // END_STREAM not here yet.
+                None => Poll::Pending,
+            },
+        }
+    }
+    fn is_end_stream(&self) -> bool {
+        false
+    }
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.left.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+/// A caller that stops once a body's known length is read and drops the body (hyper's HTTP/1
+/// server writing a known length, as a proxy does) does not leave the call unrecorded, its
+/// permit held until the drop; a gRPC reply's outcome still waits for its trailers.
+#[tokio::test(start_paused = true)]
+async fn a_body_read_to_its_known_length_and_dropped_is_recorded() {
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(1))
+        .build()
+        .unwrap();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let svc = policy.layer(tower::service_fn(|_: Request<()>| async {
+        let left = vec![Bytes::from("two"), Bytes::from("one ")];
+        let body = KnownLength {
+            left,
+            trailers: None,
+        };
+        Ok::<_, Infallible>(Response::new(body))
+    }));
+    let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    assert_eq!(body.size_hint().exact(), Some(7));
+    let mut read = Vec::new();
+    while body.size_hint().exact() != Some(0) {
+        read.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
+    }
+    assert_eq!(read, b"one two");
+    // Every byte promised has come: the call is a success, and its permit is back.
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 0));
+    assert_eq!(permits.in_flight(), 0);
+    drop(body);
+    assert_eq!(cb.snapshot().calls, 1);
+
+    // gRPC: the status is in the trailers, after the last byte of a known length.
+    let policy = Policy::builder()
+        .grpc()
+        .circuit_breaker(breaker(100))
+        .build()
+        .unwrap();
+    let cb = policy.circuit_breaker().unwrap();
+    let svc = policy.layer(tower::service_fn(|_: Request<()>| async {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("14"));
+        let body = KnownLength {
+            left: vec![Bytes::from_static(b"\0\0\0\0\0")],
+            trailers: Some(trailers),
+        };
+        let mut res = Response::new(body);
+        res.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        Ok::<_, Infallible>(res)
+    }));
+    let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    assert!(body.frame().await.unwrap().unwrap().is_data());
+    assert_eq!(body.size_hint().exact(), Some(0));
+    assert_eq!(cb.snapshot().calls, 0, "the outcome waits for the trailers");
+    assert!(body.frame().await.unwrap().unwrap().is_trailers());
+    let snap = cb.snapshot();
+    assert_eq!(
+        (snap.calls, snap.failures),
+        (1, 1),
+        "UNAVAILABLE in trailers"
+    );
+}
+
 /// A gRPC classifier for which `PERMISSION_DENIED` is a failure.
 fn strict() -> GrpcClassifier {
     GrpcClassifier::builder()
@@ -1508,8 +1608,9 @@ async fn stacked_stale_caches_each_keep_the_body_they_both_watched() {
     use palisade::http::HttpStaleCache;
     let script = Script::default();
     let near = HttpStaleCache::builder().build().unwrap();
+    // Room for "abc" under its key ("GET /": 4 bytes), not for "stock: 12".
     let far = HttpStaleCache::builder()
-        .max_entry_bytes(4)
+        .max_entry_bytes(8)
         .build()
         .unwrap();
     let mut svc = tower::ServiceBuilder::new()
@@ -1680,6 +1781,28 @@ where
     S: Service<Request<()>, Error = BoxError>,
 {
     svc.ready().await?.call(req).await
+}
+
+/// An entry's weight counts its key's (method, URI, user key): a cache of long URIs stays
+/// within `max_bytes`.
+#[tokio::test(start_paused = true)]
+async fn a_stale_cache_entry_weighs_its_key_too() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let mut svc = behind_stale_cache(&script, &cache);
+    let uri = format!("/{}", "q".repeat(1_000));
+    let res = call_with(&mut svc, Request::get(uri.as_str()).body(()).unwrap())
+        .await
+        .unwrap();
+    let feed = script.feed(0);
+    feed.send(data("abc")).unwrap();
+    drop(feed);
+    read_all(res.into_body()).await.unwrap();
+    let stats = cache.stats();
+    assert_eq!(stats.entries, 1);
+    assert_eq!(stats.bytes, "GET".len() + uri.len() + "abc".len());
 }
 
 /// A kept response's age counts from its head, and an upstream cache's `Age` counts towards

@@ -222,6 +222,21 @@ impl Hooks {
         matches!(last, EndRule::Grpc { .. })
     }
 
+    /// Whether any outcome waiting here, or the rule set for the next, is judged by a gRPC
+    /// reply's trailers.
+    #[cfg(feature = "http")]
+    pub(crate) fn any_awaits_trailers(&self) -> bool {
+        let grpc = |rule: EndRule| matches!(rule, EndRule::Grpc { .. });
+        grpc(self.rule)
+            || self.more.as_ref().is_some_and(|more| {
+                more.next_rule.is_some_and(grpc)
+                    || more
+                        .deferred
+                        .iter()
+                        .any(|(_, _, rule)| rule.is_some_and(grpc))
+            })
+    }
+
     /// The rule set last (by the layer that classified the response last), taken: a rule
     /// kept for the next outcome deferred is not left for another layer's.
     #[cfg(feature = "http")]

@@ -154,6 +154,10 @@ const MAX_REFUSALS: usize = 1024;
 /// **The key must include everything that makes responses differ per caller** (tenant,
 /// credentials): a response stored under one key is only ever served under that key.
 ///
+/// A response is served as a clone, made under the cache's lock (which every recovery and
+/// every stored response of this cache takes): keep `Res` cheap to clone (`Bytes`, an `Arc`),
+/// or callers recovering at once during an outage wait on each other's copies.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {

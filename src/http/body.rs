@@ -522,6 +522,27 @@ fn end_outcome(rule: EndRule, head: Outcome, trailers: Option<&HeaderMap>) -> Ou
     }
 }
 
+/// Whether every byte a body of known length promised has come, while something waits for its
+/// end. Its END_STREAM may come on its own, later (hyper's HTTP/2 body with a
+/// `Content-Length`), and a caller writing a known length (hyper's HTTP/1 server, a proxy)
+/// stops polling here and drops the body: waiting for that end would leave the call
+/// unrecorded and its permit held until the drop. Not under a rule that waits for a gRPC
+/// reply's trailers; a plain HTTP response's trailers, if any come after, are not waited for
+/// (nor kept in a stale cache's copy).
+fn read_to_known_length<B: Body>(body: &B, hooks: &Hooks, tee: &Option<Box<Tee>>) -> bool {
+    if hooks.is_empty() && tee.is_none() {
+        return false;
+    }
+    let mut copy = tee.as_deref();
+    while let Some(t) = copy {
+        if matches!(t.rule, EndRule::Grpc { .. }) {
+            return false;
+        }
+        copy = t.next.as_deref();
+    }
+    !hooks.any_awaits_trailers() && body.size_hint().exact() == Some(0)
+}
+
 impl<B> Body for Tracked<B>
 where
     B: Body,
@@ -608,7 +629,8 @@ where
                     // Trailers are the last frame.
                     *this.ended = true;
                     end_clean(this.hooks, this.tee, Some(trailers));
-                } else if body.is_end_stream() {
+                } else if body.is_end_stream() || read_to_known_length(&body, this.hooks, this.tee)
+                {
                     end_clean(this.hooks, this.tee, None);
                 }
                 Poll::Ready(Some(Ok(frame)))

@@ -158,6 +158,13 @@ pub struct CachedResponse {
     url: Option<super::reqwest::ResponseUrl>,
 }
 
+impl CacheKey {
+    /// What a key weighs in a cache, beside its entry: its method, URI and user key.
+    fn size(&self) -> usize {
+        self.method.as_str().len() + self.uri.len() + self.user.len()
+    }
+}
+
 impl CachedResponse {
     fn size(&self) -> usize {
         let headers = header_bytes(&self.headers);
@@ -246,7 +253,10 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   [`user_key`](HttpStaleCacheBuilder::user_key) returns (**include the tenant or a hash of
 ///   the credentials wherever responses differ per user**, or one user may be served another's
 ///   response). Only GET and HEAD by default. Without a user key, a request carrying
-///   `Authorization` or `Cookie` is not cached at all.
+///   `Authorization` or `Cookie` is not cached at all; that check sees the request as it
+///   reaches the cache's layer, not headers a client adds below it (reqwest's
+///   `default_headers` and cookie store): a cache shared by clients with different
+///   credentials needs a user key.
 /// * Keeps only a response it may serve to another request with the same key: not a 206 or
 ///   416 (it answers its request's `Range`), nor a 304 or 412 (it answers its request's
 ///   conditional headers: a 304 has no body to serve), which leave the key's older entry as
@@ -270,8 +280,9 @@ fn sharing(status: StatusCode, headers: &HeaderMap) -> Sharing {
 ///   plus any `Age` an upstream cache gave it, with an `Age` header (whole seconds, the two
 ///   added) and the [`Stale`] extension carrying that age exactly (and, through the reqwest
 ///   adapter, its URL).
-/// * Bounded in entries and bytes; the oldest go first. So at most `max_bytes` kept and
-///   `max_bytes` being copied, and besides them the keys of the last 1 024 refusals.
+/// * Bounded in entries and bytes (an entry weighs its key, head and body); the oldest go
+///   first. So at most `max_bytes` kept and `max_bytes` being copied, and besides them the
+///   keys of the last 1 024 refusals.
 ///
 /// Under a [`FallbackLayer`](crate::fallback::FallbackLayer) of your own, give the layer an
 /// HTTP classifier ([`HttpClassifier`](crate::classify::http::HttpClassifier), or the gRPC
@@ -437,14 +448,16 @@ impl HttpStaleCache {
         };
         // (A gRPC reply's end decides, even one that has come: with no trailers, nothing
         // is kept.)
+        // An entry's weight counts its key's too: a cache of long URIs or user keys stays
+        // within `max_bytes`.
+        let head_size = key.size() + cached.size();
         if response.body().is_drained() && !response.body().awaits_trailers() {
-            let size = cached.size();
+            let size = head_size;
             self.store.store_at(key, cached, size, current);
             stored(self.store.stats().entries);
             return;
         }
         let store = self.store.clone();
-        let head_size = cached.size();
         let cap = self.store.max_entry_bytes().saturating_sub(head_size);
         let done = Box::new(move |end: TeeEnd| match end {
             TeeEnd::Whole(body, trailers) => {
@@ -691,7 +704,7 @@ impl HttpStaleCacheBuilder {
         self
     }
 
-    /// At most this many bytes (bodies and headers) are kept.
+    /// At most this many bytes (keys, bodies and headers) are kept.
     ///
     /// ```
     /// use palisade::http::HttpStaleCache;
@@ -710,7 +723,8 @@ impl HttpStaleCacheBuilder {
         self
     }
 
-    /// A response larger than this (body and headers) is passed through uncached.
+    /// A response larger than this (with its key: body, headers, method, URI and user key) is
+    /// passed through uncached.
     ///
     /// ```
     /// # use std::sync::{Arc, atomic::{AtomicU16, Ordering::SeqCst}};
