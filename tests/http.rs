@@ -1332,11 +1332,22 @@ async fn a_tracked_body_reports_its_end_only_once_the_outcome_is_recorded() {
     assert_eq!(permits.in_flight(), 0);
 }
 
-/// A body of known length whose END_STREAM comes on its own after the last data (hyper's
-/// HTTP/2 body with a `Content-Length`), and then its trailers, if any.
+/// A body of known length (its size hint counts down) whose END_STREAM comes on its own after
+/// the last data, as hyper's HTTP/2 body with a `Content-Length` may send it; then what
+/// `after` says. (Its `Pending` registers no waker: the tests never wait on it.)
 struct KnownLength {
     left: Vec<Bytes>,
-    trailers: Option<HeaderMap>,
+    after: After,
+}
+
+enum After {
+    /// END_STREAM not here yet.
+    Pending,
+    /// Trailers, then the end.
+    Trailers(Option<HeaderMap>),
+    /// An error, as `http_body_util::Limited` fails the read past its limit after reporting
+    /// none left.
+    Fail,
 }
 
 impl Body for KnownLength {
@@ -1346,13 +1357,15 @@ impl Body for KnownLength {
         mut self: Pin<&mut Self>,
         _: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.left.pop() {
-            Some(data) => Poll::Ready(Some(Ok(Frame::data(data)))),
-            None => match self.trailers.take() {
-                Some(trailers) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
-                // END_STREAM not here yet.
-                None => Poll::Pending,
-            },
+        if let Some(data) = self.left.pop() {
+            return Poll::Ready(Some(Ok(Frame::data(data))));
+        }
+        match &mut self.after {
+            After::Pending => Poll::Pending,
+            After::Trailers(trailers) => {
+                Poll::Ready(trailers.take().map(|t| Ok(Frame::trailers(t))))
+            }
+            After::Fail => Poll::Ready(Some(Err("length limit reached".into()))),
         }
     }
     fn is_end_stream(&self) -> bool {
@@ -1363,11 +1376,36 @@ impl Body for KnownLength {
     }
 }
 
+/// The body of a response `KnownLength` answers, read until its size hint says none is left.
+async fn read_to_its_length<B>(body: &mut B) -> Vec<u8>
+where
+    B: Body<Data = Bytes, Error = BoxError> + Unpin,
+{
+    let mut read = Vec::new();
+    while body.size_hint().exact() != Some(0) {
+        read.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
+    }
+    read
+}
+
 /// A caller that stops once a body's known length is read and drops the body (hyper's HTTP/1
 /// server writing a known length, as a proxy does) does not leave the call unrecorded, its
-/// permit held until the drop; a gRPC reply's outcome still waits for its trailers.
+/// permit held until the drop; a gRPC reply's outcome still waits for its trailers, and so
+/// does every outcome on a body that a gRPC classifier also watches.
 #[tokio::test(start_paused = true)]
 async fn a_body_read_to_its_known_length_and_dropped_is_recorded() {
+    let known = |after: fn() -> After| {
+        tower::service_fn(move |_: Request<()>| async move {
+            let left = vec![Bytes::from("two"), Bytes::from("one ")];
+            let mut res = Response::new(KnownLength {
+                left,
+                after: after(),
+            });
+            res.headers_mut()
+                .insert("content-type", HeaderValue::from_static("application/grpc"));
+            Ok::<_, Infallible>(res)
+        })
+    };
     let policy = Policy::builder()
         .http()
         .circuit_breaker(breaker(100))
@@ -1378,21 +1416,10 @@ async fn a_body_read_to_its_known_length_and_dropped_is_recorded() {
         policy.circuit_breaker().unwrap(),
         policy.bulkhead().unwrap(),
     );
-    let svc = policy.layer(tower::service_fn(|_: Request<()>| async {
-        let left = vec![Bytes::from("two"), Bytes::from("one ")];
-        let body = KnownLength {
-            left,
-            trailers: None,
-        };
-        Ok::<_, Infallible>(Response::new(body))
-    }));
+    let svc = policy.layer(known(|| After::Pending));
     let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
     assert_eq!(body.size_hint().exact(), Some(7));
-    let mut read = Vec::new();
-    while body.size_hint().exact() != Some(0) {
-        read.extend_from_slice(&body.frame().await.unwrap().unwrap().into_data().unwrap());
-    }
-    assert_eq!(read, b"one two");
+    assert_eq!(read_to_its_length(&mut body).await, b"one two");
     // Every byte promised has come: the call is a success, and its permit is back.
     let snap = cb.snapshot();
     assert_eq!((snap.calls, snap.failures), (1, 0));
@@ -1401,27 +1428,24 @@ async fn a_body_read_to_its_known_length_and_dropped_is_recorded() {
     assert_eq!(cb.snapshot().calls, 1);
 
     // gRPC: the status is in the trailers, after the last byte of a known length.
+    let unavailable = || {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("14"));
+        After::Trailers(Some(trailers))
+    };
     let policy = Policy::builder()
         .grpc()
         .circuit_breaker(breaker(100))
         .build()
         .unwrap();
     let cb = policy.circuit_breaker().unwrap();
-    let svc = policy.layer(tower::service_fn(|_: Request<()>| async {
-        let mut trailers = HeaderMap::new();
-        trailers.insert("grpc-status", HeaderValue::from_static("14"));
-        let body = KnownLength {
-            left: vec![Bytes::from_static(b"\0\0\0\0\0")],
-            trailers: Some(trailers),
-        };
-        let mut res = Response::new(body);
-        res.headers_mut()
-            .insert("content-type", HeaderValue::from_static("application/grpc"));
-        Ok::<_, Infallible>(res)
-    }));
-    let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
-    assert!(body.frame().await.unwrap().unwrap().is_data());
-    assert_eq!(body.size_hint().exact(), Some(0));
+    let mut body = policy
+        .layer(known(unavailable))
+        .oneshot(Request::new(()))
+        .await
+        .unwrap()
+        .into_body();
+    read_to_its_length(&mut body).await;
     assert_eq!(cb.snapshot().calls, 0, "the outcome waits for the trailers");
     assert!(body.frame().await.unwrap().unwrap().is_trailers());
     let snap = cb.snapshot();
@@ -1430,6 +1454,64 @@ async fn a_body_read_to_its_known_length_and_dropped_is_recorded() {
         (1, 1),
         "UNAVAILABLE in trailers"
     );
+
+    // An HTTP breaker under a gRPC one: both wait for the trailers.
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .build()
+        .unwrap();
+    let inner = policy.circuit_breaker().unwrap();
+    let outer_layer = opens_at_once(GrpcClassifier::default());
+    let outer = outer_layer.handle();
+    let mut body = outer_layer
+        .layer(policy.layer(known(unavailable)))
+        .oneshot(Request::new(()))
+        .await
+        .unwrap()
+        .into_body();
+    read_to_its_length(&mut body).await;
+    assert_eq!(
+        (inner.snapshot().calls, outer.snapshot().calls),
+        (0, 0),
+        "both wait for the trailers"
+    );
+    assert!(body.frame().await.unwrap().unwrap().is_trailers());
+    // The outer breaker opens at its first failure, UNAVAILABLE; the inner one, by status,
+    // counts a success.
+    assert_eq!(outer.state(), State::Open);
+    let snap = inner.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 0));
+}
+
+/// A stale cache keeps a body only at its own end, not at the last byte its length hint
+/// promised: a body whose hint was wrong (`http_body_util::Limited` at its limit) and whose
+/// next read fails is not kept, truncated, to be served later as whole.
+#[tokio::test(start_paused = true)]
+async fn a_body_failing_after_its_known_length_is_not_kept_by_the_stale_cache() {
+    use palisade::http::HttpStaleCache;
+
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let policy = Policy::builder()
+        .http()
+        .bulkhead(bulkhead(1))
+        .fallback(cache.clone())
+        .build()
+        .unwrap();
+    let permits = policy.bulkhead().unwrap();
+    let svc = policy.layer(tower::service_fn(|_: Request<()>| async {
+        let body = KnownLength {
+            left: vec![Bytes::from("truncated")],
+            after: After::Fail,
+        };
+        Ok::<_, Infallible>(Response::new(body))
+    }));
+    let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    assert_eq!(read_to_its_length(&mut body).await, b"truncated");
+    assert_eq!(permits.in_flight(), 0);
+    assert!(body.frame().await.unwrap().is_err());
+    let stats = cache.stats();
+    assert_eq!((stats.entries, stats.stored), (0, 0));
 }
 
 /// A gRPC classifier for which `PERMISSION_DENIED` is a failure.

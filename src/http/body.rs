@@ -522,25 +522,16 @@ fn end_outcome(rule: EndRule, head: Outcome, trailers: Option<&HeaderMap>) -> Ou
     }
 }
 
-/// Whether every byte a body of known length promised has come, while something waits for its
-/// end. Its END_STREAM may come on its own, later (hyper's HTTP/2 body with a
+/// Whether every byte a body of known length promised has come, while an outcome or a permit
+/// waits for its end. Its END_STREAM may come on its own, later (hyper's HTTP/2 body with a
 /// `Content-Length`), and a caller writing a known length (hyper's HTTP/1 server, a proxy)
-/// stops polling here and drops the body: waiting for that end would leave the call
-/// unrecorded and its permit held until the drop. Not under a rule that waits for a gRPC
-/// reply's trailers; a plain HTTP response's trailers, if any come after, are not waited for
-/// (nor kept in a stale cache's copy).
-fn read_to_known_length<B: Body>(body: &B, hooks: &Hooks, tee: &Option<Box<Tee>>) -> bool {
-    if hooks.is_empty() && tee.is_none() {
-        return false;
-    }
-    let mut copy = tee.as_deref();
-    while let Some(t) = copy {
-        if matches!(t.rule, EndRule::Grpc { .. }) {
-            return false;
-        }
-        copy = t.next.as_deref();
-    }
-    !hooks.any_awaits_trailers() && body.size_hint().exact() == Some(0)
+/// stops polling at the last byte and drops the body: waiting for that end would leave the
+/// call unrecorded and its permit held until the drop. Not under a rule that waits for a gRPC
+/// reply's trailers; and not for a stale cache's copy, which is kept only at the body's own
+/// end (a body's length hint is not always right: `http_body_util::Limited` reports none left
+/// at its limit, before failing the read after it, and a truncated body must not be kept).
+fn read_to_known_length<B: Body>(body: &B, hooks: &Hooks) -> bool {
+    !hooks.is_empty() && !hooks.any_awaits_trailers() && body.size_hint().exact() == Some(0)
 }
 
 impl<B> Body for Tracked<B>
@@ -629,9 +620,11 @@ where
                     // Trailers are the last frame.
                     *this.ended = true;
                     end_clean(this.hooks, this.tee, Some(trailers));
-                } else if body.is_end_stream() || read_to_known_length(&body, this.hooks, this.tee)
-                {
+                } else if body.is_end_stream() {
                     end_clean(this.hooks, this.tee, None);
+                } else if read_to_known_length(&body, this.hooks) {
+                    // The outcome and the permits; a copy waits for the end itself.
+                    end_clean(this.hooks, &mut None, None);
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
