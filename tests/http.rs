@@ -1419,6 +1419,7 @@ async fn a_body_read_to_its_known_length_and_dropped_is_recorded() {
     let svc = policy.layer(known(|| After::Pending));
     let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
     assert_eq!(body.size_hint().exact(), Some(7));
+    assert_eq!(permits.in_flight(), 1, "held while the body streams");
     assert_eq!(read_to_its_length(&mut body).await, b"one two");
     // Every byte promised has come: the call is a success, and its permit is back.
     let snap = cb.snapshot();
@@ -1507,11 +1508,41 @@ async fn a_body_failing_after_its_known_length_is_not_kept_by_the_stale_cache() 
         Ok::<_, Infallible>(Response::new(body))
     }));
     let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    assert_eq!(permits.in_flight(), 1, "held while the body streams");
     assert_eq!(read_to_its_length(&mut body).await, b"truncated");
     assert_eq!(permits.in_flight(), 0);
     assert!(body.frame().await.unwrap().is_err());
     let stats = cache.stats();
     assert_eq!((stats.entries, stats.stored), (0, 0));
+}
+
+/// A body served from the stale cache ends at its last byte (its length is certain): a
+/// breaker outside the fallback records it at once, as a caller writing a known length stops
+/// polling there.
+#[tokio::test(start_paused = true)]
+async fn a_replayed_body_ends_at_its_last_byte() {
+    use palisade::http::HttpStaleCache;
+
+    let script = Script::default();
+    let cache = HttpStaleCache::builder().build().unwrap();
+    let outer_layer = CircuitBreakerLayer::builder()
+        .build()
+        .unwrap()
+        .with_classifier(HttpClassifier::default());
+    let outer = outer_layer.handle();
+    let mut svc = outer_layer.layer(behind_stale_cache(&script, &cache));
+    whole(&script, &mut svc, 0, "abc").await.unwrap();
+    assert_eq!(outer.snapshot().calls, 1);
+    script.answer(503, &[]);
+    let res = call(&mut svc).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "served stale");
+    let mut body = res.into_body();
+    assert_eq!(
+        body.frame().await.unwrap().unwrap().into_data().unwrap(),
+        "abc"
+    );
+    assert!(body.is_end_stream());
+    assert_eq!(outer.snapshot().calls, 2, "recorded at the last byte");
 }
 
 /// A gRPC classifier for which `PERMISSION_DENIED` is a failure.

@@ -557,6 +557,13 @@ where
                 if let Some(data) = rest.as_mut().and_then(|rest| rest.data.take()) {
                     // A replayed body is copied too (a cache further out keeping it).
                     copy_into(this.tee, &data);
+                    // Its length is certain: with no trailers to come, its last byte is its
+                    // end (a caller writing a known length stops polling there).
+                    if rest.as_ref().is_some_and(|rest| rest.trailers.is_none()) {
+                        *this.ended = true;
+                        *rest = None;
+                        end_clean(this.hooks, this.tee, None);
+                    }
                     return Poll::Ready(Some(Ok(Frame::data(B::Data::from(data)))));
                 }
                 // The end, decided as a live body's would be, by the trailers if any.
