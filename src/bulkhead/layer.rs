@@ -16,8 +16,8 @@ use super::service::Bulkhead;
 /// permits and the queue the layer was built with.
 ///
 /// Build a separate layer for each dependency that should have its own limit. A layer takes
-/// about 1.5 KiB (a reference to the bulkhead per thread stripe, so that clones called on
-/// different threads do not share one reference count).
+/// about 1.5 KiB beside its queue (a reference to the bulkhead per thread stripe, so that
+/// clones called on different threads do not share one reference count).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]

@@ -10,8 +10,9 @@
 //!   status is recorded at the head);
 //! * the bulkhead, with [`UntilBodyEnd`], its permit.
 //!
-//! The body settles them at its end (success, or the trailers' gRPC status), on a body error
-//! (failure) or when dropped unfinished (ignored).
+//! The body settles them at its end (success, or the trailers' gRPC status; for HTTP, the last
+//! byte of a known length is the end), on a body error (failure) or when dropped unfinished
+//! (ignored).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
