@@ -1485,6 +1485,36 @@ async fn a_body_read_to_its_known_length_and_dropped_is_recorded() {
     assert_eq!((snap.calls, snap.failures), (1, 0));
 }
 
+/// A response whose length hint says its body is empty (`Content-Length: 0`, its END_STREAM
+/// still to come in a frame of its own) is settled at its head: a caller writing that length
+/// never polls the body.
+#[tokio::test(start_paused = true)]
+async fn a_body_known_to_be_empty_is_settled_at_its_head() {
+    let policy = Policy::builder()
+        .http()
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(1))
+        .build()
+        .unwrap();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let svc = policy.layer(tower::service_fn(|_: Request<()>| async {
+        let body = KnownLength {
+            left: Vec::new(),
+            after: After::Pending,
+        };
+        Ok::<_, Infallible>(Response::new(body))
+    }));
+    let body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    let snap = cb.snapshot();
+    assert_eq!((snap.calls, snap.failures), (1, 0));
+    assert_eq!(permits.in_flight(), 0);
+    drop(body);
+    assert_eq!(cb.snapshot().calls, 1);
+}
+
 /// A stale cache keeps a body only at its own end, not at the last byte its length hint
 /// promised: a body whose hint was wrong (`http_body_util::Limited` at its limit) and whose
 /// next read fails is not kept, truncated, to be served later as whole.
