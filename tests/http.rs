@@ -1513,6 +1513,43 @@ async fn a_body_known_to_be_empty_is_settled_at_its_head() {
     assert_eq!(permits.in_flight(), 0);
     drop(body);
     assert_eq!(cb.snapshot().calls, 1);
+
+    // A gRPC reply's status may come in trailers after an empty body: its permit (taken
+    // inside the gRPC breaker, before it reads the head), and the outcome of an HTTP breaker
+    // over it, wait for them.
+    let policy = Policy::builder()
+        .grpc()
+        .circuit_breaker(breaker(100))
+        .bulkhead(bulkhead(1))
+        .build()
+        .unwrap();
+    let (cb, permits) = (
+        policy.circuit_breaker().unwrap(),
+        policy.bulkhead().unwrap(),
+    );
+    let http_breaker = CircuitBreakerLayer::builder()
+        .build()
+        .unwrap()
+        .with_classifier(HttpClassifier::default());
+    let inner = http_breaker.handle();
+    let svc = http_breaker.layer(policy.layer(tower::service_fn(|_: Request<()>| async {
+        let mut trailers = HeaderMap::new();
+        trailers.insert("grpc-status", HeaderValue::from_static("14"));
+        let mut res = Response::new(KnownLength {
+            left: Vec::new(),
+            after: After::Trailers(Some(trailers)),
+        });
+        res.headers_mut()
+            .insert("content-type", HeaderValue::from_static("application/grpc"));
+        Ok::<_, Infallible>(res)
+    })));
+    let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
+    assert_eq!(permits.in_flight(), 1, "held until the trailers");
+    assert_eq!((cb.snapshot().calls, inner.snapshot().calls), (0, 0));
+    assert!(body.frame().await.unwrap().unwrap().is_trailers());
+    assert_eq!(permits.in_flight(), 0);
+    assert_eq!(cb.snapshot().failures, 1, "UNAVAILABLE in trailers");
+    assert_eq!(inner.snapshot().calls, 1);
 }
 
 /// A stale cache keeps a body only at its own end, not at the last byte its length hint

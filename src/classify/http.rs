@@ -217,7 +217,8 @@ impl<B: Body> Classify<Response<Tracked<B>>> for HttpClassifier {
         if !head.is_success() {
             return None;
         }
-        let hooks = response.body_mut().hooks_if_streaming()?;
+        let grpc = crate::http::is_grpc(response.headers());
+        let hooks = response.body_mut().hooks_if_streaming(grpc)?;
         // Judged by the head, whatever a gRPC classifier over the same body reads the end by.
         hooks.set_rule(EndRule::Body);
         Some(hooks)

@@ -154,7 +154,7 @@ pin_project! {
     /// * at its clean end, records the call's outcome with the circuit breaker: for HTTP the
     ///   head's outcome; for gRPC the `grpc-status` of the trailers (an end without one is a
     ///   failure). For HTTP, the last byte of a known length (its size hint counted down to 0;
-    ///   the head, for a length of 0) is the end for the outcome and the permits, whether or
+    ///   the head, for a length of 0, unless the response is a gRPC reply) is the end for the outcome and the permits, whether or
     ///   not the inner body has said so yet (a caller writing a known length stops polling
     ///   there); an error or deadline after it changes nothing. A stale cache's copy still waits for the body's own end, so
     ///   a body dropped at its last byte is not cached;
@@ -347,15 +347,16 @@ impl<B> Tracked<B> {
     }
 
     /// The hooks, to hand something to, or `None` when nothing will wait for this body's end
-    /// (it has already ended, or has nothing left to read: also a live body whose length hint
-    /// says so, a `Content-Length: 0` whose END_STREAM may come in a frame of its own, which a
-    /// caller writing that length never polls for).
-    pub(crate) fn hooks_if_streaming(&mut self) -> Option<&mut Hooks>
+    /// (it has already ended, or has nothing left to read: also, unless `trailers_may_decide`
+    /// (a gRPC reply, whose status may come in trailers after an empty body), a live body whose
+    /// length hint says so, a `Content-Length: 0` whose END_STREAM may come in a frame of its
+    /// own, which a caller writing that length never polls for).
+    pub(crate) fn hooks_if_streaming(&mut self, trailers_may_decide: bool) -> Option<&mut Hooks>
     where
         B: Body,
     {
-        let known_empty =
-            matches!(&self.inner, Source::Live { body } if body.size_hint().exact() == Some(0));
+        let known_empty = !trailers_may_decide
+            && matches!(&self.inner, Source::Live { body } if body.size_hint().exact() == Some(0));
         (!self.is_drained() && !known_empty).then_some(&mut self.hooks)
     }
 }

@@ -130,6 +130,15 @@ pub struct UntilBodyEnd;
 
 impl<B: Body> Hold<Response<Tracked<B>>> for UntilBodyEnd {
     fn hooks<'a>(&self, response: &'a mut Response<Tracked<B>>) -> Option<&'a mut Hooks> {
-        response.body_mut().hooks_if_streaming()
+        let grpc = is_grpc(response.headers());
+        response.body_mut().hooks_if_streaming(grpc)
     }
+}
+
+/// Whether a response is a gRPC reply (its `content-type`), whose status may come in trailers
+/// after its body, even an empty one.
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
 }
