@@ -110,7 +110,8 @@
 //! 408 are failures; for gRPC, `UNAVAILABLE`, `DEADLINE_EXCEEDED`, `RESOURCE_EXHAUSTED`,
 //! `INTERNAL`, `UNKNOWN` and `DATA_LOSS`, read from the trailers when they are there. A
 //! failure status is counted at the head; a streamed response whose head is a success is
-//! settled when its body ends (for HTTP, at the last byte of a known length).
+//! settled when its body ends (for HTTP, at the last byte of a known length, or at the head
+//! for a length of 0 that is not a gRPC reply).
 //!
 //! ## Wrapping hyper, reqwest and tonic
 //!

@@ -1531,7 +1531,7 @@ async fn a_body_known_to_be_empty_is_settled_at_its_head() {
         .build()
         .unwrap()
         .with_classifier(HttpClassifier::default());
-    let inner = http_breaker.handle();
+    let http_outer = http_breaker.handle();
     let svc = http_breaker.layer(policy.layer(tower::service_fn(|_: Request<()>| async {
         let mut trailers = HeaderMap::new();
         trailers.insert("grpc-status", HeaderValue::from_static("14"));
@@ -1545,11 +1545,11 @@ async fn a_body_known_to_be_empty_is_settled_at_its_head() {
     })));
     let mut body = svc.oneshot(Request::new(())).await.unwrap().into_body();
     assert_eq!(permits.in_flight(), 1, "held until the trailers");
-    assert_eq!((cb.snapshot().calls, inner.snapshot().calls), (0, 0));
+    assert_eq!((cb.snapshot().calls, http_outer.snapshot().calls), (0, 0));
     assert!(body.frame().await.unwrap().unwrap().is_trailers());
     assert_eq!(permits.in_flight(), 0);
     assert_eq!(cb.snapshot().failures, 1, "UNAVAILABLE in trailers");
-    assert_eq!(inner.snapshot().calls, 1);
+    assert_eq!(http_outer.snapshot().calls, 1);
 }
 
 /// A stale cache keeps a body only at its own end, not at the last byte its length hint

@@ -153,11 +153,14 @@ pin_project! {
     ///
     /// * at its clean end, records the call's outcome with the circuit breaker: for HTTP the
     ///   head's outcome; for gRPC the `grpc-status` of the trailers (an end without one is a
-    ///   failure). For HTTP, the last byte of a known length (its size hint counted down to 0;
-    ///   the head, for a length of 0, unless the response is a gRPC reply) is the end for the outcome and the permits, whether or
-    ///   not the inner body has said so yet (a caller writing a known length stops polling
-    ///   there); an error or deadline after it changes nothing. A stale cache's copy still waits for the body's own end, so
-    ///   a body dropped at its last byte is not cached;
+    ///   failure). For HTTP, the last byte of a known length (its size hint counted down to 0)
+    ///   is the end for the outcome and the permits, unless a gRPC classifier waits for the
+    ///   trailers; so is the head, for a length of 0, unless the response is a gRPC reply by
+    ///   its `content-type` (a bulkhead holds its permit before any classifier has read the
+    ///   head). Either way, whether or not the inner body has said so yet (a caller writing a
+    ///   known length stops polling there); an error or deadline after it changes nothing. A
+    ///   stale cache's copy still waits for the body's own end, so a body dropped at its last
+    ///   byte is not cached;
     /// * on a body error (a reset connection, a broken stream), records a failure; an error at
     ///   or after the whole-response deadline, if one is set, comes out as its [`Elapsed`]
     ///   (unless it is palisade's own);

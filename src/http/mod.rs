@@ -11,8 +11,8 @@
 //! * the bulkhead, with [`UntilBodyEnd`], its permit.
 //!
 //! The body settles them at its end (success, or the trailers' gRPC status; for HTTP, the last
-//! byte of a known length is the end), on a body error (failure) or when dropped unfinished
-//! (ignored).
+//! byte of a known length is the end, and the head is, for a length of 0 that is not a gRPC
+//! reply), on a body error (failure) or when dropped unfinished (ignored).
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
@@ -135,10 +135,47 @@ impl<B: Body> Hold<Response<Tracked<B>>> for UntilBodyEnd {
     }
 }
 
-/// Whether a response is a gRPC reply (its `content-type`), whose status may come in trailers
-/// after its body, even an empty one.
+/// Whether a response is a gRPC reply, whose status may come in trailers after its body, even
+/// an empty one: its `content-type` is `application/grpc`, alone or with a `+` suffix or
+/// parameters, in any case (not gRPC-web's, whose status is in its body).
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"))
+    const GRPC: &[u8] = b"application/grpc";
+    headers.get(http::header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.len() >= GRPC.len()
+            && v[..GRPC.len()].eq_ignore_ascii_case(GRPC)
+            && matches!(v.get(GRPC.len()), None | Some(b'+' | b';' | b' '))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_grpc_reply_is_told_by_its_content_type_not_grpc_webs() {
+        let is_grpc = |content_type: &'static str| {
+            let mut headers = http::HeaderMap::new();
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                http::HeaderValue::from_static(content_type),
+            );
+            super::is_grpc(&headers)
+        };
+        for yes in [
+            "application/grpc",
+            "application/grpc+proto",
+            "Application/GRPC",
+            "application/grpc; charset=utf-8",
+        ] {
+            assert!(is_grpc(yes), "{yes}");
+        }
+        for no in [
+            "application/grpc-web",
+            "application/grpc-web+proto",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert!(!is_grpc(no), "{no}");
+        }
+        assert!(!super::is_grpc(&http::HeaderMap::new()));
+    }
 }
