@@ -217,8 +217,7 @@ impl<B: Body> Classify<Response<Tracked<B>>> for HttpClassifier {
         if !head.is_success() {
             return None;
         }
-        let grpc = crate::http::is_grpc(response.headers());
-        let hooks = response.body_mut().hooks_if_streaming(grpc)?;
+        let hooks = crate::http::hooks_if_streaming(response)?;
         // Judged by the head, whatever a gRPC classifier over the same body reads the end by.
         hooks.set_rule(EndRule::Body);
         Some(hooks)

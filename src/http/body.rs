@@ -348,20 +348,26 @@ impl<B> Tracked<B> {
         tee.next = self.tee.take();
         self.tee = Some(Box::new(tee));
     }
+}
 
-    /// The hooks, to hand something to, or `None` when nothing will wait for this body's end
-    /// (it has already ended, or has nothing left to read: also, unless `trailers_may_decide`
-    /// (a gRPC reply, whose status may come in trailers after an empty body), a live body whose
-    /// length hint says so, a `Content-Length: 0` whose END_STREAM may come in a frame of its
-    /// own, which a caller writing that length never polls for).
-    pub(crate) fn hooks_if_streaming(&mut self, trailers_may_decide: bool) -> Option<&mut Hooks>
-    where
-        B: Body,
-    {
-        let known_empty = !trailers_may_decide
-            && matches!(&self.inner, Source::Live { body } if body.size_hint().exact() == Some(0));
-        (!self.is_drained() && !known_empty).then_some(&mut self.hooks)
+/// The hooks of `response`'s body, to hand something to, or `None` when nothing will wait for
+/// its end: it has already ended, or has nothing left to read. So has a live body whose length
+/// hint says so (a `Content-Length: 0` whose END_STREAM may come in a frame of its own, which a
+/// caller writing that length never polls for), unless the response is a gRPC reply, whose
+/// status may still follow in trailers (its headers are looked at only then).
+pub(crate) fn hooks_if_streaming<B: Body>(
+    response: &mut http::Response<Tracked<B>>,
+) -> Option<&mut Hooks> {
+    let body = response.body();
+    if body.is_drained() {
+        return None;
     }
+    let known_empty =
+        matches!(&body.inner, Source::Live { body } if body.size_hint().exact() == Some(0));
+    if known_empty && !super::is_grpc(response.headers()) {
+        return None;
+    }
+    Some(&mut response.body_mut().hooks)
 }
 
 /// How a copied body ended.

@@ -58,6 +58,7 @@ use http::Response;
 use http_body::Body;
 
 pub use body::Tracked;
+pub(crate) use body::hooks_if_streaming;
 pub use cache::{CacheKey, CachedResponse, HttpStaleCache, HttpStaleCacheBuilder, RequestHead};
 pub use headers::{
     format_grpc_timeout, parse_grpc_pushback, parse_grpc_timeout, parse_retry_after,
@@ -130,8 +131,7 @@ pub struct UntilBodyEnd;
 
 impl<B: Body> Hold<Response<Tracked<B>>> for UntilBodyEnd {
     fn hooks<'a>(&self, response: &'a mut Response<Tracked<B>>) -> Option<&'a mut Hooks> {
-        let grpc = is_grpc(response.headers());
-        response.body_mut().hooks_if_streaming(grpc)
+        hooks_if_streaming(response)
     }
 }
 
